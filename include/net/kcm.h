@@ -1,0 +1,233 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * Kernel Connection Multiplexor: the objects shared by net/kcm/.
+ *
+ * Three kinds of object make a multiplexor work:
+ *
+ *   struct kcm_sock   the AF_KCM socket an application reads and writes;
+ *   struct kcm_psock  one attached TCP socket with its stream parser;
+ *   struct kcm_mux    what ties N KCM sockets to M psocks, and steers
+ *                     messages between them.
+ *
+ * Where the code lives: kcmsock.c (socket family, ioctls, options),
+ * kcm_mux.c (steering and reservation), kcm_psock.c (attach, unattach,
+ * failure), kcm_rx.c (receive path), kcm_tx.c (transmit path), kcmproc.c
+ * (/proc/net/kcm and /proc/net/kcm_stats).
+ *
+ * Locks, outermost first:
+ *
+ *   kcm_net.lock    mutex; the list of muxes of a network namespace.
+ *   KCM sk lock     lock_sock() of a KCM socket; its transmit state and the
+ *                   consumption side of its receive queue.
+ *   TCP sk lock     lock_sock() or bh_lock_sock() of an attached socket;
+ *                   held by the stream parser while it calls us, and by the
+ *                   transmit path while it pushes bytes.
+ *   kcm_mux.lock    BH spinlock; every list of the mux, the receive-ready
+ *                   state of its KCM sockets, psock reservations and the
+ *                   messages held for lack of a receiver.  Nothing sleeps
+ *                   under it and no other lock is taken under it.
+ *
+ * Lifetimes:
+ *
+ *   A mux lives while at least one KCM socket is joined to it; the last
+ *   socket to leave unattaches every psock and frees the mux.
+ *   A psock is counted by kref: one reference while it is attached (on the
+ *   mux's psock list), one while a KCM socket has it reserved for sending.
+ *   It holds a reference to the TCP socket's file, so closing the TCP fd in
+ *   user space while attached is harmless.
+ *   A KCM socket is a struct sock with the usual reference counting; its
+ *   transmit work is cancelled before it leaves the mux.
+ */
+#ifndef __NET_KCM_H_
+#define __NET_KCM_H_
+
+#include <linux/kref.h>
+#include <linux/workqueue.h>
+#include <net/sock.h>
+#include <net/strparser.h>
+#include <uapi/linux/kcm.h>
+
+struct bpf_prog;
+
+/* Per network namespace state. */
+struct kcm_net {
+	struct mutex lock;		/* protects muxes and the counters */
+	struct list_head muxes;
+	unsigned int mux_count;
+	u32 next_sock_index;
+	u32 next_psock_index;
+};
+
+/* Counters of one psock, and of the psocks a mux has lost. */
+struct kcm_psock_stats {
+	u64 rx_msgs;
+	u64 rx_bytes;
+	u64 tx_msgs;
+	u64 tx_bytes;
+	u64 reserved;
+	u64 unreserved;
+	u32 rx_aborts;
+	u32 tx_aborts;
+};
+
+/* Counters kept by the mux itself. */
+struct kcm_mux_stats {
+	u64 tx_retries;
+	u32 attach;
+	u32 unattach;
+	u32 unattach_rsvd;
+	u32 rx_ready_drops;
+};
+
+struct kcm_mux {
+	struct kcm_net *knet;
+	struct list_head knet_node;	/* in knet->muxes, under knet->lock */
+	spinlock_t lock;
+
+	/* All under lock. */
+	struct list_head socks;		/* every KCM socket of the mux */
+	struct list_head psocks;	/* every attached psock */
+	unsigned int sock_count;
+	unsigned int psock_count;
+
+	struct list_head rx_ready;	/* KCM sockets that can take a message */
+	struct list_head rx_held;	/* psocks paused holding a message */
+	struct sk_buff_head rx_orphans;	/* messages whose socket went away */
+
+	struct list_head tx_idle;	/* psocks free for any sender */
+	struct list_head tx_waiters;	/* KCM sockets waiting for a psock */
+
+	struct kcm_mux_stats stats;
+	struct kcm_psock_stats gone;	/* counters of unattached psocks */
+	struct strp_aggr_stats gone_strp;
+};
+
+struct kcm_psock {
+	struct kref ref;
+	struct kcm_mux *mux;
+	struct sock *sk;		/* the TCP socket */
+	struct file *file;		/* keeps sk alive while attached */
+	struct bpf_prog *prog;
+	struct strparser strp;
+	u32 index;
+	u64 cookie;			/* SO_COOKIE of sk */
+
+	/* Saved at attach, restored at unattach, under sk_callback_lock. */
+	void (*saved_data_ready)(struct sock *sk);
+	void (*saved_write_space)(struct sock *sk);
+	void (*saved_state_change)(struct sock *sk);
+
+	/* Parser scratch: a message that starts inside a fragment is copied
+	 * here so that the program sees its first byte at offset 0.  Used
+	 * only from the parser, under the TCP socket lock.
+	 */
+	struct sk_buff *view;
+
+	/* Under mux->lock. */
+	struct list_head mux_node;	/* in mux->psocks */
+	struct list_head rx_node;	/* in mux->rx_held while held */
+	struct sk_buff *rx_held_msg;	/* parsed, waiting for a socket */
+	struct kcm_sock *rx_target;	/* socket of the current batch */
+	struct list_head tx_node;	/* in mux->tx_idle while idle */
+	struct kcm_sock *tx_kcm;	/* socket that reserved us */
+	bool failed;			/* error posted: no more sending */
+	bool unattached;
+
+	struct kcm_psock_stats stats;	/* rx under mux->lock, tx under tx_kcm */
+};
+
+struct kcm_sock {
+	struct sock sk;
+	struct kcm_mux *mux;
+	u32 index;
+
+	/* Under mux->lock. */
+	struct list_head mux_node;	/* in mux->socks */
+	struct list_head rx_node;	/* in mux->rx_ready while ready */
+	bool rx_ready;
+	bool rx_disabled;
+	bool leaving;			/* being released */
+	struct list_head tx_node;	/* in mux->tx_waiters while waiting */
+	bool tx_waiting;
+	u64 tx_wait_cookie;		/* the psock waited for, or 0: any */
+	struct kcm_psock *tx_psock;	/* reserved psock, or NULL */
+
+	/* Under the KCM socket lock. */
+	bool rx_origin;			/* KCM_RECV_ORIGIN */
+	struct sk_buff *tx_partial;	/* message not yet complete */
+	u64 tx_partial_cookie;		/* KCM_ORIGIN of tx_partial, or 0 */
+	u32 tx_sent;			/* bytes of the head message sent */
+	bool tx_stopped;		/* released: send nothing more */
+	struct work_struct tx_work;
+
+	u64 rx_msgs;
+	u64 rx_bytes;
+	u64 tx_msgs;
+	u64 tx_bytes;
+};
+
+/* Control block of a message skb, once the parser has handed it over. */
+struct kcm_msg_cb {
+	u64 cookie;			/* psock cookie (rx) or target (tx) */
+	u32 offset;			/* first byte not yet read */
+	u32 len;			/* bytes not yet read */
+};
+
+static inline struct kcm_msg_cb *kcm_msg_cb(struct sk_buff *skb)
+{
+	BUILD_BUG_ON(sizeof(struct kcm_msg_cb) > sizeof(skb->cb));
+	return (struct kcm_msg_cb *)skb->cb;
+}
+
+static inline struct kcm_sock *kcm_sk(const struct sock *sk)
+{
+	return (struct kcm_sock *)sk;
+}
+
+extern unsigned int kcm_net_id;
+extern struct workqueue_struct *kcm_wq;
+
+/* kcm_mux.c */
+struct kcm_mux *kcm_mux_create(struct net *net);
+void kcm_mux_add_sock(struct kcm_mux *mux, struct kcm_sock *kcm);
+void kcm_mux_remove_sock(struct kcm_sock *kcm);
+void kcm_mux_add_psock(struct kcm_mux *mux, struct kcm_psock *psock);
+void kcm_mux_remove_psock(struct kcm_mux *mux, struct kcm_psock *psock);
+void kcm_mux_rx_deliver(struct kcm_mux *mux, struct kcm_psock *psock,
+			struct sk_buff *skb);
+void kcm_mux_rx_batch_end(struct kcm_psock *psock);
+void kcm_mux_rx_space(struct kcm_sock *kcm);
+void kcm_mux_rx_set_disabled(struct kcm_sock *kcm, bool disabled);
+struct kcm_psock *kcm_mux_tx_reserve(struct kcm_sock *kcm, u64 cookie,
+				     int *err);
+void kcm_mux_tx_unreserve(struct kcm_sock *kcm);
+void kcm_mux_tx_cancel_wait(struct kcm_sock *kcm);
+void kcm_mux_tx_offer(struct kcm_mux *mux, struct kcm_psock *psock);
+
+/* kcm_psock.c */
+int kcm_psock_attach(struct kcm_sock *kcm, int fd, int bpf_fd);
+int kcm_psock_unattach_fd(struct kcm_sock *kcm, int fd);
+void kcm_psock_unattach(struct kcm_psock *psock);
+void kcm_psock_fail(struct kcm_psock *psock, int err);
+void kcm_psock_put(struct kcm_psock *psock);
+
+/* kcm_rx.c */
+extern const struct strp_callbacks kcm_rx_strp_callbacks;
+int kcm_rx_recvmsg(struct socket *sock, struct msghdr *msg, size_t len,
+		   int flags);
+ssize_t kcm_rx_splice_read(struct socket *sock, loff_t *ppos,
+			   struct pipe_inode_info *pipe, size_t len,
+			   unsigned int flags);
+void kcm_rx_skb_destructor(struct sk_buff *skb);
+
+/* kcm_tx.c */
+int kcm_tx_sendmsg(struct socket *sock, struct msghdr *msg, size_t len);
+void kcm_tx_work(struct work_struct *work);
+void kcm_tx_write_space(struct sock *sk);
+void kcm_tx_release(struct kcm_sock *kcm);
+
+/* kcmproc.c */
+int kcm_proc_init_net(struct net *net);
+void kcm_proc_exit_net(struct net *net);
+
+#endif /* __NET_KCM_H_ */

@@ -1,0 +1,67 @@
+/* SPDX-License-Identifier: GPL-2.0 WITH Linux-syscall-note */
+/*
+ * Kernel Connection Multiplexor (AF_KCM): user-space ABI.
+ *
+ * This header is binary-compatible with the linux/kcm.h that Linux has
+ * shipped since 4.6: every number and structure layout below is fixed.
+ *
+ * A socket(AF_KCM, SOCK_DGRAM or SOCK_SEQPACKET, KCMPROTO_CONNECTED) call
+ * creates a multiplexor together with its first KCM socket.  The ioctls,
+ * issued on any KCM socket of a multiplexor, act on that multiplexor:
+ *
+ * SIOCKCMATTACH takes a struct kcm_attach: @fd names an established TCP
+ *	socket and @bpf_fd a BPF_PROG_TYPE_SOCKET_FILTER program.  The program
+ *	is run at the start of every message with the message's first byte at
+ *	offset 0 and returns the length of the whole message.
+ * SIOCKCMUNATTACH takes a struct kcm_unattach: @fd names a TCP socket
+ *	previously attached to this multiplexor; it becomes a plain TCP socket
+ *	again.
+ * SIOCKCMCLONE takes a struct kcm_clone: on return @fd holds a new KCM
+ *	socket joined to the same multiplexor.
+ *
+ * setsockopt(fd, SOL_KCM, KCM_RECV_DISABLE, &int, sizeof(int)) with a
+ * non-zero value stops new messages reaching that socket and moves the
+ * messages already queued on it to the other sockets of the multiplexor;
+ * zero enables receiving again.  getsockopt reads the setting back.
+ *
+ * Extensions of this implementation (numbered from 100 up so that they can
+ * never collide with an option Linux defines):
+ *
+ * KCM_RECV_ORIGIN (int, SOL_KCM): when non-zero, every message received on
+ *	the socket carries a control message of level SOL_KCM and type
+ *	KCM_ORIGIN whose data is the __u64 socket cookie (SO_COOKIE) of the TCP
+ *	socket the message arrived on.  Off by default.
+ * KCM_ORIGIN (cmsg type, SOL_KCM): given to sendmsg with a __u64 socket
+ *	cookie, sends the message on the attached TCP socket with that cookie
+ *	and on no other.
+ */
+#ifndef _UAPI_LINUX_KCM_H
+#define _UAPI_LINUX_KCM_H
+
+struct kcm_attach {
+	int fd;
+	int bpf_fd;
+};
+
+struct kcm_unattach {
+	int fd;
+};
+
+struct kcm_clone {
+	int fd;
+};
+
+#define SIOCKCMATTACH	(SIOCPROTOPRIVATE + 0)
+#define SIOCKCMUNATTACH	(SIOCPROTOPRIVATE + 1)
+#define SIOCKCMCLONE	(SIOCPROTOPRIVATE + 2)
+
+#define KCMPROTO_CONNECTED	0
+
+/* Socket options (level SOL_KCM) */
+#define KCM_RECV_DISABLE	1
+
+/* Extensions of this implementation: see above */
+#define KCM_RECV_ORIGIN		100
+#define KCM_ORIGIN		101
+
+#endif /* _UAPI_LINUX_KCM_H */

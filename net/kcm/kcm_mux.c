@@ -1,0 +1,428 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * Kernel Connection Multiplexor: the mux.
+ *
+ * Receive steering: a message parsed on a psock goes to the first KCM socket
+ * on mux->rx_ready.  The socket chosen for the first message of a parser
+ * pass (one data-ready) takes the rest of that pass too, and moves to the
+ * back of the list when the pass ends, so passes rotate over the sockets.
+ * A socket leaves rx_ready when its receive queue is full, when receiving is
+ * disabled on it, or when it closes.  A message that no socket can take
+ * stays with its psock, whose parser is paused until a socket has room:
+ * TCP's own flow control then holds the sender back.  Messages that lose
+ * their socket (recv-disable, close, unattach of a holding psock) wait on
+ * mux->rx_orphans and are delivered before any held by a psock.
+ *
+ * Transmit reservation: a KCM socket with messages to send reserves a psock
+ * from mux->tx_idle and keeps it until its queue is empty, so a message is
+ * never interleaved with another on a stream.  A socket that finds no idle
+ * psock waits on mux->tx_waiters and is handed the next psock that frees up.
+ */
+
+#include <linux/slab.h>
+#include <net/kcm.h>
+#include <net/netns/generic.h>
+
+struct kcm_mux *kcm_mux_create(struct net *net)
+{
+	struct kcm_net *knet = net_generic(net, kcm_net_id);
+	struct kcm_mux *mux;
+
+	mux = kzalloc(sizeof(*mux), GFP_KERNEL);
+	if (!mux)
+		return NULL;
+
+	mux->knet = knet;
+	spin_lock_init(&mux->lock);
+	INIT_LIST_HEAD(&mux->socks);
+	INIT_LIST_HEAD(&mux->psocks);
+	INIT_LIST_HEAD(&mux->rx_ready);
+	INIT_LIST_HEAD(&mux->rx_held);
+	skb_queue_head_init(&mux->rx_orphans);
+	INIT_LIST_HEAD(&mux->tx_idle);
+	INIT_LIST_HEAD(&mux->tx_waiters);
+
+	mutex_lock(&knet->lock);
+	list_add_tail(&mux->knet_node, &knet->muxes);
+	knet->mux_count++;
+	mutex_unlock(&knet->lock);
+	return mux;
+}
+
+/* Called when the last KCM socket has left: nothing else can reach mux. */
+static void kcm_mux_destroy(struct kcm_mux *mux)
+{
+	struct kcm_net *knet = mux->knet;
+	struct kcm_psock *psock;
+
+	for (;;) {
+		spin_lock_bh(&mux->lock);
+		psock = list_first_entry_or_null(&mux->psocks,
+						 struct kcm_psock, mux_node);
+		if (psock)
+			psock->unattached = true;
+		spin_unlock_bh(&mux->lock);
+		if (!psock)
+			break;
+		kcm_psock_unattach(psock);
+	}
+
+	mutex_lock(&knet->lock);
+	list_del(&mux->knet_node);
+	knet->mux_count--;
+	mutex_unlock(&knet->lock);
+
+	skb_queue_purge(&mux->rx_orphans);
+	kfree(mux);
+}
+
+/* Queues a whole message on kcm.  Under mux->lock, kcm ready. */
+static void kcm_mux_rx_queue(struct kcm_sock *kcm, struct sk_buff *skb)
+{
+	struct sock *sk = &kcm->sk;
+
+	kcm->rx_msgs++;
+	kcm->rx_bytes += kcm_msg_cb(skb)->len;
+	skb->sk = sk;
+	skb->destructor = kcm_rx_skb_destructor;
+	atomic_add(skb->truesize, &sk->sk_rmem_alloc);
+	skb_queue_tail(&sk->sk_receive_queue, skb);
+	sk->sk_data_ready(sk);
+
+	if (atomic_read(&sk->sk_rmem_alloc) >= READ_ONCE(sk->sk_rcvbuf)) {
+		list_del_init(&kcm->rx_node);
+		kcm->rx_ready = false;
+	}
+}
+
+/* Gives orphaned and held messages to ready sockets.  Under mux->lock. */
+static void kcm_mux_rx_drain(struct kcm_mux *mux)
+{
+	struct kcm_psock *psock;
+	struct kcm_sock *kcm;
+	struct sk_buff *skb;
+
+	while ((kcm = list_first_entry_or_null(&mux->rx_ready,
+					       struct kcm_sock, rx_node))) {
+		skb = __skb_dequeue(&mux->rx_orphans);
+		if (skb) {
+			kcm_mux_rx_queue(kcm, skb);
+			continue;
+		}
+
+		psock = list_first_entry_or_null(&mux->rx_held,
+						 struct kcm_psock, rx_node);
+		if (!psock)
+			break;
+		list_del_init(&psock->rx_node);
+		skb = psock->rx_held_msg;
+		psock->rx_held_msg = NULL;
+		kcm_mux_rx_queue(kcm, skb);
+		strp_unpause(&psock->strp);
+	}
+}
+
+/* Under mux->lock. */
+static void kcm_mux_rx_make_ready(struct kcm_sock *kcm)
+{
+	struct kcm_mux *mux = kcm->mux;
+
+	if (kcm->rx_ready || kcm->rx_disabled || kcm->leaving)
+		return;
+	if (atomic_read(&kcm->sk.sk_rmem_alloc) >= READ_ONCE(kcm->sk.sk_rcvbuf))
+		return;
+	list_add_tail(&kcm->rx_node, &mux->rx_ready);
+	kcm->rx_ready = true;
+	kcm_mux_rx_drain(mux);
+}
+
+/* Takes kcm out of steering and hands its queued messages to the others.
+ * Under mux->lock.
+ */
+static void kcm_mux_rx_evict(struct kcm_sock *kcm)
+{
+	struct kcm_mux *mux = kcm->mux;
+	struct sk_buff *skb;
+
+	if (kcm->rx_ready) {
+		list_del_init(&kcm->rx_node);
+		kcm->rx_ready = false;
+	}
+	while ((skb = skb_dequeue(&kcm->sk.sk_receive_queue))) {
+		skb_orphan(skb);
+		__skb_queue_tail(&mux->rx_orphans, skb);
+	}
+	kcm_mux_rx_drain(mux);
+}
+
+void kcm_mux_add_sock(struct kcm_mux *mux, struct kcm_sock *kcm)
+{
+	struct kcm_net *knet = mux->knet;
+
+	kcm->mux = mux;
+	mutex_lock(&knet->lock);
+	kcm->index = knet->next_sock_index++;
+	mutex_unlock(&knet->lock);
+
+	spin_lock_bh(&mux->lock);
+	list_add_tail(&kcm->mux_node, &mux->socks);
+	mux->sock_count++;
+	kcm_mux_rx_make_ready(kcm);
+	spin_unlock_bh(&mux->lock);
+}
+
+/* The socket's transmit side is already shut down (kcm_tx_release). */
+void kcm_mux_remove_sock(struct kcm_sock *kcm)
+{
+	struct kcm_mux *mux = kcm->mux;
+	struct kcm_psock *psock;
+	bool last;
+
+	spin_lock_bh(&mux->lock);
+	kcm->leaving = true;
+	kcm_mux_rx_evict(kcm);
+	list_for_each_entry(psock, &mux->psocks, mux_node)
+		if (psock->rx_target == kcm)
+			psock->rx_target = NULL;
+	list_del(&kcm->mux_node);
+	last = --mux->sock_count == 0;
+	spin_unlock_bh(&mux->lock);
+
+	kcm->mux = NULL;
+	if (last)
+		kcm_mux_destroy(mux);
+}
+
+/*
+ * Steers a message parsed on psock.  Runs under the TCP socket lock, from
+ * the parser; when no socket can take it, the psock keeps the message and
+ * its parser pauses.
+ */
+void kcm_mux_rx_deliver(struct kcm_mux *mux, struct kcm_psock *psock,
+			struct sk_buff *skb)
+{
+	struct kcm_sock *kcm;
+
+	spin_lock_bh(&mux->lock);
+	psock->stats.rx_msgs++;
+	psock->stats.rx_bytes += kcm_msg_cb(skb)->len;
+
+	kcm = psock->rx_target;
+	if (!kcm || !kcm->rx_ready)
+		kcm = list_first_entry_or_null(&mux->rx_ready,
+					       struct kcm_sock, rx_node);
+	if (kcm && skb_queue_empty(&mux->rx_orphans)) {
+		kcm_mux_rx_queue(kcm, skb);
+		psock->rx_target = kcm;
+	} else {
+		psock->rx_held_msg = skb;
+		list_add_tail(&psock->rx_node, &mux->rx_held);
+		strp_pause(&psock->strp);
+	}
+	spin_unlock_bh(&mux->lock);
+}
+
+/* End of a parser pass on psock: the next pass goes to another socket. */
+void kcm_mux_rx_batch_end(struct kcm_psock *psock)
+{
+	struct kcm_mux *mux = psock->mux;
+	struct kcm_sock *kcm;
+
+	spin_lock_bh(&mux->lock);
+	kcm = psock->rx_target;
+	if (kcm && kcm->rx_ready)
+		list_move_tail(&kcm->rx_node, &mux->rx_ready);
+	psock->rx_target = NULL;
+	spin_unlock_bh(&mux->lock);
+}
+
+/* kcm's receive queue shrank: it may be ready again. */
+void kcm_mux_rx_space(struct kcm_sock *kcm)
+{
+	struct kcm_mux *mux = kcm->mux;
+
+	if (READ_ONCE(kcm->rx_ready))
+		return;
+	spin_lock_bh(&mux->lock);
+	kcm_mux_rx_make_ready(kcm);
+	spin_unlock_bh(&mux->lock);
+}
+
+void kcm_mux_rx_set_disabled(struct kcm_sock *kcm, bool disabled)
+{
+	struct kcm_mux *mux = kcm->mux;
+
+	spin_lock_bh(&mux->lock);
+	kcm->rx_disabled = disabled;
+	if (disabled)
+		kcm_mux_rx_evict(kcm);
+	else
+		kcm_mux_rx_make_ready(kcm);
+	spin_unlock_bh(&mux->lock);
+}
+
+void kcm_mux_add_psock(struct kcm_mux *mux, struct kcm_psock *psock)
+{
+	spin_lock_bh(&mux->lock);
+	list_add_tail(&psock->mux_node, &mux->psocks);
+	mux->psock_count++;
+	mux->stats.attach++;
+	kcm_mux_tx_offer(mux, psock);
+	spin_unlock_bh(&mux->lock);
+}
+
+/*
+ * Forgets psock, whose parser is done: its held message goes to another
+ * socket, the socket that has it reserved sends elsewhere, and its counters
+ * are kept in the mux's totals.
+ */
+void kcm_mux_remove_psock(struct kcm_mux *mux, struct kcm_psock *psock)
+{
+	struct kcm_psock_stats *gone = &mux->gone;
+
+	spin_lock_bh(&mux->lock);
+	list_del(&psock->mux_node);
+	mux->psock_count--;
+	mux->stats.unattach++;
+	list_del_init(&psock->tx_node);
+	if (psock->rx_held_msg) {
+		list_del_init(&psock->rx_node);
+		__skb_queue_tail(&mux->rx_orphans, psock->rx_held_msg);
+		psock->rx_held_msg = NULL;
+		kcm_mux_rx_drain(mux);
+	}
+	if (psock->tx_kcm) {
+		mux->stats.unattach_rsvd++;
+		queue_work(kcm_wq, &psock->tx_kcm->tx_work);
+	}
+
+	gone->rx_msgs += psock->stats.rx_msgs;
+	gone->rx_bytes += psock->stats.rx_bytes;
+	gone->tx_msgs += psock->stats.tx_msgs;
+	gone->tx_bytes += psock->stats.tx_bytes;
+	gone->reserved += psock->stats.reserved;
+	gone->unreserved += psock->stats.unreserved;
+	gone->rx_aborts += psock->stats.rx_aborts;
+	gone->tx_aborts += psock->stats.tx_aborts;
+	save_strp_stats(&psock->strp, &mux->gone_strp);
+	spin_unlock_bh(&mux->lock);
+}
+
+/* Links kcm and psock for sending.  Under mux->lock. */
+static void kcm_mux_tx_link(struct kcm_sock *kcm, struct kcm_psock *psock)
+{
+	kref_get(&psock->ref);
+	psock->tx_kcm = kcm;
+	psock->stats.reserved++;
+	kcm->tx_psock = psock;
+}
+
+static bool kcm_psock_usable(const struct kcm_psock *psock)
+{
+	return !psock->failed && !psock->unattached;
+}
+
+/*
+ * Reserves a psock for kcm's head message: any idle one, or with a non-zero
+ * cookie the one attached socket with that cookie.  Returns NULL when kcm
+ * must wait (it is then on tx_waiters and its work runs when a psock frees
+ * up), or with *err set when the message cannot be sent at all.
+ */
+struct kcm_psock *kcm_mux_tx_reserve(struct kcm_sock *kcm, u64 cookie,
+				     int *err)
+{
+	struct kcm_mux *mux = kcm->mux;
+	struct kcm_psock *psock = NULL, *p;
+
+	*err = 0;
+	spin_lock_bh(&mux->lock);
+	if (cookie) {
+		list_for_each_entry(p, &mux->psocks, mux_node) {
+			if (p->cookie == cookie && !p->unattached) {
+				psock = p;
+				break;
+			}
+		}
+		if (!psock)
+			*err = -ENOENT;
+		else if (psock->failed)
+			*err = -EPIPE;
+		else if (list_empty(&psock->tx_node))
+			psock = NULL;
+	} else {
+		psock = list_first_entry_or_null(&mux->tx_idle,
+						 struct kcm_psock, tx_node);
+	}
+
+	if (*err) {
+		psock = NULL;
+	} else if (psock) {
+		list_del_init(&psock->tx_node);
+		kcm_mux_tx_link(kcm, psock);
+		if (kcm->tx_waiting) {
+			list_del_init(&kcm->tx_node);
+			kcm->tx_waiting = false;
+		}
+	} else if (!kcm->tx_waiting) {
+		kcm->tx_wait_cookie = cookie;
+		list_add_tail(&kcm->tx_node, &mux->tx_waiters);
+		kcm->tx_waiting = true;
+	}
+	spin_unlock_bh(&mux->lock);
+	return psock;
+}
+
+/* Hands a free psock to the first waiter that can use it, or makes it idle.
+ * Under mux->lock.
+ */
+void kcm_mux_tx_offer(struct kcm_mux *mux, struct kcm_psock *psock)
+{
+	struct kcm_sock *kcm;
+
+	if (!kcm_psock_usable(psock) || psock->tx_kcm)
+		return;
+
+	list_for_each_entry(kcm, &mux->tx_waiters, tx_node) {
+		if (kcm->tx_wait_cookie && kcm->tx_wait_cookie != psock->cookie)
+			continue;
+		list_del_init(&kcm->tx_node);
+		kcm->tx_waiting = false;
+		kcm_mux_tx_link(kcm, psock);
+		queue_work(kcm_wq, &kcm->tx_work);
+		return;
+	}
+	list_add_tail(&psock->tx_node, &mux->tx_idle);
+}
+
+/* Ends kcm's reservation, if any.  Under the KCM socket lock. */
+void kcm_mux_tx_unreserve(struct kcm_sock *kcm)
+{
+	struct kcm_mux *mux = kcm->mux;
+	struct kcm_psock *psock;
+
+	spin_lock_bh(&mux->lock);
+	psock = kcm->tx_psock;
+	if (psock) {
+		kcm->tx_psock = NULL;
+		psock->tx_kcm = NULL;
+		psock->stats.unreserved++;
+		kcm_mux_tx_offer(mux, psock);
+	}
+	spin_unlock_bh(&mux->lock);
+
+	if (psock)
+		kcm_psock_put(psock);
+}
+
+/* kcm stops waiting for a psock.  Under the KCM socket lock. */
+void kcm_mux_tx_cancel_wait(struct kcm_sock *kcm)
+{
+	struct kcm_mux *mux = kcm->mux;
+
+	spin_lock_bh(&mux->lock);
+	if (kcm->tx_waiting) {
+		list_del_init(&kcm->tx_node);
+		kcm->tx_waiting = false;
+	}
+	spin_unlock_bh(&mux->lock);
+}

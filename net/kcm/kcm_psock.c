@@ -1,0 +1,293 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * Kernel Connection Multiplexor: attaching and unattaching TCP sockets.
+ *
+ * Attaching takes over the TCP socket's data-ready, write-space and
+ * state-change callbacks (under its sk_callback_lock, with sk_user_data
+ * pointing at the psock) and starts a stream parser on it.  Unattaching
+ * gives them back.  A psock that fails (parser error, disconnect, send
+ * error) posts the error on its TCP socket, so that user space sees POLLERR
+ * and SO_ERROR, and the mux sends nothing more on it.
+ */
+
+#include <linux/bpf.h>
+#include <linux/file.h>
+#include <linux/filter.h>
+#include <linux/net.h>
+#include <linux/slab.h>
+#include <linux/sock_diag.h>
+#include <net/inet_connection_sock.h>
+#include <net/kcm.h>
+#include <net/netns/generic.h>
+#include <net/tcp.h>
+
+#define KCM_PSOCK_VIEW_SIZE	128
+
+static void kcm_psock_data_ready(struct sock *sk)
+{
+	struct kcm_psock *psock;
+
+	read_lock_bh(&sk->sk_callback_lock);
+	psock = sk->sk_user_data;
+	if (likely(psock))
+		strp_data_ready(&psock->strp);
+	read_unlock_bh(&sk->sk_callback_lock);
+}
+
+static void kcm_psock_write_space(struct sock *sk)
+{
+	struct kcm_psock *psock;
+	struct kcm_mux *mux;
+
+	read_lock_bh(&sk->sk_callback_lock);
+	psock = sk->sk_user_data;
+	if (likely(psock)) {
+		mux = psock->mux;
+		spin_lock_bh(&mux->lock);
+		if (psock->tx_kcm)
+			queue_work(kcm_wq, &psock->tx_kcm->tx_work);
+		spin_unlock_bh(&mux->lock);
+	}
+	read_unlock_bh(&sk->sk_callback_lock);
+}
+
+static void kcm_psock_state_change(struct sock *sk)
+{
+	void (*saved)(struct sock *sk) = NULL;
+	struct kcm_psock *psock;
+
+	read_lock_bh(&sk->sk_callback_lock);
+	psock = sk->sk_user_data;
+	if (likely(psock)) {
+		saved = psock->saved_state_change;
+		/* A disconnect stops sending; what was received before it
+		 * is still parsed and delivered.
+		 */
+		if (sk->sk_state != TCP_ESTABLISHED)
+			kcm_psock_fail(psock, EPIPE);
+	}
+	read_unlock_bh(&sk->sk_callback_lock);
+	if (saved)
+		saved(sk);
+}
+
+/* SO_COOKIE of sk, made now if user space never asked for it. */
+static u64 kcm_psock_cookie(struct sock *sk)
+{
+	u32 halves[2];
+
+	sock_diag_save_cookie(sk, halves);
+	return halves[0] | (u64)halves[1] << 32;
+}
+
+static void kcm_psock_free(struct kref *ref)
+{
+	struct kcm_psock *psock = container_of(ref, struct kcm_psock, ref);
+
+	consume_skb(psock->view);
+	bpf_prog_put(psock->prog);
+	fput(psock->file);
+	kfree(psock);
+}
+
+void kcm_psock_put(struct kcm_psock *psock)
+{
+	kref_put(&psock->ref, kcm_psock_free);
+}
+
+/*
+ * Marks psock failed and posts err on its TCP socket, once.  The socket that
+ * has it reserved is woken to send its message again elsewhere.  Callable
+ * from any context that may take mux->lock.
+ */
+void kcm_psock_fail(struct kcm_psock *psock, int err)
+{
+	struct kcm_mux *mux = psock->mux;
+	struct sock *sk = psock->sk;
+
+	spin_lock_bh(&mux->lock);
+	if (psock->failed) {
+		spin_unlock_bh(&mux->lock);
+		return;
+	}
+	psock->failed = true;
+	list_del_init(&psock->tx_node);
+	if (psock->tx_kcm)
+		queue_work(kcm_wq, &psock->tx_kcm->tx_work);
+	spin_unlock_bh(&mux->lock);
+
+	WRITE_ONCE(sk->sk_err, err);
+	sk_error_report(sk);
+}
+
+/* Why sk cannot be attached to kcm's mux, or 0. */
+static int kcm_psock_check(struct kcm_sock *kcm, struct sock *sk)
+{
+	if ((sk->sk_family != AF_INET && sk->sk_family != AF_INET6) ||
+	    sk->sk_type != SOCK_STREAM || sk->sk_protocol != IPPROTO_TCP)
+		return -EOPNOTSUPP;
+	if (sk->sk_state == TCP_LISTEN || sk->sk_state == TCP_CLOSE)
+		return -EOPNOTSUPP;
+	if (!net_eq(sock_net(sk), sock_net(&kcm->sk)))
+		return -EINVAL;
+	return 0;
+}
+
+/* Takes over sk's callbacks, unless another user has them. */
+static int kcm_psock_hook(struct kcm_psock *psock)
+{
+	struct sock *sk = psock->sk;
+
+	write_lock_bh(&sk->sk_callback_lock);
+	if (sk->sk_user_data || inet_csk_has_ulp(sk)) {
+		write_unlock_bh(&sk->sk_callback_lock);
+		return -EALREADY;
+	}
+	psock->saved_data_ready = sk->sk_data_ready;
+	psock->saved_write_space = sk->sk_write_space;
+	psock->saved_state_change = sk->sk_state_change;
+	sk->sk_user_data = psock;
+	sk->sk_data_ready = kcm_psock_data_ready;
+	sk->sk_write_space = kcm_psock_write_space;
+	sk->sk_state_change = kcm_psock_state_change;
+	write_unlock_bh(&sk->sk_callback_lock);
+	return 0;
+}
+
+static void kcm_psock_unhook(struct kcm_psock *psock)
+{
+	struct sock *sk = psock->sk;
+
+	write_lock_bh(&sk->sk_callback_lock);
+	sk->sk_user_data = NULL;
+	sk->sk_data_ready = psock->saved_data_ready;
+	sk->sk_write_space = psock->saved_write_space;
+	sk->sk_state_change = psock->saved_state_change;
+	write_unlock_bh(&sk->sk_callback_lock);
+}
+
+int kcm_psock_attach(struct kcm_sock *kcm, int fd, int bpf_fd)
+{
+	struct kcm_mux *mux = kcm->mux;
+	struct kcm_net *knet = mux->knet;
+	struct kcm_psock *psock;
+	struct bpf_prog *prog;
+	struct socket *sock;
+	int err;
+
+	sock = sockfd_lookup(fd, &err);
+	if (!sock)
+		return err;
+
+	prog = bpf_prog_get_type(bpf_fd, BPF_PROG_TYPE_SOCKET_FILTER);
+	if (IS_ERR(prog)) {
+		err = PTR_ERR(prog);
+		goto err_put_sock;
+	}
+
+	err = kcm_psock_check(kcm, sock->sk);
+	if (err)
+		goto err_put_prog;
+
+	err = -ENOMEM;
+	psock = kzalloc(sizeof(*psock), GFP_KERNEL);
+	if (!psock)
+		goto err_put_prog;
+	psock->view = alloc_skb(KCM_PSOCK_VIEW_SIZE, GFP_KERNEL);
+	if (!psock->view)
+		goto err_free_psock;
+
+	kref_init(&psock->ref);
+	psock->mux = mux;
+	psock->sk = sock->sk;
+	psock->file = sock->file;
+	psock->prog = prog;
+	psock->cookie = kcm_psock_cookie(sock->sk);
+	INIT_LIST_HEAD(&psock->rx_node);
+	INIT_LIST_HEAD(&psock->tx_node);
+
+	err = strp_init(&psock->strp, sock->sk, &kcm_rx_strp_callbacks);
+	if (err)
+		goto err_free_view;
+
+	mutex_lock(&knet->lock);
+	psock->index = knet->next_psock_index++;
+	mutex_unlock(&knet->lock);
+
+	err = kcm_psock_hook(psock);
+	if (err)
+		goto err_strp_done;
+
+	kcm_mux_add_psock(mux, psock);
+
+	/* Not connected any more (peer already gone): nothing to send on. */
+	if (!((1 << READ_ONCE(sock->sk->sk_state)) &
+	      (TCPF_ESTABLISHED | TCPF_SYN_SENT | TCPF_SYN_RECV)))
+		kcm_psock_fail(psock, EPIPE);
+
+	/* Parse what arrived before we were attached. */
+	strp_check_rcv(&psock->strp);
+	return 0;
+
+err_strp_done:
+	strp_stop(&psock->strp);
+	strp_done(&psock->strp);
+err_free_view:
+	kfree_skb(psock->view);
+err_free_psock:
+	kfree(psock);
+err_put_prog:
+	bpf_prog_put(prog);
+err_put_sock:
+	sockfd_put(sock);
+	return err;
+}
+
+/*
+ * Gives the TCP socket back to user space.  The caller has set
+ * psock->unattached under mux->lock, so nobody else unattaches it.
+ */
+void kcm_psock_unattach(struct kcm_psock *psock)
+{
+	struct sock *sk = psock->sk;
+
+	kcm_psock_unhook(psock);
+
+	/* Under the socket lock: a send in progress finishes first, and the
+	 * transmit path sees unattached before it sends again.
+	 */
+	lock_sock(sk);
+	strp_stop(&psock->strp);
+	release_sock(sk);
+	strp_done(&psock->strp);
+
+	kcm_mux_remove_psock(psock->mux, psock);
+	kcm_psock_put(psock);
+}
+
+int kcm_psock_unattach_fd(struct kcm_sock *kcm, int fd)
+{
+	struct kcm_mux *mux = kcm->mux;
+	struct kcm_psock *psock = NULL, *p;
+	struct socket *sock;
+	int err;
+
+	sock = sockfd_lookup(fd, &err);
+	if (!sock)
+		return err;
+
+	spin_lock_bh(&mux->lock);
+	list_for_each_entry(p, &mux->psocks, mux_node) {
+		if (p->sk == sock->sk && !p->unattached) {
+			p->unattached = true;
+			psock = p;
+			break;
+		}
+	}
+	spin_unlock_bh(&mux->lock);
+
+	if (psock)
+		kcm_psock_unattach(psock);
+	sockfd_put(sock);
+	return psock ? 0 : -ENOENT;
+}

@@ -1,0 +1,219 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * Kernel Connection Multiplexor: the receive path.
+ *
+ * Each psock runs the kernel's stream parser on its TCP socket.  The parser
+ * asks kcm_rx_parse() for the length of the message it is assembling and
+ * hands the whole message to kcm_rx_rcv_msg(), which steers it to a KCM
+ * socket (kcm_mux.c).  recvmsg() and splice_read() then consume messages
+ * from that socket's receive queue.
+ */
+
+#include <linux/filter.h>
+#include <linux/skbuff.h>
+#include <linux/splice.h>
+#include <net/kcm.h>
+
+/*
+ * The framing program must see the first byte of the message at offset 0,
+ * wherever the message begins in the parser's skb.  At the head of the skb
+ * or inside its linear part the skb itself is shifted for the run; further
+ * in, a prefix of the message is copied into the psock's view skb.  A
+ * program that wants more of the message than the prefix holds fails its
+ * load and returns 0 (need more), and is run again on a longer prefix, up
+ * to all the bytes received so far.
+ */
+static int kcm_rx_run_view(struct kcm_psock *psock, struct sk_buff *skb,
+			   unsigned int offset, unsigned int len)
+{
+	struct sk_buff *view = psock->view;
+
+	if (skb_end_offset(view) < len) {
+		view = alloc_skb(len, GFP_ATOMIC);
+		if (!view)
+			return -ENOMEM;
+		consume_skb(psock->view);
+		psock->view = view;
+	}
+
+	__skb_trim(view, 0);
+	if (skb_copy_bits(skb, offset, skb_put(view, len), len))
+		return -EFAULT;
+	return bpf_prog_run_save_cb(psock->prog, view);
+}
+
+static int kcm_rx_parse(struct strparser *strp, struct sk_buff *skb)
+{
+	struct kcm_psock *psock = container_of(strp, struct kcm_psock, strp);
+	unsigned int offset = strp_msg(skb)->offset;
+	unsigned int avail, len;
+	int ret;
+
+	if (likely(offset <= skb_headlen(skb))) {
+		__skb_pull(skb, offset);
+		ret = bpf_prog_run_save_cb(psock->prog, skb);
+		__skb_push(skb, offset);
+		return ret;
+	}
+
+	avail = skb->len - offset;
+	len = min_t(unsigned int, avail, skb_end_offset(psock->view));
+	for (;;) {
+		ret = kcm_rx_run_view(psock, skb, offset, len);
+		if (ret || len == avail)
+			return ret;
+		len = min(avail, len * 2);
+	}
+}
+
+static void kcm_rx_rcv_msg(struct strparser *strp, struct sk_buff *skb)
+{
+	struct kcm_psock *psock = container_of(strp, struct kcm_psock, strp);
+	struct strp_msg stm = *strp_msg(skb);
+	struct kcm_msg_cb *cb = kcm_msg_cb(skb);
+
+	cb->cookie = psock->cookie;
+	cb->offset = stm.offset;
+	cb->len = stm.full_len;
+	kcm_mux_rx_deliver(psock->mux, psock, skb);
+}
+
+static int kcm_rx_read_sock_done(struct strparser *strp, int err)
+{
+	kcm_mux_rx_batch_end(container_of(strp, struct kcm_psock, strp));
+	return err;
+}
+
+/*
+ * The parser gave up on the stream: a message too long for the TCP socket's
+ * receive buffer, not assembled in time, or a program error.  The stream
+ * cannot be resynchronised, so the psock stops.
+ */
+static void kcm_rx_abort(struct strparser *strp, int err)
+{
+	struct kcm_psock *psock = container_of(strp, struct kcm_psock, strp);
+
+	strp_stop(strp);
+	psock->stats.rx_aborts++;
+	if (err != -EMSGSIZE && err != -ETIMEDOUT)
+		err = -EPIPE;
+	kcm_psock_fail(psock, -err);
+}
+
+const struct strp_callbacks kcm_rx_strp_callbacks = {
+	.parse_msg	= kcm_rx_parse,
+	.rcv_msg	= kcm_rx_rcv_msg,
+	.read_sock_done	= kcm_rx_read_sock_done,
+	.abort_parser	= kcm_rx_abort,
+};
+
+void kcm_rx_skb_destructor(struct sk_buff *skb)
+{
+	atomic_sub(skb->truesize, &skb->sk->sk_rmem_alloc);
+}
+
+/* The first message of sk, waiting as allowed.  Under the socket lock. */
+static struct sk_buff *kcm_rx_wait(struct sock *sk, long timeo, int *err)
+{
+	struct sk_buff *skb;
+
+	while (!(skb = skb_peek(&sk->sk_receive_queue))) {
+		*err = sock_error(sk);
+		if (*err)
+			return NULL;
+		if (!timeo) {
+			*err = -EAGAIN;
+			return NULL;
+		}
+		if (signal_pending(current)) {
+			*err = sock_intr_errno(timeo);
+			return NULL;
+		}
+		sk_wait_data(sk, &timeo, NULL);
+	}
+	return skb;
+}
+
+/* Consumes len bytes of skb, the head of kcm's queue; true when finished. */
+static bool kcm_rx_consume(struct kcm_sock *kcm, struct sk_buff *skb,
+			   unsigned int len)
+{
+	struct kcm_msg_cb *cb = kcm_msg_cb(skb);
+
+	cb->offset += len;
+	cb->len -= len;
+	if (cb->len)
+		return false;
+	skb_unlink(skb, &kcm->sk.sk_receive_queue);
+	consume_skb(skb);
+	kcm_mux_rx_space(kcm);
+	return true;
+}
+
+int kcm_rx_recvmsg(struct socket *sock, struct msghdr *msg, size_t len,
+		   int flags)
+{
+	struct sock *sk = sock->sk;
+	struct kcm_sock *kcm = kcm_sk(sk);
+	struct kcm_msg_cb *cb;
+	struct sk_buff *skb;
+	size_t copied;
+	int err;
+
+	if (flags & MSG_OOB)
+		return -EOPNOTSUPP;
+
+	lock_sock(sk);
+	skb = kcm_rx_wait(sk, sock_rcvtimeo(sk, flags & MSG_DONTWAIT), &err);
+	if (!skb)
+		goto out;
+
+	cb = kcm_msg_cb(skb);
+	copied = min_t(size_t, len, cb->len);
+	err = skb_copy_datagram_msg(skb, cb->offset, msg, copied);
+	if (err)
+		goto out;
+	if (kcm->rx_origin)
+		put_cmsg(msg, SOL_KCM, KCM_ORIGIN, sizeof(cb->cookie),
+			 &cb->cookie);
+
+	if (copied == cb->len)
+		msg->msg_flags |= MSG_EOR;
+	else if (sock->type == SOCK_DGRAM)
+		msg->msg_flags |= MSG_TRUNC;
+
+	if (!(flags & MSG_PEEK))
+		kcm_rx_consume(kcm, skb, sock->type == SOCK_DGRAM ?
+			       cb->len : copied);
+	err = copied;
+out:
+	release_sock(sk);
+	return err;
+}
+
+ssize_t kcm_rx_splice_read(struct socket *sock, loff_t *ppos,
+			   struct pipe_inode_info *pipe, size_t len,
+			   unsigned int flags)
+{
+	struct sock *sk = sock->sk;
+	struct kcm_msg_cb *cb;
+	struct sk_buff *skb;
+	long timeo;
+	int err;
+
+	timeo = sock_rcvtimeo(sk, (flags & SPLICE_F_NONBLOCK) ||
+			      (sock->file->f_flags & O_NONBLOCK));
+	lock_sock(sk);
+	skb = kcm_rx_wait(sk, timeo, &err);
+	if (!skb)
+		goto out;
+
+	cb = kcm_msg_cb(skb);
+	err = skb_splice_bits(skb, sk, cb->offset, pipe,
+			      min_t(size_t, len, cb->len), flags);
+	if (err > 0)
+		kcm_rx_consume(kcm_sk(sk), skb, err);
+out:
+	release_sock(sk);
+	return err;
+}

@@ -1,0 +1,396 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * Kernel Connection Multiplexor: the transmit path.
+ *
+ * sendmsg() copies a message into page fragments and queues it, complete,
+ * on the socket's write queue; a SOCK_SEQPACKET message (or a SOCK_DGRAM one
+ * sent with MSG_MORE) is built up in kcm->tx_partial until the piece that
+ * ends it.  kcm_tx_push() then hands queued messages, without copying, to
+ * the TCP socket of a reserved psock (kcm_mux.c).  When TCP runs out of
+ * room the psock stays reserved and the psock's write-space callback
+ * resumes the push from kcm->tx_work.  If the psock fails before a message
+ * is wholly in TCP, the message is sent again, whole, on another psock.
+ *
+ * A message is laid out as a head skb without data whose frag_list chains
+ * skbs of page fragments; the head's len and truesize cover them all.
+ */
+
+#include <linux/bvec.h>
+#include <linux/skbuff.h>
+#include <linux/uio.h>
+#include <net/kcm.h>
+#include <net/sock.h>
+
+#include "compat.h"
+
+#define KCM_TX_BVECS	32
+
+static struct sk_buff *kcm_tx_alloc(struct sock *sk)
+{
+	struct sk_buff *skb = alloc_skb(0, sk->sk_allocation);
+
+	if (skb)
+		sk_wmem_queued_add(sk, skb->truesize);
+	return skb;
+}
+
+static void kcm_tx_free(struct sock *sk, struct sk_buff *head)
+{
+	sk_wmem_queued_add(sk, -head->truesize);
+	consume_skb(head);
+}
+
+static struct sk_buff *kcm_tx_last(struct sk_buff *head)
+{
+	struct sk_buff *skb = skb_shinfo(head)->frag_list;
+
+	while (skb && skb->next)
+		skb = skb->next;
+	return skb;
+}
+
+/* Copies len bytes from user space onto the end of message head. */
+static int kcm_tx_append(struct sock *sk, struct sk_buff *head,
+			 struct iov_iter *from, size_t len)
+{
+	struct page_frag *pfrag = &sk->sk_frag;
+	struct sk_buff *tail = kcm_tx_last(head);
+
+	while (len) {
+		struct skb_shared_info *shinfo;
+		size_t copy;
+		int i;
+
+		if (!tail || skb_shinfo(tail)->nr_frags == MAX_SKB_FRAGS) {
+			struct sk_buff *skb = kcm_tx_alloc(sk);
+
+			if (!skb)
+				return -ENOMEM;
+			if (tail)
+				tail->next = skb;
+			else
+				skb_shinfo(head)->frag_list = skb;
+			head->truesize += skb->truesize;
+			tail = skb;
+		}
+
+		if (!skb_page_frag_refill(32U, pfrag, sk->sk_allocation))
+			return -ENOMEM;
+		copy = min_t(size_t, len, pfrag->size - pfrag->offset);
+		if (copy_page_from_iter(pfrag->page, pfrag->offset, copy,
+					from) != copy)
+			return -EFAULT;
+
+		shinfo = skb_shinfo(tail);
+		i = shinfo->nr_frags;
+		if (i && skb_can_coalesce(tail, i, pfrag->page, pfrag->offset)) {
+			skb_frag_size_add(&shinfo->frags[i - 1], copy);
+		} else {
+			get_page(pfrag->page);
+			skb_fill_page_desc(tail, i, pfrag->page, pfrag->offset,
+					   copy);
+		}
+		pfrag->offset += copy;
+
+		tail->len += copy;
+		tail->data_len += copy;
+		tail->truesize += copy;
+		head->len += copy;
+		head->data_len += copy;
+		head->truesize += copy;
+		sk_wmem_queued_add(sk, copy);
+		len -= copy;
+	}
+	return 0;
+}
+
+/* Fills bv with the bytes of head from offset on; returns their count. */
+static unsigned int kcm_tx_bvecs(struct sk_buff *head, unsigned int offset,
+				 struct bio_vec *bv, size_t *len)
+{
+	unsigned int nr = 0;
+	struct sk_buff *skb;
+	int i;
+
+	*len = 0;
+	skb_walk_frags(head, skb) {
+		for (i = 0; i < skb_shinfo(skb)->nr_frags; i++) {
+			const skb_frag_t *frag = &skb_shinfo(skb)->frags[i];
+			unsigned int size = skb_frag_size(frag);
+
+			if (offset >= size) {
+				offset -= size;
+				continue;
+			}
+			bvec_set_page(&bv[nr], skb_frag_page(frag),
+				      size - offset, skb_frag_off(frag) + offset);
+			*len += size - offset;
+			offset = 0;
+			if (++nr == KCM_TX_BVECS)
+				return nr;
+		}
+	}
+	return nr;
+}
+
+/*
+ * Sends what is left of message head on psock's TCP socket.  Returns 0 when
+ * all of it is in TCP, -EAGAIN when TCP has no room (its write-space
+ * callback will wake us), another -errno when the psock is unusable.
+ */
+static int kcm_tx_send_msg(struct kcm_sock *kcm, struct kcm_psock *psock,
+			   struct sk_buff *head, bool more)
+{
+	struct bio_vec bv[KCM_TX_BVECS];
+	struct sock *sk = psock->sk;
+	int ret = 0;
+
+	lock_sock(sk);
+	if (READ_ONCE(psock->failed) || READ_ONCE(psock->unattached)) {
+		ret = -EPIPE;
+		goto out;
+	}
+	while (kcm->tx_sent < head->len) {
+		unsigned int nr;
+		size_t len;
+		int flags = MSG_DONTWAIT;
+
+		nr = kcm_tx_bvecs(head, kcm->tx_sent, bv, &len);
+		if (more || kcm->tx_sent + len < head->len)
+			flags |= MSG_MORE;
+		ret = kcm_compat_tcp_send_pages(sk, bv, nr, len, flags);
+		if (ret < 0)
+			goto out;
+		kcm->tx_sent += ret;
+		if (ret < len) {
+			ret = -EAGAIN;
+			goto out;
+		}
+		ret = 0;
+	}
+	psock->stats.tx_msgs++;
+	psock->stats.tx_bytes += head->len;
+out:
+	release_sock(sk);
+	if (ret && ret != -EAGAIN)
+		kcm_psock_fail(psock, EPIPE);
+	return ret;
+}
+
+/* The reserved psock is gone: start the head message again elsewhere. */
+static void kcm_tx_failover(struct kcm_sock *kcm)
+{
+	struct kcm_psock *psock = kcm->tx_psock;
+	struct kcm_mux *mux = kcm->mux;
+
+	if (kcm->tx_sent) {
+		spin_lock_bh(&mux->lock);
+		mux->stats.tx_retries++;
+		psock->stats.tx_aborts++;
+		spin_unlock_bh(&mux->lock);
+		kcm->tx_sent = 0;
+	}
+	kcm_mux_tx_unreserve(kcm);
+}
+
+/*
+ * Sends queued messages until the queue is empty or the psock has no room.
+ * Under the KCM socket lock.
+ */
+static void kcm_tx_push(struct kcm_sock *kcm)
+{
+	struct sock *sk = &kcm->sk;
+	struct sk_buff *head;
+	bool freed = false;
+	int err;
+
+	while (!kcm->tx_stopped && (head = skb_peek(&sk->sk_write_queue))) {
+		struct kcm_psock *psock = kcm->tx_psock;
+
+		if (!psock) {
+			psock = kcm_mux_tx_reserve(kcm,
+						   kcm_msg_cb(head)->cookie,
+						   &err);
+			if (err) {
+				/* Its connection is gone: drop it. */
+				__skb_unlink(head, &sk->sk_write_queue);
+				kcm_tx_free(sk, head);
+				freed = true;
+				continue;
+			}
+			if (!psock)
+				break;
+		}
+
+		err = kcm_tx_send_msg(kcm, psock, head,
+				      !skb_queue_is_last(&sk->sk_write_queue,
+							 head));
+		if (err == -EAGAIN)
+			break;
+		if (err) {
+			kcm_tx_failover(kcm);
+			continue;
+		}
+
+		__skb_unlink(head, &sk->sk_write_queue);
+		kcm->tx_sent = 0;
+		kcm->tx_msgs++;
+		kcm->tx_bytes += head->len;
+		kcm_tx_free(sk, head);
+		freed = true;
+	}
+
+	if (kcm->tx_psock && skb_queue_empty(&sk->sk_write_queue))
+		kcm_mux_tx_unreserve(kcm);
+	if (freed)
+		sk->sk_write_space(sk);
+}
+
+void kcm_tx_work(struct work_struct *work)
+{
+	struct kcm_sock *kcm = container_of(work, struct kcm_sock, tx_work);
+
+	lock_sock(&kcm->sk);
+	kcm_tx_push(kcm);
+	release_sock(&kcm->sk);
+}
+
+/* sk_write_space of a KCM socket: wake senders when there is room. */
+void kcm_tx_write_space(struct sock *sk)
+{
+	struct socket_wq *wq;
+
+	if (!sk_stream_memory_free(sk))
+		return;
+	rcu_read_lock();
+	wq = rcu_dereference(sk->sk_wq);
+	if (skwq_has_sleeper(wq))
+		wake_up_interruptible_poll(&wq->wait, EPOLLOUT | EPOLLWRNORM |
+					   EPOLLWRBAND);
+	if (wq && wq->fasync_list && !(sk->sk_shutdown & SEND_SHUTDOWN))
+		sock_wake_async(wq, SOCK_WAKE_SPACE, POLL_OUT);
+	rcu_read_unlock();
+}
+
+/* The KCM_ORIGIN control message of msg, if any, in *cookie. */
+static int kcm_tx_cookie(struct msghdr *msg, u64 *cookie)
+{
+	struct cmsghdr *cmsg;
+
+	*cookie = 0;
+	for_each_cmsghdr(cmsg, msg) {
+		if (!CMSG_OK(msg, cmsg))
+			return -EINVAL;
+		if (cmsg->cmsg_level != SOL_KCM ||
+		    cmsg->cmsg_type != KCM_ORIGIN ||
+		    cmsg->cmsg_len != CMSG_LEN(sizeof(u64)))
+			return -EINVAL;
+		memcpy(cookie, CMSG_DATA(cmsg), sizeof(u64));
+		if (!*cookie)
+			return -EINVAL;
+	}
+	return 0;
+}
+
+int kcm_tx_sendmsg(struct socket *sock, struct msghdr *msg, size_t len)
+{
+	struct sock *sk = sock->sk;
+	struct kcm_sock *kcm = kcm_sk(sk);
+	int flags = msg->msg_flags;
+	struct sk_buff *head;
+	bool eor;
+	long timeo;
+	u64 cookie;
+	int err;
+
+	if (flags & MSG_OOB)
+		return -EOPNOTSUPP;
+	err = kcm_tx_cookie(msg, &cookie);
+	if (err)
+		return err;
+
+	eor = sock->type == SOCK_DGRAM ? !(flags & MSG_MORE) :
+					 !!(flags & MSG_EOR);
+	timeo = sock_sndtimeo(sk, flags & MSG_DONTWAIT);
+
+	lock_sock(sk);
+	head = kcm->tx_partial;
+	if (head && cookie != kcm->tx_partial_cookie) {
+		err = -EINVAL;
+		goto out;
+	}
+	if ((head ? head->len : 0) + len > READ_ONCE(sk->sk_sndbuf)) {
+		err = -EMSGSIZE;
+		goto out;
+	}
+
+	while (!sk_stream_memory_free(sk)) {
+		kcm_tx_push(kcm);
+		if (sk_stream_memory_free(sk))
+			break;
+		err = sk_stream_wait_memory(sk, &timeo);
+		if (err)
+			goto out;
+	}
+
+	if (!head) {
+		head = kcm_tx_alloc(sk);
+		if (!head) {
+			err = -ENOMEM;
+			goto out;
+		}
+	}
+	kcm->tx_partial = NULL;
+
+	err = kcm_tx_append(sk, head, &msg->msg_iter, len);
+	if (err) {
+		/* Never send part of a message: drop all of it. */
+		kcm_tx_free(sk, head);
+		goto out;
+	}
+
+	if (!eor) {
+		kcm->tx_partial = head;
+		kcm->tx_partial_cookie = cookie;
+	} else {
+		kcm_msg_cb(head)->cookie = cookie;
+		__skb_queue_tail(&sk->sk_write_queue, head);
+		if (!(flags & MSG_BATCH))
+			kcm_tx_push(kcm);
+	}
+	err = len;
+out:
+	release_sock(sk);
+	return err;
+}
+
+/*
+ * Closing: stop sending, give up the reservation and the wait for a psock.
+ * A message cut short on its psock leaves that stream unusable, so the
+ * psock is failed; messages not yet begun are dropped.
+ */
+void kcm_tx_release(struct kcm_sock *kcm)
+{
+	struct sock *sk = &kcm->sk;
+	struct sk_buff *head;
+
+	lock_sock(sk);
+	kcm_tx_push(kcm);
+	kcm->tx_stopped = true;
+	if (kcm->tx_psock && kcm->tx_sent)
+		kcm_psock_fail(kcm->tx_psock, EPIPE);
+	kcm_mux_tx_unreserve(kcm);
+	kcm_mux_tx_cancel_wait(kcm);
+	release_sock(sk);
+
+	cancel_work_sync(&kcm->tx_work);
+
+	lock_sock(sk);
+	if (kcm->tx_partial) {
+		kcm_tx_free(sk, kcm->tx_partial);
+		kcm->tx_partial = NULL;
+	}
+	while ((head = __skb_dequeue(&sk->sk_write_queue)))
+		kcm_tx_free(sk, head);
+	release_sock(sk);
+}

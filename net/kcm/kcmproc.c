@@ -1,0 +1,278 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * Kernel Connection Multiplexor: /proc/net/kcm and /proc/net/kcm_stats.
+ *
+ * The column names are Linux's, so that existing tools keep reading them.
+ * Every statistics row is printed from a column table that also prints its
+ * header, so a header and its values cannot drift apart.
+ */
+
+#include <linux/proc_fs.h>
+#include <linux/seq_file.h>
+#include <net/kcm.h>
+#include <net/netns/generic.h>
+#include <net/tcp.h>
+
+/* Everything a statistics row can show, summed over what it covers. */
+struct kcm_proc_sums {
+	u64 rx_msgs, rx_bytes, tx_msgs, tx_bytes;
+	u64 tx_retries, attach, unattach, unattach_rsvd, rx_ready_drops;
+	u64 reserved, unreserved;
+	u64 rx_aborts, rx_intr, rx_unrecov, rx_mem_fail, rx_need_more;
+	u64 rx_bad_len, rx_too_big, rx_timeouts, tx_aborts;
+};
+
+struct kcm_proc_col {
+	const char *name;
+	int width;
+	size_t offset;
+};
+
+#define KCM_COL(name, width, field) \
+	{ name, width, offsetof(struct kcm_proc_sums, field) }
+
+static const struct kcm_proc_col kcm_mux_cols[] = {
+	KCM_COL("RX-Msgs", 10, rx_msgs),
+	KCM_COL("RX-Bytes", 16, rx_bytes),
+	KCM_COL("TX-Msgs", 10, tx_msgs),
+	KCM_COL("TX-Bytes", 16, tx_bytes),
+	KCM_COL("TX-Retries", 10, tx_retries),
+	KCM_COL("Attach", 10, attach),
+	KCM_COL("Unattach", 10, unattach),
+	KCM_COL("UnattchRsvd", 10, unattach_rsvd),
+	KCM_COL("RX-RdyDrops", 10, rx_ready_drops),
+};
+
+static const struct kcm_proc_col kcm_psock_cols[] = {
+	KCM_COL("RX-Msgs", 10, rx_msgs),
+	KCM_COL("RX-Bytes", 16, rx_bytes),
+	KCM_COL("TX-Msgs", 10, tx_msgs),
+	KCM_COL("TX-Bytes", 16, tx_bytes),
+	KCM_COL("Reserved", 10, reserved),
+	KCM_COL("Unreserved", 10, unreserved),
+	KCM_COL("RX-Aborts", 10, rx_aborts),
+	KCM_COL("RX-Intr", 10, rx_intr),
+	KCM_COL("RX-Unrecov", 10, rx_unrecov),
+	KCM_COL("RX-MemFail", 10, rx_mem_fail),
+	KCM_COL("RX-NeedMor", 10, rx_need_more),
+	KCM_COL("RX-BadLen", 10, rx_bad_len),
+	KCM_COL("RX-TooBig", 10, rx_too_big),
+	KCM_COL("RX-Timeout", 10, rx_timeouts),
+	KCM_COL("TX-Aborts", 10, tx_aborts),
+};
+
+/* The first four columns, shared by every row of /proc/net/kcm. */
+static const struct kcm_proc_col kcm_object_cols[] = {
+	KCM_COL("RX-Msgs", 10, rx_msgs),
+	KCM_COL("RX-Bytes", 16, rx_bytes),
+	KCM_COL("TX-Msgs", 10, tx_msgs),
+	KCM_COL("TX-Bytes", 16, tx_bytes),
+};
+
+static void kcm_proc_header(struct seq_file *seq, const char *first,
+			    int first_width, const struct kcm_proc_col *cols,
+			    size_t n)
+{
+	size_t i;
+
+	seq_printf(seq, "%-*s", first_width, first);
+	for (i = 0; i < n; i++)
+		seq_printf(seq, " %-*s", cols[i].width, cols[i].name);
+}
+
+static void kcm_proc_values(struct seq_file *seq,
+			    const struct kcm_proc_sums *sums,
+			    const struct kcm_proc_col *cols, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		seq_printf(seq, " %-*llu", cols[i].width,
+			   *(const u64 *)((const char *)sums + cols[i].offset));
+}
+
+static void kcm_proc_add_psock(struct kcm_proc_sums *s,
+			       const struct kcm_psock_stats *ps,
+			       const struct strp_aggr_stats *ss)
+{
+	s->rx_msgs += ps->rx_msgs;
+	s->rx_bytes += ps->rx_bytes;
+	s->tx_msgs += ps->tx_msgs;
+	s->tx_bytes += ps->tx_bytes;
+	s->reserved += ps->reserved;
+	s->unreserved += ps->unreserved;
+	s->rx_aborts += ps->rx_aborts;
+	s->tx_aborts += ps->tx_aborts;
+	s->rx_intr += ss->interrupted;
+	s->rx_unrecov += ss->unrecov_intr;
+	s->rx_mem_fail += ss->mem_fail;
+	s->rx_need_more += ss->need_more_hdr;
+	s->rx_bad_len += ss->bad_hdr_len;
+	s->rx_too_big += ss->msg_too_big;
+	s->rx_timeouts += ss->msg_timeouts;
+}
+
+static void kcm_proc_psock_sums(struct kcm_proc_sums *s,
+				struct kcm_psock *psock)
+{
+	struct strp_aggr_stats ss = {};
+
+	save_strp_stats(&psock->strp, &ss);
+	kcm_proc_add_psock(s, &psock->stats, &ss);
+}
+
+/* Sums of a mux and of all its psocks, past and present.  Under mux->lock. */
+static void kcm_proc_mux_sums(struct kcm_proc_sums *s, struct kcm_mux *mux)
+{
+	struct kcm_psock *psock;
+
+	s->tx_retries += mux->stats.tx_retries;
+	s->attach += mux->stats.attach;
+	s->unattach += mux->stats.unattach;
+	s->unattach_rsvd += mux->stats.unattach_rsvd;
+	s->rx_ready_drops += mux->stats.rx_ready_drops;
+	kcm_proc_add_psock(s, &mux->gone, &mux->gone_strp);
+	list_for_each_entry(psock, &mux->psocks, mux_node)
+		kcm_proc_psock_sums(s, psock);
+}
+
+static int kcm_proc_stats_show(struct seq_file *seq, void *v)
+{
+	struct kcm_net *knet = net_generic(seq_file_single_net(seq),
+					   kcm_net_id);
+	struct kcm_proc_sums sums = {};
+	struct kcm_mux *mux;
+
+	mutex_lock(&knet->lock);
+	list_for_each_entry(mux, &knet->muxes, knet_node) {
+		spin_lock_bh(&mux->lock);
+		kcm_proc_mux_sums(&sums, mux);
+		spin_unlock_bh(&mux->lock);
+	}
+	mutex_unlock(&knet->lock);
+
+	kcm_proc_header(seq, "MUX", 8, kcm_mux_cols, ARRAY_SIZE(kcm_mux_cols));
+	seq_printf(seq, "\n%-8s", "");
+	kcm_proc_values(seq, &sums, kcm_mux_cols, ARRAY_SIZE(kcm_mux_cols));
+	seq_puts(seq, "\n\n");
+
+	kcm_proc_header(seq, "Psock", 8, kcm_psock_cols,
+			ARRAY_SIZE(kcm_psock_cols));
+	seq_printf(seq, "\n%-8s", "");
+	kcm_proc_values(seq, &sums, kcm_psock_cols,
+			ARRAY_SIZE(kcm_psock_cols));
+	seq_puts(seq, "\n");
+	return 0;
+}
+
+static void kcm_proc_show_sock(struct seq_file *seq, struct kcm_sock *kcm)
+{
+	struct kcm_proc_sums s = {
+		.rx_msgs = kcm->rx_msgs, .rx_bytes = kcm->rx_bytes,
+		.tx_msgs = kcm->tx_msgs, .tx_bytes = kcm->tx_bytes,
+	};
+	struct sock *sk = &kcm->sk;
+
+	seq_printf(seq, "   kcm-%-7u", kcm->index);
+	kcm_proc_values(seq, &s, kcm_object_cols,
+			ARRAY_SIZE(kcm_object_cols));
+	seq_printf(seq, " %-8u %-8d %-8u %-8d ",
+		   skb_queue_len(&sk->sk_receive_queue),
+		   atomic_read(&sk->sk_rmem_alloc),
+		   skb_queue_len(&sk->sk_write_queue),
+		   READ_ONCE(sk->sk_wmem_queued));
+	if (kcm->rx_disabled)
+		seq_puts(seq, "RxDis ");
+	if (kcm->rx_ready)
+		seq_puts(seq, "RdyRx ");
+	if (kcm->tx_psock)
+		seq_printf(seq, "Rsvd-%u ", kcm->tx_psock->index);
+	if (kcm->tx_waiting)
+		seq_puts(seq, "TxWait ");
+	seq_puts(seq, "\n");
+}
+
+static void kcm_proc_show_psock(struct seq_file *seq, struct kcm_psock *psock)
+{
+	struct kcm_proc_sums s = {};
+	struct sock *sk = psock->sk;
+
+	kcm_proc_psock_sums(&s, psock);
+	seq_printf(seq, "   psock-%-5u", psock->index);
+	kcm_proc_values(seq, &s, kcm_object_cols,
+			ARRAY_SIZE(kcm_object_cols));
+	seq_printf(seq, " %-8u %-8d %-8u %-8d ",
+		   skb_queue_len(&sk->sk_receive_queue),
+		   atomic_read(&sk->sk_rmem_alloc),
+		   skb_queue_len(&sk->sk_write_queue),
+		   READ_ONCE(sk->sk_wmem_queued));
+	if (psock->failed)
+		seq_puts(seq, "Failed ");
+	if (psock->strp.stopped)
+		seq_puts(seq, "RxStop ");
+	if (psock->rx_held_msg)
+		seq_puts(seq, "RxPause ");
+	if (psock->tx_kcm)
+		seq_printf(seq, "Rsvd-%u ", psock->tx_kcm->index);
+	seq_puts(seq, "\n");
+}
+
+static void kcm_proc_show_mux(struct seq_file *seq, struct kcm_mux *mux)
+{
+	struct kcm_proc_sums s = {};
+	struct kcm_psock *psock;
+	struct kcm_sock *kcm;
+
+	spin_lock_bh(&mux->lock);
+	kcm_proc_mux_sums(&s, mux);
+	seq_printf(seq, "%-6s%-8s", "mux", "");
+	kcm_proc_values(seq, &s, kcm_object_cols,
+			ARRAY_SIZE(kcm_object_cols));
+	seq_printf(seq, " %-8s %-8s %-8s %-8s KCMs: %u, Psocks %u\n",
+		   "-", "-", "-", "-", mux->sock_count, mux->psock_count);
+	list_for_each_entry(kcm, &mux->socks, mux_node)
+		kcm_proc_show_sock(seq, kcm);
+	list_for_each_entry(psock, &mux->psocks, mux_node)
+		kcm_proc_show_psock(seq, psock);
+	spin_unlock_bh(&mux->lock);
+}
+
+static int kcm_proc_show(struct seq_file *seq, void *v)
+{
+	struct kcm_net *knet = net_generic(seq_file_single_net(seq),
+					   kcm_net_id);
+	struct kcm_mux *mux;
+
+	mutex_lock(&knet->lock);
+	seq_printf(seq, "*** KCM statistics (%u MUX) ****\n", knet->mux_count);
+	kcm_proc_header(seq, "Object", 14, kcm_object_cols,
+			ARRAY_SIZE(kcm_object_cols));
+	seq_printf(seq, " %-8s %-8s %-8s %-8s %s\n",
+		   "Recv-Q", "Rmem", "Send-Q", "Smem", "Status");
+	list_for_each_entry(mux, &knet->muxes, knet_node)
+		kcm_proc_show_mux(seq, mux);
+	mutex_unlock(&knet->lock);
+	return 0;
+}
+
+int kcm_proc_init_net(struct net *net)
+{
+	if (!proc_create_net_single("kcm_stats", 0444, net->proc_net,
+				    kcm_proc_stats_show, NULL))
+		goto err;
+	if (!proc_create_net_single("kcm", 0444, net->proc_net,
+				    kcm_proc_show, NULL))
+		goto err_remove_stats;
+	return 0;
+
+err_remove_stats:
+	remove_proc_entry("kcm_stats", net->proc_net);
+err:
+	return -ENOMEM;
+}
+
+void kcm_proc_exit_net(struct net *net)
+{
+	remove_proc_entry("kcm", net->proc_net);
+	remove_proc_entry("kcm_stats", net->proc_net);
+}
