@@ -175,9 +175,10 @@ int kcm_psock_attach(struct kcm_sock *kcm, int fd, int bpf_fd)
 	struct socket *sock;
 	int err;
 
+	/* Linux's kcm.ko answers ENOENT for an fd that is not a socket. */
 	sock = sockfd_lookup(fd, &err);
 	if (!sock)
-		return err;
+		return -ENOENT;
 
 	prog = bpf_prog_get_type(bpf_fd, BPF_PROG_TYPE_SOCKET_FILTER);
 	if (IS_ERR(prog)) {
@@ -274,7 +275,7 @@ int kcm_psock_unattach_fd(struct kcm_sock *kcm, int fd)
 
 	sock = sockfd_lookup(fd, &err);
 	if (!sock)
-		return err;
+		return -ENOENT;
 
 	spin_lock_bh(&mux->lock);
 	list_for_each_entry(p, &mux->psocks, mux_node) {

@@ -319,11 +319,6 @@ int kcm_tx_sendmsg(struct socket *sock, struct msghdr *msg, size_t len)
 		err = -EINVAL;
 		goto out;
 	}
-	if ((head ? head->len : 0) + len > READ_ONCE(sk->sk_sndbuf)) {
-		err = -EMSGSIZE;
-		goto out;
-	}
-
 	while (!sk_stream_memory_free(sk)) {
 		kcm_tx_push(kcm);
 		if (sk_stream_memory_free(sk))
