@@ -201,6 +201,7 @@ void kcm_mux_rx_set_disabled(struct kcm_sock *kcm, bool disabled);
 struct kcm_psock *kcm_mux_tx_reserve(struct kcm_sock *kcm, u64 cookie,
 				     int *err);
 void kcm_mux_tx_unreserve(struct kcm_sock *kcm);
+int kcm_mux_tx_check_cookie(struct kcm_mux *mux, u64 cookie);
 void kcm_mux_tx_cancel_wait(struct kcm_sock *kcm);
 void kcm_mux_tx_offer(struct kcm_mux *mux, struct kcm_psock *psock);
 

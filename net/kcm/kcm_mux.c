@@ -322,6 +322,33 @@ static bool kcm_psock_usable(const struct kcm_psock *psock)
 	return !psock->failed && !psock->unattached;
 }
 
+/* The attached psock with that cookie.  Under mux->lock. */
+static struct kcm_psock *kcm_mux_find_cookie(struct kcm_mux *mux, u64 cookie)
+{
+	struct kcm_psock *psock;
+
+	list_for_each_entry(psock, &mux->psocks, mux_node)
+		if (psock->cookie == cookie && !psock->unattached)
+			return psock;
+	return NULL;
+}
+
+/* Whether a message directed at cookie can be sent: 0, -ENOENT or -EPIPE. */
+int kcm_mux_tx_check_cookie(struct kcm_mux *mux, u64 cookie)
+{
+	struct kcm_psock *psock;
+	int err = 0;
+
+	spin_lock_bh(&mux->lock);
+	psock = kcm_mux_find_cookie(mux, cookie);
+	if (!psock)
+		err = -ENOENT;
+	else if (psock->failed)
+		err = -EPIPE;
+	spin_unlock_bh(&mux->lock);
+	return err;
+}
+
 /*
  * Reserves a psock for kcm's head message: any idle one, or with a non-zero
  * cookie the one attached socket with that cookie.  Returns NULL when kcm
@@ -332,17 +359,12 @@ struct kcm_psock *kcm_mux_tx_reserve(struct kcm_sock *kcm, u64 cookie,
 				     int *err)
 {
 	struct kcm_mux *mux = kcm->mux;
-	struct kcm_psock *psock = NULL, *p;
+	struct kcm_psock *psock;
 
 	*err = 0;
 	spin_lock_bh(&mux->lock);
 	if (cookie) {
-		list_for_each_entry(p, &mux->psocks, mux_node) {
-			if (p->cookie == cookie && !p->unattached) {
-				psock = p;
-				break;
-			}
-		}
+		psock = kcm_mux_find_cookie(mux, cookie);
 		if (!psock)
 			*err = -ENOENT;
 		else if (psock->failed)

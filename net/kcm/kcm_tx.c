@@ -319,6 +319,11 @@ int kcm_tx_sendmsg(struct socket *sock, struct msghdr *msg, size_t len)
 		err = -EINVAL;
 		goto out;
 	}
+	if (cookie) {
+		err = kcm_mux_tx_check_cookie(kcm->mux, cookie);
+		if (err)
+			goto out;
+	}
 	while (!sk_stream_memory_free(sk)) {
 		kcm_tx_push(kcm);
 		if (sk_stream_memory_free(sk))

@@ -1,0 +1,70 @@
+#!/bin/sh
+# /init (PID 1) of the test VM; busybox sh.  Settings come from /etc/kcm-vm.conf:
+#   MODE=check|run  LANE=ours|linux  TEST_TIMEOUT=seconds  RUN=program (run mode)
+#
+# ttyS0 is the kernel console (this script's stdout).  ttyS1 carries the test
+# output and "kcm-vm: ..." lines that scripts/vm/parse.sh on the host reads:
+#   kcm-vm: begin KVER LANE | insmod RC | test NAME | timeout NAME
+#   kcm-vm: exit NAME RC SECONDS | rmmod RC | end
+
+export PATH=/bin:/sbin:/usr/bin:/usr/sbin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+mkdir -p /dev/pts /tmp && mount -t devpts devpts /dev/pts && mount -t tmpfs tmpfs /tmp
+ip link set lo up
+. /etc/kcm-vm.conf
+export KCM_LANE=$LANE HOME=/tmp TMPDIR=/tmp
+
+exec 3>/dev/ttyS1
+say() { echo "kcm-vm: $*" >&3; echo "kcm-vm: $*"; }
+
+finish() {
+	echo "----- dmesg -----"
+	dmesg
+	echo "----- end of dmesg -----"
+	say end
+	sync
+	poweroff -f
+	echo o >/proc/sysrq-trigger	# in case poweroff -f returned
+}
+
+say begin "$(uname -r)" "$LANE"
+insmod /kcm.ko
+rc=$?
+say insmod $rc
+[ $rc -eq 0 ] || finish
+
+if [ "$MODE" = run ]; then
+	# make run: show one program's output on ttyS1, which is the terminal.
+	cd /tmp && /samples/$RUN >&3 2>&3 3>&- </dev/null
+	say exit "$RUN" $?
+else
+	cd /tests
+	for t in /tests/*; do
+		[ -f "$t" ] && [ -x "$t" ] || continue
+		name=${t##*/}
+		say test "$name"
+		start=$(date +%s)
+		# SIGKILL: a test blocked in the kernel or ignoring SIGTERM must die.
+		timeout -s KILL "$TEST_TIMEOUT" "$t" >&3 2>&3 3>&- </dev/null
+		rc=$?
+		secs=$(($(date +%s) - start))
+		[ $rc -ne 0 ] && [ $secs -ge "$TEST_TIMEOUT" ] && say timeout "$name"
+		say exit "$name" $rc $secs
+		# Children a test left behind would pin the module; the kernel
+		# spares PID 1 (this shell) from kill -1.
+		kill -9 -1 2>/dev/null
+	done
+fi
+
+# Every socket is closed now, so the module must unload.  Teardown may
+# finish asynchronously (RCU, workqueues): allow it a few seconds.
+for try in 1 2 3 4 5; do
+	rmmod kcm 2>/dev/null && break
+	sleep 1
+done
+rmmod_rc=0
+grep -q '^kcm ' /proc/modules && { rmmod kcm; rmmod_rc=1; }
+say rmmod $rmmod_rc
+finish

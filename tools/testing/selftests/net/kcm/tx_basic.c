@@ -1,0 +1,632 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * AF_KCM transmit path: what an application writes on a KCM socket must
+ * reach the attached TCP stream as exactly those bytes, one whole message
+ * after another.
+ *
+ * Framing in every case: a 4-byte big-endian payload length, then the
+ * payload.  The application hands KCM the whole frame (header included) as
+ * one message; the TCP peer reads the raw stream and the test compares it
+ * byte for byte with what was sent.
+ *
+ * Behaviour of Linux's own kcm.ko (6.1 and 6.12) that the cases below pin
+ * down, as measured on lane linux:
+ *  - send() of 0 bytes returns 0 and puts nothing on the wire;
+ *  - with no TCP socket attached, a send is queued and succeeds at once
+ *    (blocking or MSG_DONTWAIT); it goes out when a socket is attached;
+ *  - the send-buffer check happens before a message is accepted: a message
+ *    of any size is taken while the queue has room (so one message larger
+ *    than the biggest SO_SNDBUF still goes through whole), the next one
+ *    then waits; blocking with SO_SNDTIMEO ends in EAGAIN, MSG_DONTWAIT
+ *    gives EAGAIN at once;
+ *  - MSG_BATCH holds messages back until a send without it;
+ *  - a SOCK_SEQPACKET message is held until MSG_EOR (an empty send with
+ *    MSG_EOR completes it); an unfinished one is dropped when its socket
+ *    closes.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <arpa/inet.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "kcm_test.h"
+
+#ifndef MSG_BATCH
+#define MSG_BATCH 0x40000
+#endif
+
+/* ---- local helpers ------------------------------------------------------ */
+
+/* A framed message: 4-byte BE payload length + @plen pseudo-random bytes.
+ * Returns the frame size. */
+static size_t tx_make(unsigned char *out, size_t plen, uint64_t *rng)
+{
+	uint32_t be = htonl((uint32_t)plen);
+	size_t i;
+
+	memcpy(out, &be, 4);
+	for (i = 0; i < plen; i++)
+		out[4 + i] = (unsigned char)kcm_rand(rng);
+	return plen + 4;
+}
+
+static void *xmalloc(size_t n)
+{
+	void *p = malloc(n ? n : 1);
+
+	if (!p)
+		KCM_FAIL("out of memory (%zu bytes)", n);
+	return p;
+}
+
+/* A KCM socket of @type with one TCP socket attached; *peer is the far end
+ * of that TCP connection (SO_RCVTIMEO 5 s, so a missing byte fails). */
+static int tx_setup(int type, int *tcp, int *peer)
+{
+	int kcm = kcm_socket(type);
+	int a, b;
+
+	kcm_tcp_pair(AF_INET, &a, &b);
+	ASSERT_OK(kcm_attach(kcm, a, kcm_prog_len32()));
+	kcm_set_rcvtimeo(b, 5000);
+	if (tcp)
+		*tcp = a;
+	*peer = b;
+	return kcm;
+}
+
+/* After @ms, the peer must have nothing more to read. */
+static void tx_expect_quiet(int peer, int ms)
+{
+	unsigned char c;
+
+	if (ms)
+		kcm_msleep(ms);
+	ASSERT_ERRNO(recv(peer, &c, 1, MSG_DONTWAIT), EAGAIN);
+}
+
+/* The peer must read exactly @n bytes equal to @exp, then nothing more. */
+static void tx_expect_stream(int peer, const void *exp, size_t n)
+{
+	unsigned char *got = xmalloc(n);
+
+	kcm_read_all(peer, got, n);
+	ASSERT_MEMEQ(got, exp, n);
+	free(got);
+	tx_expect_quiet(peer, 100);
+}
+
+/* One field of /proc/net/kcm_stats: the value in the row under the header
+ * line starting with @section ("MUX" or "Psock"), in column @col. */
+static long long tx_stat(const char *section, const char *col)
+{
+	char *text = kcm_read_file("/proc/net/kcm_stats");
+	char *line, *save = NULL, *hdr = NULL;
+	long long val = -1;
+
+	if (!text)
+		KCM_FAIL("cannot read /proc/net/kcm_stats: %s", strerror(errno));
+	for (line = strtok_r(text, "\n", &save); line;
+	     line = strtok_r(NULL, "\n", &save)) {
+		char *htok, *vtok, *hs = NULL, *vs = NULL;
+		int i, want = -1;
+
+		if (!hdr) {
+			if (!strncmp(line, section, strlen(section)) &&
+			    (line[strlen(section)] == ' ' ||
+			     line[strlen(section)] == '\t'))
+				hdr = line;
+			continue;
+		}
+		/* @line is the value row for header @hdr.  The header's first
+		 * word names the section and has no value under it. */
+		htok = strtok_r(hdr, " \t", &hs);
+		for (i = 0; (htok = strtok_r(NULL, " \t", &hs)); i++)
+			if (!strcmp(htok, col))
+				want = i;
+		if (want < 0)
+			KCM_FAIL("kcm_stats: no column %s in section %s", col,
+				 section);
+		for (i = 0, vtok = strtok_r(line, " \t", &vs); vtok && i < want;
+		     i++)
+			vtok = strtok_r(NULL, " \t", &vs);
+		if (!vtok)
+			KCM_FAIL("kcm_stats: section %s has no value for %s",
+				 section, col);
+		val = strtoll(vtok, NULL, 10);
+		break;
+	}
+	free(text);
+	if (val < 0)
+		KCM_FAIL("kcm_stats: no section %s", section);
+	return val;
+}
+
+struct tx_reader {
+	int fd;
+	unsigned char *buf;
+	size_t want;
+	size_t got;
+	int err;
+};
+
+/* Thread: read @want bytes from @fd (for messages too big to sit in the
+ * socket buffers while the sender is still in send()). */
+static void *tx_reader_fn(void *arg)
+{
+	struct tx_reader *r = arg;
+
+	while (r->got < r->want) {
+		ssize_t n = read(r->fd, r->buf + r->got, r->want - r->got);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			r->err = n < 0 ? errno : -1;
+			break;
+		}
+		r->got += n;
+	}
+	return NULL;
+}
+
+/* ---- cases ----------------------------------------------------------------- */
+
+/* send() of several sizes on SOCK_DGRAM: each frame arrives exactly, in
+ * order, and nothing else does. */
+KCM_TEST(dgram_send_exact)
+{
+	static const size_t plens[] = { 0, 1, 3, 100, 1448, 5000, 65536 };
+	size_t n = sizeof(plens) / sizeof(plens[0]), i, total = 0;
+	uint64_t rng = 0x1234;
+	unsigned char *all = xmalloc(80000 + 4 * n);
+	int kcm, peer;
+
+	kcm = tx_setup(SOCK_DGRAM, NULL, &peer);
+	for (i = 0; i < n; i++) {
+		size_t len = tx_make(all + total, plens[i], &rng);
+
+		ASSERT_EQ(send(kcm, all + total, len, 0), (ssize_t)len);
+		total += len;
+	}
+	tx_expect_stream(peer, all, total);
+	free(all);
+}
+
+/* A zero-length send is a no-op (Linux: returns 0, sends nothing) and does
+ * not disturb the next message. */
+KCM_TEST(dgram_send_zero_len)
+{
+	unsigned char msg[64];
+	uint64_t rng = 7;
+	size_t len = tx_make(msg, 50, &rng);
+	int kcm, peer;
+
+	kcm = tx_setup(SOCK_DGRAM, NULL, &peer);
+	ASSERT_EQ(send(kcm, msg, 0, 0), 0);
+	tx_expect_quiet(peer, 100);
+	ASSERT_EQ(send(kcm, msg, len, 0), (ssize_t)len);
+	tx_expect_stream(peer, msg, len);
+}
+
+/* sendmsg() with the frame scattered over many iovecs, the length header
+ * itself split and some iovecs empty: the peer sees one contiguous frame. */
+KCM_TEST(dgram_sendmsg_iov)
+{
+	static const size_t cuts[] = { 1, 3, 7, 0, 4093, 1, 0, 20000, 2 };
+	size_t ncut = sizeof(cuts) / sizeof(cuts[0]), i, off = 0, plen = 0;
+	struct iovec iov[sizeof(cuts) / sizeof(cuts[0])];
+	struct msghdr mh = { .msg_iov = iov, .msg_iovlen = ncut };
+	unsigned char *msg;
+	uint64_t rng = 99;
+	size_t len;
+	int kcm, peer;
+
+	for (i = 0; i < ncut; i++)
+		plen += cuts[i];
+	plen -= 4;
+	msg = xmalloc(plen + 4);
+	len = tx_make(msg, plen, &rng);
+	for (i = 0; i < ncut; i++) {
+		iov[i].iov_base = msg + off;
+		iov[i].iov_len = cuts[i];
+		off += cuts[i];
+	}
+	ASSERT_EQ(off, len);
+
+	kcm = tx_setup(SOCK_DGRAM, NULL, &peer);
+	ASSERT_EQ(sendmsg(kcm, &mh, 0), (ssize_t)len);
+	tx_expect_stream(peer, msg, len);
+	free(msg);
+}
+
+/* sendmmsg() of several messages, each in 1-3 iovecs: all are sent, each
+ * msg_len is its frame size, and the stream is the frames in order. */
+KCM_TEST(dgram_sendmmsg)
+{
+	enum { NMSG = 8 };
+	static const size_t plens[NMSG] = { 10, 1, 3000, 77, 65536, 5, 1000, 250 };
+	struct mmsghdr mm[NMSG];
+	struct iovec iov[NMSG][3];
+	unsigned char *all = xmalloc(80000);
+	size_t off = 0, lens[NMSG];
+	uint64_t rng = 4242;
+	int kcm, peer, i;
+
+	memset(mm, 0, sizeof(mm));
+	for (i = 0; i < NMSG; i++) {
+		unsigned char *m = all + off;
+		size_t len = tx_make(m, plens[i], &rng);
+		int pieces = 1 + i % 3, j;
+		size_t at = 0;
+
+		lens[i] = len;
+		for (j = 0; j < pieces; j++) {
+			size_t part = j == pieces - 1 ? len - at : len / pieces;
+
+			iov[i][j].iov_base = m + at;
+			iov[i][j].iov_len = part;
+			at += part;
+		}
+		mm[i].msg_hdr.msg_iov = iov[i];
+		mm[i].msg_hdr.msg_iovlen = pieces;
+		off += len;
+	}
+
+	kcm = tx_setup(SOCK_DGRAM, NULL, &peer);
+	ASSERT_EQ(sendmmsg(kcm, mm, NMSG, 0), NMSG);
+	for (i = 0; i < NMSG; i++)
+		EXPECT_EQ(mm[i].msg_len, lens[i]);
+	tx_expect_stream(peer, all, off);
+	free(all);
+}
+
+/* MSG_BATCH on all but the last sendmsg(): every message arrives, in order,
+ * as whole frames. */
+KCM_TEST(dgram_msg_batch)
+{
+	enum { NMSG = 12 };
+	unsigned char *all = xmalloc(NMSG * 9000);
+	uint64_t rng = 555;
+	size_t off = 0;
+	unsigned char c;
+	int kcm, peer, i, early;
+
+	kcm = tx_setup(SOCK_DGRAM, NULL, &peer);
+	for (i = 0; i < NMSG; i++) {
+		size_t len = tx_make(all + off, 1 + kcm_rand(&rng) % 8000, &rng);
+		struct iovec iov = { all + off, len };
+		struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+
+		ASSERT_EQ(sendmsg(kcm, &mh, i < NMSG - 1 ? MSG_BATCH : 0),
+			  (ssize_t)len);
+		off += len;
+		if (i == NMSG - 2) {
+			/* Linux holds a batch until its last message; the
+			 * documentation does not promise it, so only report. */
+			kcm_msleep(100);
+			early = recv(peer, &c, 1, MSG_DONTWAIT | MSG_PEEK);
+			kcm_diag("before the last message the peer %s data",
+				 early > 0 ? "had" : "had no");
+		}
+	}
+	tx_expect_stream(peer, all, off);
+	free(all);
+}
+
+/* SOCK_SEQPACKET: one message written in many pieces without MSG_EOR (the
+ * first piece is one byte of the header) goes out only when MSG_EOR comes,
+ * as one contiguous frame. */
+KCM_TEST(seqpacket_eor_pieces)
+{
+	enum { PLEN = 30000, NPIECE = 24 };
+	unsigned char *msg = xmalloc(PLEN + 4);
+	uint64_t rng = 31337;
+	size_t len = tx_make(msg, PLEN, &rng), off = 0;
+	int kcm, peer, i;
+
+	kcm = tx_setup(SOCK_SEQPACKET, NULL, &peer);
+	for (i = 0; i < NPIECE; i++) {
+		size_t part;
+		int flags = 0;
+
+		if (i == 0)
+			part = 1;
+		else if (i == 1)
+			part = 2;
+		else if (i == NPIECE - 1)
+			part = len - off;
+		else
+			part = 1 + kcm_rand(&rng) % ((len - off) / (NPIECE - i));
+		if (i == NPIECE - 1) {
+			/* Nothing of the message may have left before EOR. */
+			tx_expect_quiet(peer, 200);
+			flags = MSG_EOR;
+		}
+		ASSERT_EQ(send(kcm, msg + off, part, flags), (ssize_t)part);
+		off += part;
+	}
+	ASSERT_EQ(off, len);
+	tx_expect_stream(peer, msg, len);
+	free(msg);
+}
+
+/* An empty send with MSG_EOR completes a SOCK_SEQPACKET message; with no
+ * message open it sends nothing. */
+KCM_TEST(seqpacket_empty_eor)
+{
+	unsigned char msg[2000];
+	uint64_t rng = 3;
+	size_t len = tx_make(msg, sizeof(msg) - 4, &rng);
+	int kcm, peer;
+
+	kcm = tx_setup(SOCK_SEQPACKET, NULL, &peer);
+	ASSERT_EQ(send(kcm, msg, 700, 0), 700);
+	ASSERT_EQ(send(kcm, msg + 700, len - 700, 0), (ssize_t)(len - 700));
+	tx_expect_quiet(peer, 150);
+	ASSERT_EQ(send(kcm, msg, 0, MSG_EOR), 0);
+	tx_expect_stream(peer, msg, len);
+	ASSERT_EQ(send(kcm, msg, 0, MSG_EOR), 0);
+	tx_expect_quiet(peer, 150);
+}
+
+/* Two KCM sockets of one SOCK_SEQPACKET mux share one TCP socket.  While A
+ * has a message half written, B sends complete ones: they go out whole and
+ * A's message, finished later, follows them, never interleaved. */
+KCM_TEST(seqpacket_no_interleave)
+{
+	enum { NB = 3 };
+	unsigned char a_msg[9004], b_msg[NB][1504];
+	uint64_t rng = 8080;
+	size_t a_len, b_len[NB];
+	int ka, kb, peer, i;
+
+	a_len = tx_make(a_msg, sizeof(a_msg) - 4, &rng);
+	for (i = 0; i < NB; i++)
+		b_len[i] = tx_make(b_msg[i], 500 + 500 * i, &rng);
+
+	ka = tx_setup(SOCK_SEQPACKET, NULL, &peer);
+	kb = ASSERT_OK(kcm_clone(ka));
+
+	ASSERT_EQ(send(ka, a_msg, 3000, 0), 3000);
+	for (i = 0; i < NB; i++)
+		ASSERT_EQ(send(kb, b_msg[i], b_len[i], MSG_EOR),
+			  (ssize_t)b_len[i]);
+	ASSERT_EQ(send(ka, a_msg + 3000, 3000, 0), 3000);
+	/* B's messages must be out already, whole, A's not at all. */
+	for (i = 0; i < NB; i++) {
+		unsigned char got[1504];
+
+		kcm_read_all(peer, got, b_len[i]);
+		ASSERT_MEMEQ(got, b_msg[i], b_len[i]);
+	}
+	tx_expect_quiet(peer, 150);
+	ASSERT_EQ(send(ka, a_msg + 6000, a_len - 6000, MSG_EOR),
+		  (ssize_t)(a_len - 6000));
+	tx_expect_stream(peer, a_msg, a_len);
+}
+
+/* A SOCK_SEQPACKET message left unfinished when its socket closes is
+ * dropped: nothing of it reaches the stream, and another socket of the mux
+ * still sends cleanly framed messages on the same TCP socket. */
+KCM_TEST(seqpacket_partial_close_drops)
+{
+	unsigned char part[2004], msg[304];
+	uint64_t rng = 11;
+	size_t len;
+	int ka, kb, peer;
+
+	tx_make(part, sizeof(part) - 4, &rng);
+	len = tx_make(msg, sizeof(msg) - 4, &rng);
+	ka = tx_setup(SOCK_SEQPACKET, NULL, &peer);
+	kb = ASSERT_OK(kcm_clone(ka));
+	ASSERT_EQ(send(ka, part, 1000, 0), 1000);
+	ASSERT_OK(close(ka));
+	tx_expect_quiet(peer, 150);
+	ASSERT_EQ(send(kb, msg, len, MSG_EOR), (ssize_t)len);
+	tx_expect_stream(peer, msg, len);
+}
+
+/* One message larger than SO_SNDBUF can ever be (twice wmem_max, the
+ * SO_SNDBUF ceiling): Linux accepts it whole on a socket whose queue is
+ * empty and sends it; the peer gets exactly the frame.  Done with the
+ * default SO_SNDBUF and with the smallest one. */
+KCM_TEST(dgram_bigger_than_sndbuf, KCM_TIMEOUT(60))
+{
+	char *wm = kcm_read_file("/proc/sys/net/core/wmem_max");
+	size_t wmem_max = wm ? strtoul(wm, NULL, 10) : 212992;
+	size_t plen = 4 * wmem_max > (4u << 20) ? 4 * wmem_max : (4u << 20);
+	unsigned char *msg = xmalloc(plen + 4);
+	uint64_t rng = 2024;
+	size_t len = tx_make(msg, plen, &rng);
+	int round;
+
+	free(wm);
+	for (round = 0; round < 2; round++) {
+		struct tx_reader r = { .want = len };
+		pthread_t th;
+		int kcm;
+
+		kcm = tx_setup(SOCK_DGRAM, NULL, &r.fd);
+		if (round == 1) {
+			kcm_set_int_opt(kcm, SOL_SOCKET, SO_SNDBUF, 1);
+			kcm_diag("SO_SNDBUF 1 reads back as %d",
+				 kcm_get_int_opt(kcm, SOL_SOCKET, SO_SNDBUF));
+		}
+		kcm_set_sndtimeo(kcm, 20000);
+		r.buf = xmalloc(len);
+		ASSERT_EQ(pthread_create(&th, NULL, tx_reader_fn, &r), 0);
+		ASSERT_EQ(send(kcm, msg, len, 0), (ssize_t)len);
+		ASSERT_EQ(pthread_join(th, NULL), 0);
+		ASSERT_EQ(r.err, 0);
+		ASSERT_EQ(r.got, len);
+		ASSERT_MEMEQ(r.buf, msg, len);
+		tx_expect_quiet(r.fd, 50);
+		free(r.buf);
+		close(kcm);
+		close(r.fd);
+	}
+	free(msg);
+}
+
+/* No TCP socket attached.  Linux queues: the first sends succeed at once,
+ * blocking or not; a message bigger than SO_SNDBUF is still taken while the
+ * queue has room; after it the queue is full, MSG_DONTWAIT gives EAGAIN at
+ * once and a blocking send with SO_SNDTIMEO waits that long and gives
+ * EAGAIN.  Attaching a TCP socket then delivers the queued messages whole
+ * and in order, and nothing of the refused ones. */
+KCM_TEST(nopsock_queue_then_attach)
+{
+	unsigned char m1[104], m2[1004], m4[504];
+	unsigned char *m3, *exp;
+	size_t l1, l2, l3, l4, p3;
+	uint64_t rng = 77;
+	long long t0, dt;
+	int kcm, a, b, sndbuf;
+
+	kcm = kcm_socket(SOCK_DGRAM);
+	kcm_set_sndtimeo(kcm, 500);
+	sndbuf = kcm_get_int_opt(kcm, SOL_SOCKET, SO_SNDBUF);
+	p3 = (size_t)sndbuf + 100000;
+	m3 = xmalloc(p3 + 4);
+	l1 = tx_make(m1, sizeof(m1) - 4, &rng);
+	l2 = tx_make(m2, sizeof(m2) - 4, &rng);
+	l3 = tx_make(m3, p3, &rng);
+	l4 = tx_make(m4, sizeof(m4) - 4, &rng);
+
+	t0 = kcm_now_ms();
+	ASSERT_EQ(send(kcm, m1, l1, 0), (ssize_t)l1);
+	ASSERT_EQ(send(kcm, m2, l2, MSG_DONTWAIT), (ssize_t)l2);
+	ASSERT_EQ(send(kcm, m3, l3, 0), (ssize_t)l3);
+	dt = kcm_now_ms() - t0;
+	EXPECT_LT(dt, 400);	/* queued, not waited for */
+
+	/* The queue now holds more than SO_SNDBUF. */
+	ASSERT_ERRNO(send(kcm, m4, l4, MSG_DONTWAIT), EAGAIN);
+	t0 = kcm_now_ms();
+	ASSERT_ERRNO(send(kcm, m4, l4, 0), EAGAIN);
+	dt = kcm_now_ms() - t0;
+	EXPECT_GE(dt, 400);
+	EXPECT_LT(dt, 5000);
+
+	kcm_tcp_pair(AF_INET, &a, &b);
+	kcm_set_rcvtimeo(b, 5000);
+	ASSERT_OK(kcm_attach(kcm, a, kcm_prog_len32()));
+	exp = xmalloc(l1 + l2 + l3);
+	memcpy(exp, m1, l1);
+	memcpy(exp + l1, m2, l2);
+	memcpy(exp + l1 + l2, m3, l3);
+	tx_expect_stream(b, exp, l1 + l2 + l3);
+
+	/* Room again: the refused message now goes through. */
+	ASSERT_EQ(send(kcm, m4, l4, MSG_DONTWAIT), (ssize_t)l4);
+	tx_expect_stream(b, m4, l4);
+	free(exp);
+	free(m3);
+}
+
+/*
+ * While sends fail with EAGAIN, poll() must not report POLLOUT, and it
+ * must report it again once the queue has drained.  Linux's kcm polls
+ * with datagram_poll(), which looks at sk_wmem_alloc while KCM accounts
+ * its queue in sk_wmem_queued: POLLOUT is always set, so an event loop
+ * that waits for POLLOUT spins on EAGAIN.
+ */
+KCM_TEST(full_queue_no_pollout,
+	 KCM_LINUX_BUG("poll() reports POLLOUT while send() fails with EAGAIN"))
+{
+	unsigned char small[104], *big;
+	uint64_t rng = 5;
+	size_t ls, lb, pb;
+	int kcm, a, b;
+	long long t0;
+
+	kcm = kcm_socket(SOCK_DGRAM);
+	pb = (size_t)kcm_get_int_opt(kcm, SOL_SOCKET, SO_SNDBUF) + 4096;
+	big = xmalloc(pb + 4);
+	lb = tx_make(big, pb, &rng);
+	ls = tx_make(small, sizeof(small) - 4, &rng);
+
+	ASSERT_TRUE(kcm_poll1(kcm, POLLOUT, 0) & POLLOUT);
+	ASSERT_EQ(send(kcm, big, lb, MSG_DONTWAIT), (ssize_t)lb);
+	ASSERT_ERRNO(send(kcm, small, ls, MSG_DONTWAIT), EAGAIN);
+	EXPECT_EQ(kcm_poll1(kcm, POLLOUT, 200) & POLLOUT, 0);
+
+	/* Give the queue somewhere to go: POLLOUT comes back and a send
+	 * succeeds. */
+	kcm_tcp_pair(AF_INET, &a, &b);
+	ASSERT_OK(kcm_attach(kcm, a, kcm_prog_len32()));
+	{
+		struct tx_reader r = { .fd = b, .want = lb + ls };
+		pthread_t th;
+
+		r.buf = xmalloc(r.want);
+		kcm_set_rcvtimeo(b, 5000);
+		ASSERT_EQ(pthread_create(&th, NULL, tx_reader_fn, &r), 0);
+		t0 = kcm_now_ms();
+		ASSERT_TRUE(kcm_poll1(kcm, POLLOUT, 5000) & POLLOUT);
+		EXPECT_LT(kcm_now_ms() - t0, 5000);
+		ASSERT_EQ(send(kcm, small, ls, MSG_DONTWAIT), (ssize_t)ls);
+		ASSERT_EQ(pthread_join(th, NULL), 0);
+		ASSERT_EQ(r.got, lb + ls);
+		ASSERT_MEMEQ(r.buf, big, lb);
+		ASSERT_MEMEQ(r.buf + lb, small, ls);
+		free(r.buf);
+	}
+	free(big);
+}
+
+/* /proc/net/kcm_stats: after K messages of B bytes in all (frames, header
+ * included) through one mux and one psock, the MUX and Psock rows' TX-Msgs
+ * and TX-Bytes have grown by exactly K and B.  Those rows add up every mux
+ * and psock, so the case reads them before and after. */
+KCM_TEST(stats_tx_counters)
+{
+	enum { K = 9 };
+	unsigned char *msg = xmalloc(K * 20000);
+	long long mm0, mb0, pm0, pb0, mm, mb, pm, pb, deadline;
+	uint64_t rng = 6060;
+	size_t off = 0;
+	int kcm, peer, i;
+
+	/* Let whatever earlier cases left behind settle first. */
+	kcm_msleep(200);
+	mm0 = tx_stat("MUX", "TX-Msgs");
+	mb0 = tx_stat("MUX", "TX-Bytes");
+	pm0 = tx_stat("Psock", "TX-Msgs");
+	pb0 = tx_stat("Psock", "TX-Bytes");
+	KCM_LOG("before: mux %lld/%lld psock %lld/%lld", mm0, mb0, pm0, pb0);
+
+	kcm = tx_setup(SOCK_DGRAM, NULL, &peer);
+	for (i = 0; i < K; i++) {
+		size_t len = tx_make(msg + off, 1 + kcm_rand(&rng) % 19000,
+				     &rng);
+
+		ASSERT_EQ(send(kcm, msg + off, len, 0), (ssize_t)len);
+		off += len;
+	}
+	tx_expect_stream(peer, msg, off);
+
+	/* Counters may be folded in a little after the data has gone. */
+	deadline = kcm_now_ms() + 3000;
+	do {
+		mm = tx_stat("MUX", "TX-Msgs") - mm0;
+		mb = tx_stat("MUX", "TX-Bytes") - mb0;
+		pm = tx_stat("Psock", "TX-Msgs") - pm0;
+		pb = tx_stat("Psock", "TX-Bytes") - pb0;
+		if (mm == K && mb == (long long)off && pm == K &&
+		    pb == (long long)off)
+			break;
+		kcm_msleep(50);
+	} while (kcm_now_ms() < deadline);
+	EXPECT_EQ(mm, K);
+	EXPECT_EQ(mb, off);
+	EXPECT_EQ(pm, K);
+	EXPECT_EQ(pb, off);
+	free(msg);
+}
