@@ -117,11 +117,10 @@ struct kcm_psock {
 	void (*saved_write_space)(struct sock *sk);
 	void (*saved_state_change)(struct sock *sk);
 
-	/* Parser scratch: a message that starts inside a fragment is copied
-	 * here so that the program sees its first byte at offset 0.  Used
-	 * only from the parser, under the TCP socket lock.
-	 */
-	struct sk_buff *view;
+	/* Parser state, used only under the TCP socket lock (kcm_rx.c). */
+	struct sk_buff *view;		/* message prefix the program sees */
+	u32 rx_kept;			/* bytes of the partial message in TCP */
+	bool rx_spill;			/* partial message consumed as it comes */
 
 	/* Under mux->lock. */
 	struct list_head mux_node;	/* in mux->psocks */
@@ -204,6 +203,7 @@ void kcm_mux_tx_unreserve(struct kcm_sock *kcm);
 int kcm_mux_tx_check_cookie(struct kcm_mux *mux, u64 cookie);
 void kcm_mux_tx_cancel_wait(struct kcm_sock *kcm);
 void kcm_mux_tx_offer(struct kcm_mux *mux, struct kcm_psock *psock);
+void kcm_mux_tx_wake_directed(struct kcm_mux *mux, struct kcm_psock *psock);
 
 /* kcm_psock.c */
 int kcm_psock_attach(struct kcm_sock *kcm, int fd, int bpf_fd);

@@ -295,6 +295,7 @@ void kcm_mux_remove_psock(struct kcm_mux *mux, struct kcm_psock *psock)
 		mux->stats.unattach_rsvd++;
 		queue_work(kcm_wq, &psock->tx_kcm->tx_work);
 	}
+	kcm_mux_tx_wake_directed(mux, psock);
 
 	gone->rx_msgs += psock->stats.rx_msgs;
 	gone->rx_bytes += psock->stats.rx_bytes;
@@ -385,9 +386,10 @@ struct kcm_psock *kcm_mux_tx_reserve(struct kcm_sock *kcm, u64 cookie,
 			list_del_init(&kcm->tx_node);
 			kcm->tx_waiting = false;
 		}
-	} else if (!kcm->tx_waiting) {
+	} else {
 		kcm->tx_wait_cookie = cookie;
-		list_add_tail(&kcm->tx_node, &mux->tx_waiters);
+		if (!kcm->tx_waiting)
+			list_add_tail(&kcm->tx_node, &mux->tx_waiters);
 		kcm->tx_waiting = true;
 	}
 	spin_unlock_bh(&mux->lock);
@@ -414,6 +416,18 @@ void kcm_mux_tx_offer(struct kcm_mux *mux, struct kcm_psock *psock)
 		return;
 	}
 	list_add_tail(&psock->tx_node, &mux->tx_idle);
+}
+
+/* psock failed or went away: directed senders waiting for it give up.
+ * Under mux->lock.
+ */
+void kcm_mux_tx_wake_directed(struct kcm_mux *mux, struct kcm_psock *psock)
+{
+	struct kcm_sock *kcm;
+
+	list_for_each_entry(kcm, &mux->tx_waiters, tx_node)
+		if (kcm->tx_wait_cookie == psock->cookie)
+			queue_work(kcm_wq, &kcm->tx_work);
 }
 
 /* Ends kcm's reservation, if any.  Under the KCM socket lock. */

@@ -114,6 +114,7 @@ void kcm_psock_fail(struct kcm_psock *psock, int err)
 	list_del_init(&psock->tx_node);
 	if (psock->tx_kcm)
 		queue_work(kcm_wq, &psock->tx_kcm->tx_work);
+	kcm_mux_tx_wake_directed(mux, psock);
 	spin_unlock_bh(&mux->lock);
 
 	WRITE_ONCE(sk->sk_err, err);

@@ -13,6 +13,7 @@
 #include <linux/skbuff.h>
 #include <linux/splice.h>
 #include <net/kcm.h>
+#include <net/tcp.h>
 
 /*
  * The framing program must see the first byte of the message at offset 0,
@@ -66,6 +67,81 @@ static int kcm_rx_parse(struct strparser *strp, struct sk_buff *skb)
 	}
 }
 
+static int kcm_rx_skip(read_descriptor_t *desc, struct sk_buff *skb,
+		       unsigned int offset, size_t len)
+{
+	size_t n = min_t(size_t, len, desc->count);
+
+	desc->count -= n;
+	return n;
+}
+
+/* Bytes of the message the parser is assembling, or 0 between messages. */
+static u32 kcm_rx_partial_len(struct strparser *strp)
+{
+	struct sk_buff *head = strp->skb_head;
+
+	if (!head)
+		return 0;
+	return container_of(strp_msg(head), struct _strp_msg, strp)->accum_len;
+}
+
+/*
+ * Feeds the parser from the TCP socket.  The bytes of a message still being
+ * assembled are left in the TCP receive queue (the parser holds clones of
+ * them, and psock->rx_kept counts them), so that unattach gives them back
+ * to user space; only the bytes of whole messages are consumed.  Once they
+ * fill half of the socket's receive buffer, the rest of that message is
+ * consumed as it arrives instead, or TCP's window would close on it.
+ * Called by the parser with the TCP socket locked.
+ */
+static int kcm_rx_read_sock(struct strparser *strp, read_descriptor_t *desc,
+			    sk_read_actor_t actor)
+{
+	struct kcm_psock *psock = container_of(strp, struct kcm_psock, strp);
+	struct sock *sk = strp->sk;
+	u32 start = tcp_sk(sk)->copied_seq;
+	u32 seq = start + psock->rx_kept;
+	read_descriptor_t skip = {};
+	struct sk_buff *skb;
+	u32 kept;
+
+	skb_queue_walk(&sk->sk_receive_queue, skb) {
+		u32 offset = seq - TCP_SKB_CB(skb)->seq;
+		int used;
+
+		if (TCP_SKB_CB(skb)->tcp_flags & TCPHDR_SYN)
+			offset--;
+		if (offset >= skb->len)
+			continue;
+		used = actor(desc, skb, offset, skb->len - offset);
+		if (used <= 0)
+			break;
+		seq += used;
+		if (used < skb->len - offset || !desc->count)
+			break;
+	}
+
+	kept = kcm_rx_partial_len(strp);
+	if (!kept)
+		psock->rx_spill = false;
+	if (psock->rx_spill)
+		kept = 0;
+	skip.count = seq - start - kept;
+	if (skip.count)
+		tcp_read_sock(sk, &skip, kcm_rx_skip);
+
+	if (kept && atomic_read(&sk->sk_rmem_alloc) >
+		    READ_ONCE(sk->sk_rcvbuf) / 2) {
+		psock->rx_spill = true;
+		skip.count = kept;
+		tcp_read_sock(sk, &skip, kcm_rx_skip);
+		kept = 0;
+	}
+	psock->rx_kept = kept;
+	return seq - start;
+}
+
 static void kcm_rx_rcv_msg(struct strparser *strp, struct sk_buff *skb)
 {
 	struct kcm_psock *psock = container_of(strp, struct kcm_psock, strp);
@@ -86,8 +162,9 @@ static int kcm_rx_read_sock_done(struct strparser *strp, int err)
 
 /*
  * The parser gave up on the stream: a message too long for the TCP socket's
- * receive buffer, not assembled in time, or a program error.  The stream
- * cannot be resynchronised, so the psock stops.
+ * receive buffer (EMSGSIZE), not assembled in time (ETIMEDOUT), or the
+ * program returned an error, which is posted as it is, as Linux does.  The
+ * stream cannot be resynchronised, so the psock stops.
  */
 static void kcm_rx_abort(struct strparser *strp, int err)
 {
@@ -95,14 +172,13 @@ static void kcm_rx_abort(struct strparser *strp, int err)
 
 	strp_stop(strp);
 	psock->stats.rx_aborts++;
-	if (err != -EMSGSIZE && err != -ETIMEDOUT)
-		err = -EPIPE;
 	kcm_psock_fail(psock, -err);
 }
 
 const struct strp_callbacks kcm_rx_strp_callbacks = {
 	.parse_msg	= kcm_rx_parse,
 	.rcv_msg	= kcm_rx_rcv_msg,
+	.read_sock	= kcm_rx_read_sock,
 	.read_sock_done	= kcm_rx_read_sock_done,
 	.abort_parser	= kcm_rx_abort,
 };

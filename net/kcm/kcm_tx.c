@@ -205,12 +205,16 @@ static void kcm_tx_push(struct kcm_sock *kcm)
 	int err;
 
 	while (!kcm->tx_stopped && (head = skb_peek(&sk->sk_write_queue))) {
+		u64 cookie = kcm_msg_cb(head)->cookie;
 		struct kcm_psock *psock = kcm->tx_psock;
 
+		/* Between messages: a directed one may need another psock. */
+		if (psock && cookie && cookie != psock->cookie) {
+			kcm_mux_tx_unreserve(kcm);
+			psock = NULL;
+		}
 		if (!psock) {
-			psock = kcm_mux_tx_reserve(kcm,
-						   kcm_msg_cb(head)->cookie,
-						   &err);
+			psock = kcm_mux_tx_reserve(kcm, cookie, &err);
 			if (err) {
 				/* Its connection is gone: drop it. */
 				__skb_unlink(head, &sk->sk_write_queue);

@@ -154,7 +154,7 @@ static int kcm_proc_stats_show(struct seq_file *seq, void *v)
 	kcm_proc_header(seq, "MUX", 8, kcm_mux_cols, ARRAY_SIZE(kcm_mux_cols));
 	seq_printf(seq, "\n%-8s", "");
 	kcm_proc_values(seq, &sums, kcm_mux_cols, ARRAY_SIZE(kcm_mux_cols));
-	seq_puts(seq, "\n\n");
+	seq_puts(seq, "\n");
 
 	kcm_proc_header(seq, "Psock", 8, kcm_psock_cols,
 			ARRAY_SIZE(kcm_psock_cols));
