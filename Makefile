@@ -5,6 +5,11 @@
 #   make samples          build samples/kcm/*.c (static) into build/samples/
 #   make check            install deps, build everything, run the suite in VMs
 #   make run              boot 6.12 with our module and run build/samples/kcm_demo
+#   make bench            benchmark our kcm.ko, Linux's and user-space framing
+#                         in VMs (6.12); table and plot in build/bench/
+#   make check-debug      the suite on a debug kernel (KASAN, lockdep, kmemleak,
+#                         ...) built from linux-source-6.12; our module only
+#   make fuzz             kcm_fuzz on the debug kernel for DURATION seconds
 #   make clean
 #
 # Variables:
@@ -13,11 +18,18 @@
 #   DEMO=name             sample that `make run` runs (default kcm_demo)
 #   VM_JOBS=N             VMs booted in parallel by check (default 1)
 #   VM_TIMEOUT, TEST_TIMEOUT  seconds per VM (900) and per test binary (600)
+#   TESTS="kcm_basic kcm_rx"  run only these test binaries (check)
+#                         (check-debug: 5400 and 1800)
+#   DURATION=600          fuzz: seconds, split among FUZZ_SEEDS="s1 s2 ..."
+#                         (default 4 seeds from the clock); KCM=linux fuzzes
+#                         Linux's kcm.ko instead (check-debug too)
+#   BENCH_ICOUNT=1        bench: QEMU -icount shift=0,sleep=off (see scripts/bench/)
 
 KCM ?= ours linux
 KERNELS ?=
 DEMO ?= kcm_demo
-export KCM KERNELS VM_JOBS VM_TIMEOUT TEST_TIMEOUT
+DURATION ?= 600
+export KCM KERNELS VM_JOBS VM_TIMEOUT TEST_TIMEOUT TESTS FUZZ_SEEDS
 
 # Evaluated when used, so that `make check` sees kernels install-deps added.
 KVERS = $(shell scripts/kernels.sh $(KERNELS))
@@ -32,7 +44,7 @@ SAMPLE_CFLAGS := -static -O2 -Wall -Wextra -Werror -I include/uapi -I include
 
 TESTS_DIR := tools/testing/selftests/net/kcm
 
-.PHONY: all modules tests samples check run clean
+.PHONY: all modules tests samples check check-debug fuzz run bench clean install
 .DEFAULT_GOAL := all
 
 all: modules
@@ -61,13 +73,34 @@ build/samples/%: samples/kcm/%.c $(UAPI_HDRS)
 	@mkdir -p $(@D)
 	$(CC) $(SAMPLE_CFLAGS) -o $@ $<
 
+# One check at a time per work tree (they share build/tests and build/vm).
+check:
+	@mkdir -p build
+	@flock -n build/.check.lock true || echo "check: another make check runs in this tree; waiting"
+	@flock build/.check.lock $(MAKE) --no-print-directory check-locked
+
 # Our module is built only when the ours lane runs: KCM=linux needs none.
 # build/tests/ starts empty so that a deleted test cannot linger there.
-check:
+check-locked:
 	@scripts/install-deps.sh
 	@rm -rf build/tests
 	@$(MAKE) --no-print-directory $(if $(filter ours,$(KCM)),modules) tests samples
 	@scripts/vm/check.sh
+
+# Debug kernel: scripts/debug-kernel/ (the first build takes ~15 min, then
+# it is cached until configs/debug-kernel.config changes).
+check-debug: KCM = ours
+# Its own copy of the tests: a make check running meanwhile empties build/tests.
+check-debug:
+	@scripts/install-deps.sh
+	@rm -rf build/debug-tests
+	@$(MAKE) --no-print-directory -C $(TESTS_DIR) OUTPUT=$(CURDIR)/build/debug-tests
+	@DEBUG_TESTS=$(CURDIR)/build/debug-tests scripts/debug-kernel/check.sh
+
+fuzz: KCM = ours
+fuzz:
+	@scripts/install-deps.sh
+	@scripts/debug-kernel/check.sh fuzz $(DURATION)
 
 run: KERNELS = 6.12
 run:
@@ -77,6 +110,22 @@ run:
 	lane=$(if $(filter ours,$(KCM)),ours,linux); \
 	echo "run: $(DEMO) on $$kver ($$lane), kernel log in build/vm/$$kver-$$lane-run/console.log"; \
 	scripts/vm/run-vm.sh run $$kver $$lane $(DEMO)
+
+# One VM per lane, one at a time; see scripts/bench/bench.sh for BENCH_*.
+bench: KERNELS = 6.12
+bench:
+	@scripts/install-deps.sh
+	@$(MAKE) --no-print-directory modules
+	@$(MAKE) --no-print-directory -C $(TESTS_DIR)/bench OUTPUT=$(CURDIR)/build/bench/bin
+	@scripts/bench/bench.sh
+
+# Installs our kcm.ko for KVER (default: the running kernel) in updates/,
+# which modprobe prefers to the kernel's own net/kcm/kcm.ko.
+KVER ?= $(shell uname -r)
+install:
+	@scripts/build-module.sh $(KVER)
+	install -D -m 0644 build/$(KVER)/kcm.ko $(DESTDIR)/lib/modules/$(KVER)/updates/kcm.ko
+	$(if $(DESTDIR),,depmod -a $(KVER))
 
 clean:
 	@if [ -f $(TESTS_DIR)/Makefile ]; then \

@@ -20,6 +20,12 @@ src=$out/src
 [ -d "$kdir" ] || { echo "build-module: no headers for $kver at $kdir" >&2; exit 1; }
 [ -d "$tree/net/kcm" ] || { echo "build-module: $tree/net/kcm missing" >&2; exit 1; }
 
+# Two builds for one kernel at once (make check and make run, say) would
+# trample each other's copy.
+mkdir -p "$out"
+exec 9>"$out/.lock"
+flock 9
+
 # Fresh copy every time: a file deleted from net/kcm must not linger.
 rm -rf "$src" "$out/kcm.ko"
 mkdir -p "$src/net"

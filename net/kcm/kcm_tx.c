@@ -153,7 +153,7 @@ static int kcm_tx_send_msg(struct kcm_sock *kcm, struct kcm_psock *psock,
 	while (kcm->tx_sent < head->len) {
 		unsigned int nr;
 		size_t len;
-		int flags = MSG_DONTWAIT;
+		int flags = MSG_DONTWAIT | MSG_NOSIGNAL;
 
 		nr = kcm_tx_bvecs(head, kcm->tx_sent, bv, &len);
 		if (more || kcm->tx_sent + len < head->len)

@@ -5,6 +5,7 @@
 # KERNELS: kernel series (default: every installed 6.1 and 6.12).
 # KCM:     lanes, ours and/or linux (default both).
 # VM_JOBS: VMs booted at once (default 1).
+# TESTS, VM_TESTS, VM_TIMEOUT, TEST_TIMEOUT: see run-vm.sh.
 # Exits non-zero if any case failed or nothing ran.
 set -euo pipefail
 
@@ -44,7 +45,14 @@ one_vm() {
 		"logs in build/vm/$kver-$lane/)"
 }
 
+# One suite at a time per work tree: VMs of two runs would share build/vm/.
 mkdir -p "$root/build/vm"
+exec 9>"$root/build/vm/.lock"
+if ! flock -n 9; then
+	echo "# another scripts/vm/check.sh runs in this tree; waiting for it"
+	flock 9
+fi
+
 echo "# booting ${#kvers[@]} kernel(s) x ${#lanes[@]} lane(s): ${kvers[*]} / ${lanes[*]}"
 for kver in "${kvers[@]}"; do
 	for lane in "${lanes[@]}"; do
@@ -60,7 +68,9 @@ wait
 all=$root/build/vm/results.txt
 for kver in "${kvers[@]}"; do
 	for lane in "${lanes[@]}"; do
-		sed -E "s|^((not )?ok) - |\1 - $(label "$kver")/$lane |" "$root/build/vm/$kver-$lane/results.txt"
+		res=$root/build/vm/$kver-$lane/results.txt
+		if [ -f "$res" ]; then cat "$res"; else echo "not ok - results # ${res#"$root"/} missing"; fi |
+			sed -E "s|^((not )?ok) - |\1 - $(label "$kver")/$lane |"
 	done
 done >"$all"
 

@@ -13,8 +13,9 @@ mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 mkdir -p /dev/pts /tmp && mount -t devpts devpts /dev/pts && mount -t tmpfs tmpfs /tmp
 ip link set lo up
+# shellcheck disable=SC1091
 . /etc/kcm-vm.conf
-export KCM_LANE=$LANE HOME=/tmp TMPDIR=/tmp
+export KCM_LANE="$LANE" HOME=/tmp TMPDIR=/tmp
 
 exec 3>/dev/ttyS1
 say() { echo "kcm-vm: $*" >&3; echo "kcm-vm: $*"; }
@@ -30,6 +31,10 @@ finish() {
 }
 
 say begin "$(uname -r)" "$LANE"
+# Optional hooks, sourced so that they can use say and fd 3; only the
+# debug-kernel lane has them (kmemleak scans, scripts/debug-kernel/).
+# shellcheck disable=SC1091
+if [ -f /hooks/before-insmod ]; then . /hooks/before-insmod; fi
 insmod /kcm.ko
 rc=$?
 say insmod $rc
@@ -37,16 +42,16 @@ say insmod $rc
 
 if [ "$MODE" = run ]; then
 	# make run: show one program's output on ttyS1, which is the terminal.
-	cd /tmp && /samples/$RUN >&3 2>&3 3>&- </dev/null
+	cd /tmp && /samples/"$RUN" >&3 2>&3 3>&- </dev/null
 	say exit "$RUN" $?
 else
-	cd /tests
+	cd /tests || finish
 	for t in /tests/*; do
-		[ -f "$t" ] && [ -x "$t" ] || continue
+		if [ ! -f "$t" ] || [ ! -x "$t" ]; then continue; fi
 		name=${t##*/}
 		say test "$name"
 		start=$(date +%s)
-		# SIGKILL: a test blocked in the kernel or ignoring SIGTERM must die.
+		# SIGKILL: a test that ignores SIGTERM must die too.
 		timeout -s KILL "$TEST_TIMEOUT" "$t" >&3 2>&3 3>&- </dev/null
 		rc=$?
 		secs=$(($(date +%s) - start))
@@ -58,9 +63,12 @@ else
 	done
 fi
 
+# shellcheck disable=SC1091
+if [ -f /hooks/after-tests ]; then . /hooks/after-tests; fi
+
 # Every socket is closed now, so the module must unload.  Teardown may
 # finish asynchronously (RCU, workqueues): allow it a few seconds.
-for try in 1 2 3 4 5; do
+for _ in 1 2 3 4 5; do
 	rmmod kcm 2>/dev/null && break
 	sleep 1
 done

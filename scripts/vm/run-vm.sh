@@ -7,7 +7,17 @@
 #        this terminal.
 # Files in build/vm/KVER-LANE[-run]/: console.log (ttyS0: kernel console,
 # dmesg), tap.log (ttyS1: test output), initramfs.cpio.gz, qemu.rc.
-# Environment: VM_TIMEOUT (default 900 s), TEST_TIMEOUT (per binary, 600 s).
+# Environment: VM_TIMEOUT (default 900 s), TEST_TIMEOUT (per binary, 600 s),
+# TESTS (names of the test binaries to run; default all).
+# For other kernels (scripts/debug-kernel/), all optional:
+#   VM_KERNEL   kernel image (default /boot/vmlinuz-KVER)
+#   VM_KO       module to load instead of the lane's usual kcm.ko
+#   VM_MEM      guest memory in MiB (default 1024)
+#   VM_APPEND   appended to the kernel command line
+#   VM_DIR      output directory instead of build/vm/KVER-LANE[-run]
+#   VM_TESTS    directory of test executables instead of build/tests
+#   VM_OVERLAY  directory copied over the initramfs root last (e.g. the
+#               /hooks/ that init.sh runs)
 set -euo pipefail
 
 mode=${1:?usage: $0 check|run KVER ours|linux [PROGRAM]}
@@ -23,18 +33,21 @@ check)	dir=$root/build/vm/$kver-$lane ;;
 run)	dir=$root/build/vm/$kver-$lane-run ;;
 *)	echo "run-vm: mode must be check or run, not '$mode'" >&2; exit 1 ;;
 esac
+dir=${VM_DIR:-$dir}
 rm -rf "$dir"
 mkdir -p "$dir/root"
 stage=$dir/root
 
 # --- the module under test ---------------------------------------------------
-case $lane in
+case ${VM_KO:+VM_KO-}$lane in
+VM_KO-ours|VM_KO-linux)
+	cp "$VM_KO" "$stage/kcm.ko" ;;
 ours)
 	ko=$root/build/$kver/kcm.ko
 	[ -f "$ko" ] || { echo "run-vm: $ko missing (make modules)" >&2; exit 1; }
 	cp "$ko" "$stage/kcm.ko" ;;
 linux)
-	ref=$(ls /usr/lib/modules/"$kver"/kernel/net/kcm/kcm.ko* 2>/dev/null | head -n1 || true)
+	ref=$(find "/usr/lib/modules/$kver/kernel/net/kcm" -name 'kcm.ko*' 2>/dev/null | head -n1 || true)
 	case $ref in
 	*.ko)	cp "$ref" "$stage/kcm.ko" ;;
 	*.xz)	xz -dc "$ref" >"$stage/kcm.ko" ;;
@@ -59,17 +72,24 @@ LANE=$lane
 TEST_TIMEOUT=$test_timeout
 RUN=$program
 EOF
-for d in tests samples; do
-	if [ -d "$root/build/$d" ]; then cp -a "$root/build/$d/." "$stage/$d/"; fi
-done
+tests_dir=${VM_TESTS:-$root/build/tests}
+if [ -d "$tests_dir" ]; then cp -a "$tests_dir/." "$stage/tests/"; fi
+if [ -d "$root/build/samples" ]; then cp -a "$root/build/samples/." "$stage/samples/"; fi
+if [ -n "${TESTS:-}" ]; then
+	# TESTS="kcm_basic kcm_rx": every other test stops being executable.
+	find "$stage/tests" -maxdepth 1 -type f -perm -u+x | while read -r f; do
+		[[ " $TESTS " == *" ${f##*/} "* ]] || chmod a-x "$f"
+	done
+fi
+if [ -n "${VM_OVERLAY:-}" ]; then cp -a "$VM_OVERLAY/." "$stage/"; fi
 
 # Dynamically linked programs also get their shared libraries and loader.
-for f in $(find "$stage/tests" "$stage/samples" -type f -perm -u+x); do
+while read -r f; do
 	libs=$(ldd "$f" 2>/dev/null | grep -oE '/[^ ]+' || true)	# none if static
 	for lib in $libs; do
 		[ -e "$stage$lib" ] || cp -L --parents "$lib" "$stage"
 	done
-done
+done < <(find "$stage/tests" "$stage/samples" -type f -perm -u+x)
 
 (cd "$stage" && find . | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet) |
 	gzip -1 >"$dir/initramfs.cpio.gz"
@@ -82,11 +102,11 @@ if [ "$mode" = run ]; then
 else
 	ttyS1=(-serial "file:$dir/tap.log")
 fi
-cmdline="console=ttyS0 loglevel=5 panic_on_warn=1 oops=panic panic=-1 softlockup_panic=1"
+cmdline="console=ttyS0 loglevel=5 panic_on_warn=1 oops=panic panic=-1 softlockup_panic=1${VM_APPEND:+ $VM_APPEND}"
 rc=0
 timeout -k 10 "$vm_timeout" qemu-system-x86_64 \
-	-machine q35 -m 1024 -smp 2 -nodefaults -display none -no-reboot \
-	-kernel "/boot/vmlinuz-$kver" -initrd "$dir/initramfs.cpio.gz" -append "$cmdline" \
+	-machine q35 -m "${VM_MEM:-1024}" -smp 2 -nodefaults -display none -no-reboot \
+	-kernel "${VM_KERNEL:-/boot/vmlinuz-$kver}" -initrd "$dir/initramfs.cpio.gz" -append "$cmdline" \
 	-serial "file:$dir/console.log" "${ttyS1[@]}" </dev/null || rc=$?
 echo "$rc" >"$dir/qemu.rc"
 

@@ -382,9 +382,14 @@ KCM_TEST(unattach_twice)
 /*
  * Half a message has arrived when the socket is unattached: the bytes KCM
  * has not delivered are still readable on the TCP socket, followed by the
- * rest of the stream.
+ * rest of the stream.  Linux's kcm.ko has already taken them off the TCP
+ * receive queue into its parser, and they are lost.
  */
-KCM_TEST(unattach_mid_message_keeps_bytes)
+#define UNATTACH_LOSES_BYTES \
+	"unattach drops the bytes of a partly received message"
+
+KCM_TEST(unattach_mid_message_keeps_bytes,
+	 KCM_LINUX_BUG(UNATTACH_LOSES_BYTES))
 {
 	int kcm = kcm_socket(SOCK_DGRAM), prog = kcm_prog_len32();
 	char msg[200], got[200];
@@ -406,7 +411,8 @@ KCM_TEST(unattach_mid_message_keeps_bytes)
 	close(kcm);
 }
 
-KCM_TEST(unattach_mid_header_keeps_bytes)
+KCM_TEST(unattach_mid_header_keeps_bytes,
+	 KCM_LINUX_BUG(UNATTACH_LOSES_BYTES))
 {
 	int kcm = kcm_socket(SOCK_DGRAM), prog = kcm_prog_len32();
 	char msg[40], got[40];

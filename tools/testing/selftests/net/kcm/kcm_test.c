@@ -9,8 +9,10 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <linux/bpf.h>
+#include <net/if.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sched.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -145,11 +147,13 @@ static void errstr(char *out, size_t n, int err)
 void kcm_report_cmp(const char *file, int line, const char *what,
 		    const char *op, long long exp, long long got, int err)
 {
-	char e[128];
+	char e[128] = "";
 
-	errstr(e, sizeof(e), err);
-	kcm_diag("%s:%d: %s: expected %s %lld, got %lld%s", base(file), line, what,
-		 op, exp, got, e);
+	/* errno only means something when a call failed. */
+	if (got < 0)
+		errstr(e, sizeof(e), err);
+	kcm_diag("%s:%d: %s: expected %s %lld, got %lld%s", base(file), line,
+		 what, op, exp, got, e);
 }
 
 void kcm_report_errno(const char *file, int line, const char *what,
@@ -776,6 +780,21 @@ uint32_t kcm_rand(uint64_t *state)
 	x ^= x << 17;
 	*state = x;
 	return (uint32_t)(x >> 16);
+}
+
+void kcm_new_netns(void)
+{
+	struct ifreq ifr;
+	int fd;
+
+	ASSERT_OK(unshare(CLONE_NEWNET));
+	fd = ASSERT_OK(socket(AF_INET, SOCK_DGRAM, 0));
+	memset(&ifr, 0, sizeof(ifr));
+	strcpy(ifr.ifr_name, "lo");
+	ASSERT_OK(ioctl(fd, SIOCGIFFLAGS, &ifr));
+	ifr.ifr_flags |= IFF_UP;
+	ASSERT_OK(ioctl(fd, SIOCSIFFLAGS, &ifr));
+	close(fd);
 }
 
 char *kcm_read_file(const char *path)

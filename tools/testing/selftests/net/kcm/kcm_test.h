@@ -105,7 +105,6 @@ void kcm_report_mem(const char *file, int line, const char *what,
 #define KCM__ON_FAIL_EXPECT (kcm_case_failed = 1)
 
 #define KCM__CMP(fatal, a, op, b) do {					\
-	errno = 0;							\
 	long long kcm__b = (long long)(b);				\
 	long long kcm__a = (long long)(a);				\
 	int kcm__e = errno;						\
@@ -135,7 +134,6 @@ void kcm_report_mem(const char *file, int line, const char *what,
 
 /* A system call that must succeed (result >= 0).  Yields the result. */
 #define KCM__OK(fatal, expr) ({						\
-	errno = 0;							\
 	long long kcm__r = (long long)(expr);				\
 	int kcm__e = errno;						\
 	if (kcm__r < 0) {						\
@@ -150,7 +148,6 @@ void kcm_report_mem(const char *file, int line, const char *what,
 
 /* A system call that must fail with -1 and exactly errno @e. */
 #define KCM__ERR(fatal, expr, e) do {					\
-	errno = 0;							\
 	long long kcm__r = (long long)(expr);				\
 	int kcm__e = errno;						\
 	if (kcm__r != -1 || kcm__e != (e)) {				\
@@ -273,7 +270,10 @@ uint32_t kcm_rand(uint64_t *state);
 long long kcm_now_ms(void);
 void kcm_msleep(int ms);
 
-/* ---- helpers: /proc/net/kcm* ----------------------------------------- */
+/* ---- helpers: namespaces and /proc ------------------------------------ */
+
+/* Move the calling process into a new network namespace with "lo" up. */
+void kcm_new_netns(void);
 
 /* Read a whole file into a malloc'd NUL-terminated buffer (or NULL). */
 char *kcm_read_file(const char *path);

@@ -504,7 +504,7 @@ KCM_TEST(nopsock_queue_then_attach)
 	ASSERT_EQ(send(kcm, m2, l2, MSG_DONTWAIT), (ssize_t)l2);
 	ASSERT_EQ(send(kcm, m3, l3, 0), (ssize_t)l3);
 	dt = kcm_now_ms() - t0;
-	EXPECT_LT(dt, 400);	/* queued, not waited for */
+	EXPECT_LT(dt, 2000);	/* queued, not waited for the timeout */
 
 	/* The queue now holds more than SO_SNDBUF. */
 	ASSERT_ERRNO(send(kcm, m4, l4, MSG_DONTWAIT), EAGAIN);

@@ -1,0 +1,182 @@
+#!/usr/bin/python3
+# Summarise kcm_bench results:  scripts/bench/report.py OUTDIR LOG...
+#
+# Each LOG is one VM's ttyS1 log, build/bench/vm/KVER-LANE/bench.log; its
+# KCMBENCH lines are one run each.  Writes OUTDIR/results.txt (every run,
+# tagged with kernel and lane), OUTDIR/table.txt (medians and ratios, also
+# printed) and OUTDIR/ratios.dat (input of plot.gp).
+#
+# A cell is the median over the reps whose status is ok; "stalled" if every
+# rep stalled, "stall k/n" if k of n did, "MISMATCH"/"ERROR" if any rep had
+# a count mismatch or failed.  Ratios compare medians of ok runs only.
+import os
+import re
+import sys
+from collections import defaultdict
+
+outdir = sys.argv[1]
+logs = sys.argv[2:]
+
+runs = defaultdict(list)	# (kver, lane, workload, variant, size, conns, threads) -> [dict]
+lines = []
+for log in logs:
+	m = re.search(r'([^/]+)-(ours|linux)/bench\.log$', log)
+	if not m:
+		continue
+	kver, lane = m.group(1), m.group(2)
+	with open(log, errors='replace') as f:
+		for line in f:
+			line = line.strip().replace('\r', '')
+			if not line.startswith('KCMBENCH '):
+				continue
+			lines.append(f'{kver} {lane} {line}')
+			d = dict(re.findall(r'(\w+)=("[^"]*"|\S+)', line))
+			key = (kver, lane, d['workload'], d['variant'], int(d['size']),
+			       int(d['conns']), int(d['threads']))
+			runs[key].append(d)
+
+os.makedirs(outdir, exist_ok=True)
+with open(os.path.join(outdir, 'results.txt'), 'w') as f:
+	f.write('\n'.join(lines) + '\n')
+
+
+def median(xs):
+	xs = sorted(xs)
+	n = len(xs)
+	if n == 0:
+		return None
+	return xs[n // 2] if n % 2 else (xs[n // 2 - 1] + xs[n // 2]) / 2
+
+
+def cell(kver, lane, w, v, s, c, t, metric):
+	"""(text, median value or None) for one variant in one lane."""
+	rs = runs.get((kver, lane, w, v, s, c, t), [])
+	if not rs:
+		return '-', None
+	st = [r['status'] for r in rs]
+	ok = [float(r[metric]) for r in rs if r['status'] == 'ok']
+	if 'error' in st:
+		return 'ERROR', None
+	if 'mismatch' in st:
+		return 'MISMATCH', None
+	med = median(ok)
+	nst = st.count('stalled')
+	if nst == len(st):
+		return 'stalled', None
+	if nst:
+		return f'stall {nst}/{len(st)}', None
+	return fmt(med), med
+
+
+def fmt(x):
+	if x is None:
+		return '-'
+	if x >= 100:
+		return f'{x:.0f}'
+	if x >= 10:
+		return f'{x:.1f}'
+	return f'{x:.2f}'
+
+
+def ratio(a, b):
+	return f'{a / b:.2f}' if a is not None and b else '-'
+
+
+def norm(o, u, l, ul):
+	"""ours/linux with each side divided by user-space framing in its own VM."""
+	if None in (o, u, l, ul) or not (u and l and ul):
+		return '-'
+	return f'{(o / u) / (l / ul):.2f}'
+
+
+kvers = sorted({k[0] for k in runs})
+cases = sorted({k[2:] for k in runs},
+	       key=lambda k: (k[0] != 'stream', k[2] if k[2] else 1 << 30, k[3], k[4]))
+out = []
+dat = []
+for kver in kvers:
+	out.append(f'kcm_bench on {kver} (QEMU TCG); medians of ok reps; ours = our kcm.ko,'
+		   ' linux = Debian\'s kcm.ko,')
+	out.append('user/tcp = user-space framing / plain TCP, measured in the ours VM'
+		   ' (user@L: user in the linux VM);')
+	out.append('o/l norm = (ours/user) / (linux/user@L), which cancels VM-to-VM drift')
+	for w in ('stream', 'echo'):
+		if w == 'stream':
+			out.append('')
+			out.append('STREAM: messages/s received by the server; size = payload bytes'
+				   ' (0 = mixed 16 B..64 KiB)')
+			hdr = ('size', 'C', 'T', 'ours', 'linux', 'user', 'user@L', 'ours MB/s',
+			       'user MB/s', 'tcp MB/s', 'ours/linux', 'o/l norm', 'ours/user',
+			       'user/tcp')
+		else:
+			out.append('')
+			out.append('ECHO: requests/s (C requests in flight); latency p50/p99/p99.9 in us')
+			hdr = ('size', 'C', 'T', 'ours', 'linux', 'user', 'user@L',
+			       'ours p50/p99/p99.9', 'linux p50/p99/p99.9', 'user p50/p99/p99.9',
+			       'ours/linux', 'o/l norm', 'ours/user')
+		rows = [hdr]
+		seen = set()
+		for cs in cases:
+			if cs[0] != w:
+				continue
+			s, c, t = cs[2], cs[3], cs[4]
+			if (s, c, t) in seen:
+				continue
+			seen.add((s, c, t))
+			if w == 'stream':
+				m = 'msgs_s'
+				o_t, o = cell(kver, 'ours', w, 'kcm', s, c, t, m)
+				l_t, l = cell(kver, 'linux', w, 'kcm', s, c, t, m)
+				u_t, u = cell(kver, 'ours', w, 'user', s, c, t, m)
+				ul_t, ul = cell(kver, 'linux', w, 'user', s, c, t, m)
+				tc_t, tc = cell(kver, 'ours', w, 'tcp', s, c, t, 'mb_s')
+				om_t, _ = cell(kver, 'ours', w, 'kcm', s, c, t, 'mb_s')
+				um_t, um = cell(kver, 'ours', w, 'user', s, c, t, 'mb_s')
+				rows.append((str(s), str(c), str(t), o_t, l_t, u_t, ul_t, om_t, um_t,
+					     tc_t, ratio(o, l), norm(o, u, l, ul), ratio(o, u),
+					     ratio(um, tc)))
+				dat.append((f'stream {s or "mix"}/{c}/{t}', o, l, u, ul))
+			else:
+				m = 'rps'
+				o_t, o = cell(kver, 'ours', w, 'kcm', s, c, t, m)
+				l_t, l = cell(kver, 'linux', w, 'kcm', s, c, t, m)
+				u_t, u = cell(kver, 'ours', w, 'user', s, c, t, m)
+				ul_t, ul = cell(kver, 'linux', w, 'user', s, c, t, m)
+				lat = []
+				for lane, v in (('ours', 'kcm'), ('linux', 'kcm'), ('ours', 'user')):
+					ps = [cell(kver, lane, w, v, s, c, t, p) for p in ('p50_us', 'p99_us', 'p999_us')]
+					lat.append('/'.join(p[0] for p in ps) if all(p[1] is not None for p in ps)
+						   else ps[0][0])
+				rows.append((str(s), str(c), str(t), o_t, l_t, u_t, ul_t, *lat,
+					     ratio(o, l), norm(o, u, l, ul), ratio(o, u)))
+				dat.append((f'echo {s}/{c}/{t}', o, l, u, ul))
+		widths = [max(len(r[i]) for r in rows) for i in range(len(hdr))]
+		for r in rows:
+			out.append('  '.join(x.rjust(wd) for x, wd in zip(r, widths)))
+	out.append('')
+	# Run counts by status, per lane and variant.
+	for lane in ('ours', 'linux'):
+		cnt = defaultdict(lambda: defaultdict(int))
+		for k, rs in runs.items():
+			if k[0] == kver and k[1] == lane:
+				for r in rs:
+					cnt[k[3]][r['status']] += 1
+		out.append(f'runs {lane}: ' + '; '.join(
+			f'{v} ' + ' '.join(f'{st}={n}' for st, n in sorted(cnt[v].items()))
+			for v in sorted(cnt)))
+
+text = '\n'.join(out) + '\n'
+with open(os.path.join(outdir, 'table.txt'), 'w') as f:
+	f.write(text)
+with open(os.path.join(outdir, 'ratios.dat'), 'w') as f:
+	f.write('# "workload size/C/T" ours/linux ours/linux(user-normalised) ours/user;'
+		' NaN: stalled or missing\n')
+
+	def r(x):
+		return f'{x:.4f}' if x is not None else 'NaN'
+	for name, o, l, u, ul in dat:
+		ol = o / l if o and l else None
+		n = (o / u) / (l / ul) if o and u and l and ul else None
+		ou = o / u if o and u else None
+		f.write(f'"{name}" {r(ol)} {r(n)} {r(ou)}\n')
+sys.stdout.write(text)

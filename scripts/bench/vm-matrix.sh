@@ -1,0 +1,46 @@
+#!/bin/sh
+# Runs inside the bench VM (busybox sh), started by scripts/vm/init.sh as its
+# "run" program; prints one KCMBENCH line per run (see kcm_bench.c).
+# Settings come from /etc/kcm-vm.conf (written by scripts/bench/run-vm.sh):
+#   BENCH_SIZES BENCH_CONNS BENCH_THREADS BENCH_WORKLOADS
+#   BENCH_VARIANTS (stream) BENCH_ECHO_VARIANTS (echo)
+#   BENCH_MIXED (1: add the mixed-size stream case) BENCH_REPS BENCH_DUR
+#   BENCH_STALL (seconds without progress that make a run "stalled")
+# Every case runs BENCH_REPS times; the variant order rotates between reps so
+# that slow drifts of the host do not favour one variant.
+# shellcheck disable=SC1091
+. /etc/kcm-vm.conf
+bin=/samples/kcm_bench
+
+echo "# kcm-bench: $(uname -r) lane=$LANE reps=$BENCH_REPS dur=$BENCH_DUR"
+run_case() {	# workload size conns threads
+	r=1
+	while [ $r -le "$BENCH_REPS" ]; do
+		# Rotate the variant list by r-1 places.
+		vars=$BENCH_VARIANTS
+		[ "$1" = echo ] && vars=$BENCH_ECHO_VARIANTS
+		order=$(echo "$vars" | awk -v k=$((r - 1)) '{
+			for (i = 0; i < NF; i++) printf "%s ", $((i + k) % NF + 1) }')
+		for v in $order; do
+			# Hard limit on top of the program's own stall detection.
+			timeout -s KILL 60 $bin -w "$1" -v "$v" -s "$2" -c "$3" -t "$4" \
+				-d "$BENCH_DUR" -g "$BENCH_STALL" -r $r ||
+				echo "KCMBENCH workload=$1 variant=$v size=$2 conns=$3 threads=$4 rep=$r status=error reason=\"exit $?\""
+		done
+		r=$((r + 1))
+	done
+}
+
+start=$(date +%s)
+for w in $BENCH_WORKLOADS; do
+	sizes=$BENCH_SIZES
+	[ "$w" = stream ] && [ "${BENCH_MIXED:-1}" = 1 ] && sizes="$sizes 0"
+	for s in $sizes; do
+		for c in $BENCH_CONNS; do
+			for t in $BENCH_THREADS; do
+				run_case "$w" "$s" "$c" "$t"
+			done
+		done
+	done
+done
+echo "# kcm-bench: done in $(($(date +%s) - start)) s"

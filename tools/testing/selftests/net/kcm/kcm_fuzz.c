@@ -1,0 +1,1062 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * kcm_fuzz: a seeded, time-bounded, concurrent system call fuzzer for AF_KCM.
+ *
+ *   kcm_fuzz [SEED [SECONDS]]
+ *   KCM_FUZZ_SEED=n KCM_FUZZ_SECONDS=n KCM_FUZZ_THREADS=n kcm_fuzz
+ *
+ * Several threads run random operations for SECONDS (default 20) over
+ * shared tables of KCM sockets (a few multiplexors and their clones),
+ * loopback TCP pairs and framing BPF programs: attach (valid and invalid),
+ * unattach, clone, sends of every flavour (sendmmsg, MSG_BATCH, partial
+ * SOCK_SEQPACKET messages, sendfile), receives (recvmmsg, MSG_PEEK, splice),
+ * KCM_RECV_DISABLE toggles, socket options on both sides, shutdown, close,
+ * resets, and framing programs that return good, zero, negative, huge and
+ * off-by-one lengths.  Every call is non-blocking or bounded by a short
+ * socket timeout, so the program ends by itself; a thread stuck in the kernel
+ * shows as a timeout of the case.
+ *
+ * The single TAP case "fuzz" passes when the program survives and a fresh
+ * multiplexor still carries a message afterwards; what really judges the run
+ * is the kernel log (KASAN, lockdep, kmemleak on the debug kernel).
+ *
+ * Reproducibility: each thread draws its operations from its own generator
+ * seeded from SEED, so a SEED replays the same per-thread operation
+ * sequences; how the threads interleave still depends on the scheduler.
+ * Without a seed, one is taken from the clock and printed.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <linux/bpf.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <sys/sendfile.h>
+#include <sys/time.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "kcm_test.h"
+
+#ifndef MSG_BATCH
+#define MSG_BATCH 0x40000
+#endif
+#ifndef SO_COOKIE
+#define SO_COOKIE 57
+#endif
+
+#define FUZZ_DEFAULT_SECONDS	20
+#define FUZZ_DEFAULT_THREADS	4
+#define FUZZ_MAX_THREADS	16
+#define NKCM		16	/* KCM socket slots */
+#define NTCP		24	/* TCP slots: 2k and 2k+1 start as peers */
+#define NPROG		10	/* BPF program slots */
+#define BUF_SIZE	(512 * 1024)
+
+static unsigned long long fuzz_seed;
+static int fuzz_seed_given;
+static int fuzz_seconds = FUZZ_DEFAULT_SECONDS;
+
+/* ---- shared fd tables ----------------------------------------------------
+ * A slot holds an fd or -1.  Whoever takes an fd out of a slot (exchange
+ * with -1) owns it and closes it; other threads may still be using the
+ * number in a system call, which is exactly the kind of race we want.
+ * Numbers 0-2 are never closed.
+ */
+static int kcm_slot[NKCM];
+static int tcp_slot[NTCP];
+static int prog_slot[NPROG];
+static int stop;
+
+static int slot_get(int *tab, int i)
+{
+	return __atomic_load_n(&tab[i], __ATOMIC_ACQUIRE);
+}
+
+static void slot_put(int *tab, int i, int fd)
+{
+	int old = __atomic_exchange_n(&tab[i], fd, __ATOMIC_ACQ_REL);
+
+	if (old > 2)
+		close(old);
+}
+
+static int slot_take(int *tab, int i)
+{
+	return __atomic_exchange_n(&tab[i], -1, __ATOMIC_ACQ_REL);
+}
+
+/* ---- operations and their counters ---------------------------------------- */
+
+enum op {
+	OP_MUX, OP_CLONE, OP_PAIR, OP_PROG, OP_ATTACH, OP_ATTACH_BAD,
+	OP_UNATTACH, OP_SEND, OP_SENDMMSG, OP_SEQPART, OP_SENDFILE, OP_RECV,
+	OP_RECVMMSG, OP_RECV_WAIT, OP_SPLICE, OP_TCP_WRITE, OP_TCP_READ,
+	OP_RECV_DISABLE, OP_POLL, OP_SOCKOPT, OP_SHUTDOWN, OP_CLOSE, OP_RESET,
+	OP_PROC, OP_IOCTL, OP_SCM,
+	NOPS
+};
+
+static const struct {
+	const char *name;
+	int weight;
+} ops[NOPS] = {
+	[OP_MUX]	  = { "socket",		3 },
+	[OP_CLONE]	  = { "clone",		3 },
+	[OP_PAIR]	  = { "tcp_pair",	3 },
+	[OP_PROG]	  = { "bpf_load",	2 },
+	[OP_ATTACH]	  = { "attach",		8 },
+	[OP_ATTACH_BAD]	  = { "attach_invalid",	3 },
+	[OP_UNATTACH]	  = { "unattach",	4 },
+	[OP_SEND]	  = { "send",		10 },
+	[OP_SENDMMSG]	  = { "sendmmsg",	3 },
+	[OP_SEQPART]	  = { "seqpacket_part",	3 },
+	[OP_SENDFILE]	  = { "sendfile",	1 },
+	[OP_RECV]	  = { "recv",		10 },
+	[OP_RECVMMSG]	  = { "recvmmsg",	3 },
+	[OP_RECV_WAIT]	  = { "recv_timeout",	2 },
+	[OP_SPLICE]	  = { "splice",		1 },
+	[OP_TCP_WRITE]	  = { "tcp_write",	8 },
+	[OP_TCP_READ]	  = { "tcp_read",	6 },
+	[OP_RECV_DISABLE] = { "recv_disable",	3 },
+	[OP_POLL]	  = { "poll",		3 },
+	[OP_SOCKOPT]	  = { "setsockopt",	4 },
+	[OP_SHUTDOWN]	  = { "shutdown",	2 },
+	[OP_CLOSE]	  = { "close",		3 },
+	[OP_RESET]	  = { "reset",		2 },
+	[OP_PROC]	  = { "proc_read",	1 },
+	[OP_IOCTL]	  = { "ioctl",		1 },
+	[OP_SCM]	  = { "scm_rights",	1 },
+};
+
+static unsigned long op_calls[NOPS];
+static unsigned long op_fails[NOPS];	/* a call returned an error */
+
+static void count(enum op op, long ret)
+{
+	__atomic_add_fetch(&op_calls[op], 1, __ATOMIC_RELAXED);
+	if (ret < 0)
+		__atomic_add_fetch(&op_fails[op], 1, __ATOMIC_RELAXED);
+}
+
+/* ---- per-thread state ------------------------------------------------------ */
+
+struct worker {
+	pthread_t tid;
+	int id;
+	uint64_t rng;
+	int listener;		/* this thread's loopback listener */
+	int udp, unix_fd, unconn;	/* sockets that must not attach */
+	int pipe_rd, pipe_wr;	/* for splice */
+	int memfd;		/* source for sendfile */
+	uint32_t seq;
+	unsigned char *buf;
+};
+
+static uint32_t rnd(struct worker *w, uint32_t n)
+{
+	return n ? kcm_rand(&w->rng) % n : 0;
+}
+
+static int chance(struct worker *w, int percent)
+{
+	return (int)rnd(w, 100) < percent;
+}
+
+/* O_NONBLOCK on or off; the fd may be stale, so errors are fine. */
+static void set_nonblock(int fd, int on)
+{
+	int fl = fcntl(fd, F_GETFL);
+
+	if (fl >= 0)
+		fcntl(fd, F_SETFL, on ? fl | O_NONBLOCK : fl & ~O_NONBLOCK);
+}
+
+/* Socket timeouts are always short and never 0 (which means forever). */
+static void set_timeouts(int fd, int ms)
+{
+	struct timeval tv = { .tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000 };
+
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+}
+
+/* ---- BPF framing programs ------------------------------------------------------ */
+
+#define I(c, d, s, o, i) ((struct bpf_insn){ .code = (c), .dst_reg = (d), \
+			  .src_reg = (s), .off = (o), .imm = (i) })
+#define R6_CTX		I(BPF_ALU64 | BPF_MOV | BPF_X, BPF_REG_6, BPF_REG_1, 0, 0)
+#define LDABS(sz, off)	I(BPF_LD | (sz) | BPF_ABS, 0, 0, 0, off)
+#define ADDK(k)		I(BPF_ALU64 | BPF_ADD | BPF_K, BPF_REG_0, 0, 0, k)
+#define MOVK(k)		I(BPF_ALU64 | BPF_MOV | BPF_K, BPF_REG_0, 0, 0, k)
+#define RET		I(BPF_JMP | BPF_EXIT, 0, 0, 0, 0)
+
+/* Program kinds; the first ones frame our messages correctly. */
+enum prog_kind {
+	PK_LEN32, PK_LEN16, PK_LEN32_MINUS1, PK_LEN32_PLUS1, PK_LEN32_BARE,
+	PK_BYTE, PK_OOB, PK_CONST, PK_WRONG_TYPE,
+	NPK
+};
+
+static int load_prog(struct worker *w, int kind)
+{
+	static const int consts[] = {
+		0, -1, -22, -2147483647 - 1, 1, 3, 4, 16, 64, 4096, 65540,
+		1 << 20, 0x7fffffff,
+	};
+	struct bpf_insn p[4];
+	int n = 0, type = BPF_PROG_TYPE_SOCKET_FILTER;
+
+	switch (kind) {
+	case PK_LEN32:
+	case PK_LEN32_MINUS1:
+	case PK_LEN32_PLUS1:
+	case PK_LEN32_BARE:
+		p[n++] = R6_CTX;
+		p[n++] = LDABS(BPF_W, 0);
+		p[n++] = ADDK(kind == PK_LEN32 ? 4 : kind == PK_LEN32_MINUS1 ? 3 :
+			      kind == PK_LEN32_PLUS1 ? 5 : 0);
+		break;
+	case PK_LEN16:
+		p[n++] = R6_CTX;
+		p[n++] = LDABS(BPF_H, 0);
+		p[n++] = ADDK(2);
+		break;
+	case PK_BYTE:		/* length = first byte + 1: random on garbage */
+		p[n++] = R6_CTX;
+		p[n++] = LDABS(BPF_B, 0);
+		p[n++] = ADDK(1);
+		break;
+	case PK_OOB:		/* load past the end: the program returns 0 */
+		p[n++] = R6_CTX;
+		p[n++] = LDABS(BPF_W, 1 << 16);
+		break;
+	case PK_CONST:
+		p[n++] = MOVK(consts[rnd(w, sizeof(consts) / sizeof(consts[0]))]);
+		break;
+	default:		/* right code, wrong program type */
+		type = BPF_PROG_TYPE_SCHED_CLS;
+		p[n++] = MOVK(0);
+		break;
+	}
+	p[n++] = RET;
+	return kcm_bpf_load(type, p, n);
+}
+
+/* A framing program fd: mostly LEN32, so that traffic flows. */
+static void op_prog(struct worker *w)
+{
+	int kind = chance(w, 50) ? PK_LEN32 : (int)rnd(w, NPK);
+	int fd = load_prog(w, kind);
+
+	count(OP_PROG, fd);
+	if (fd >= 0)
+		slot_put(prog_slot, rnd(w, NPROG), fd);
+}
+
+/* ---- sockets ----------------------------------------------------------------------- */
+
+static int loopback_listener(void)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET };
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+
+	if (fd < 0)
+		return -1;
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (bind(fd, (struct sockaddr *)&a, sizeof(a)) || listen(fd, 64)) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/* A connected loopback TCP pair, both ends with short timeouts. */
+static int tcp_pair(struct worker *w, int *c, int *s)
+{
+	struct sockaddr_in a;
+	socklen_t alen = sizeof(a);
+	struct pollfd p;
+	int fd, acc = -1, tries;
+
+	if (w->listener < 0)
+		w->listener = loopback_listener();
+	if (w->listener < 0 ||
+	    getsockname(w->listener, (struct sockaddr *)&a, &alen))
+		goto bad_listener;
+	fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -1;
+	if (connect(fd, (struct sockaddr *)&a, alen) && errno != EINPROGRESS) {
+		close(fd);
+		goto bad_listener;
+	}
+	p.fd = fd;
+	p.events = POLLOUT;
+	poll(&p, 1, 200);
+	for (tries = 0; tries < 20 && acc < 0; tries++) {
+		acc = accept4(w->listener, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (acc < 0) {
+			p.fd = w->listener;
+			p.events = POLLIN;
+			poll(&p, 1, 10);
+		}
+	}
+	if (acc < 0) {
+		close(fd);
+		goto bad_listener;
+	}
+	/* Half the sockets stay blocking, bounded by their timeouts. */
+	if (chance(w, 50))
+		set_nonblock(fd, 0);
+	if (chance(w, 50))
+		set_nonblock(acc, 0);
+	set_timeouts(fd, 1 + rnd(w, 100));
+	set_timeouts(acc, 1 + rnd(w, 100));
+	*c = fd;
+	*s = acc;
+	return 0;
+
+bad_listener:
+	/* Another thread may have shut down or closed our listener by a
+	 * stale number: start over with a new one. */
+	if (w->listener >= 0)
+		close(w->listener);
+	w->listener = -1;
+	return -1;
+}
+
+static void op_pair(struct worker *w)
+{
+	int k = rnd(w, NTCP / 2), c, s;
+	int r = tcp_pair(w, &c, &s);
+
+	count(OP_PAIR, r);
+	if (r)
+		return;
+	slot_put(tcp_slot, 2 * k, c);
+	slot_put(tcp_slot, 2 * k + 1, s);
+}
+
+static int new_kcm(struct worker *w)
+{
+	int type = chance(w, 50) ? SOCK_DGRAM : SOCK_SEQPACKET;
+	int fd = socket(AF_KCM, type | SOCK_CLOEXEC |
+			(chance(w, 50) ? SOCK_NONBLOCK : 0), KCMPROTO_CONNECTED);
+
+	if (fd >= 0)
+		set_timeouts(fd, 1 + rnd(w, 100));
+	return fd;
+}
+
+static void op_mux(struct worker *w)
+{
+	int fd = new_kcm(w);
+
+	count(OP_MUX, fd);
+	if (fd >= 0)
+		slot_put(kcm_slot, rnd(w, NKCM), fd);
+}
+
+static void op_clone(struct worker *w)
+{
+	int fd = kcm_clone(slot_get(kcm_slot, rnd(w, NKCM)));
+
+	count(OP_CLONE, fd);
+	if (fd < 0)
+		return;
+	set_timeouts(fd, 1 + rnd(w, 100));
+	if (chance(w, 50))
+		set_nonblock(fd, 1);
+	slot_put(kcm_slot, rnd(w, NKCM), fd);
+}
+
+static int any_kcm(struct worker *w)
+{
+	return slot_get(kcm_slot, rnd(w, NKCM));
+}
+
+static int any_tcp(struct worker *w)
+{
+	return slot_get(tcp_slot, rnd(w, NTCP));
+}
+
+static int any_prog(struct worker *w)
+{
+	return slot_get(prog_slot, rnd(w, NPROG));
+}
+
+static void op_attach(struct worker *w)
+{
+	count(OP_ATTACH, kcm_attach(any_kcm(w), any_tcp(w), any_prog(w)));
+}
+
+/* Attach requests that must fail: a bad descriptor, a socket that is not an
+ * established TCP socket, a program of the wrong kind. */
+static void op_attach_bad(struct worker *w)
+{
+	int kfd = any_kcm(w), tfd = any_tcp(w), pfd = any_prog(w);
+	int wrong = -1;
+
+	switch (rnd(w, 12)) {
+	case 0: tfd = -1; break;
+	case 1: tfd = 100000; break;
+	case 2: tfd = kfd; break;
+	case 3: tfd = pfd; break;
+	case 4: tfd = w->listener; break;
+	case 5: tfd = w->udp; break;
+	case 6: tfd = w->unix_fd; break;
+	case 7: tfd = w->unconn; break;
+	case 8: pfd = -1; break;
+	case 9: pfd = tfd; break;
+	case 10: pfd = kfd; break;
+	default:
+		wrong = load_prog(w, PK_WRONG_TYPE);
+		pfd = wrong;
+		break;
+	}
+	if (chance(w, 10))
+		kfd = chance(w, 50) ? tfd : w->udp;	/* not a KCM socket */
+	count(OP_ATTACH_BAD, kcm_attach(kfd, tfd, pfd));
+	if (wrong >= 0)
+		close(wrong);
+}
+
+static void op_unattach(struct worker *w)
+{
+	int tfd = chance(w, 90) ? any_tcp(w) : (int)rnd(w, 64);
+
+	count(OP_UNATTACH, kcm_unattach(any_kcm(w), tfd));
+}
+
+/* Fill w->buf with one message of a random size class; returns its size. */
+static size_t make_msg(struct worker *w, size_t cap)
+{
+	size_t len;
+
+	switch (rnd(w, 10)) {
+	case 0:			/* shorter than a frame header */
+		len = 1 + rnd(w, 15);
+		break;
+	case 1:			/* big */
+		len = 65536 + rnd(w, 256 * 1024);
+		break;
+	default:
+		len = KCM_MSG_MIN + rnd(w, 4096);
+		break;
+	}
+	if (len > cap)
+		len = cap;
+	if (len >= KCM_MSG_MIN && chance(w, 90))
+		kcm_msg_build(w->buf, len, (uint32_t)w->id, w->seq++);
+	else
+		memset(w->buf, rnd(w, 256), len);
+	return len;
+}
+
+static int send_flags(struct worker *w)
+{
+	int f = MSG_NOSIGNAL;
+
+	if (chance(w, 70))
+		f |= MSG_DONTWAIT;
+	if (chance(w, 15))
+		f |= MSG_BATCH;
+	if (chance(w, 5))
+		f |= MSG_OOB;		/* not supported: must be refused */
+	return f;
+}
+
+/* send() or sendmsg() with the message scattered over several iovecs. */
+static void op_send(struct worker *w)
+{
+	int fd = any_kcm(w);
+	size_t len = make_msg(w, BUF_SIZE);
+	struct iovec iov[4];
+	struct msghdr m = { .msg_iov = iov };
+	size_t off = 0;
+	int i;
+
+	if (chance(w, 40)) {
+		count(OP_SEND, send(fd, w->buf, len, send_flags(w)));
+		return;
+	}
+	for (i = 0; i < 4 && off < len; i++) {
+		size_t piece = i == 3 ? len - off : rnd(w, len - off + 1);
+
+		iov[i].iov_base = w->buf + off;
+		iov[i].iov_len = piece;
+		off += piece;
+	}
+	m.msg_iovlen = i;
+	if (chance(w, 15)) {
+		/* Our extension: send on the TCP socket with this cookie.  The
+		 * cookie is a live one, a random one, or the length is wrong. */
+		union {
+			struct cmsghdr h;
+			char b[CMSG_SPACE(sizeof(uint64_t)) + 8];
+		} c;
+		uint64_t cookie = ((uint64_t)kcm_rand(&w->rng) << 32) | kcm_rand(&w->rng);
+		socklen_t clen = sizeof(cookie);
+
+		if (chance(w, 70))
+			getsockopt(any_tcp(w), SOL_SOCKET, SO_COOKIE, &cookie, &clen);
+		memset(&c, 0, sizeof(c));
+		c.h.cmsg_level = chance(w, 90) ? SOL_KCM : SOL_SOCKET;
+		c.h.cmsg_type = KCM_ORIGIN;
+		c.h.cmsg_len = CMSG_LEN(chance(w, 90) ? sizeof(cookie) : rnd(w, 12));
+		memcpy(CMSG_DATA(&c.h), &cookie, sizeof(cookie));
+		m.msg_control = &c;
+		m.msg_controllen = CMSG_SPACE(sizeof(cookie));
+		count(OP_SEND, sendmsg(fd, &m, send_flags(w) | MSG_EOR));
+		return;
+	}
+	count(OP_SEND, sendmsg(fd, &m, send_flags(w) | MSG_EOR));
+}
+
+static void op_sendmmsg(struct worker *w)
+{
+	struct mmsghdr mm[8];
+	struct iovec iov[8];
+	int n = 1 + rnd(w, 8), i;
+	size_t off = 0;
+
+	memset(mm, 0, sizeof(mm));
+	for (i = 0; i < n; i++) {
+		size_t len;
+
+		if (off + 8192 > BUF_SIZE)
+			break;
+		len = KCM_MSG_MIN + rnd(w, 4096);
+		kcm_msg_build(w->buf + off, len, (uint32_t)w->id, w->seq++);
+		iov[i].iov_base = w->buf + off;
+		iov[i].iov_len = len;
+		mm[i].msg_hdr.msg_iov = &iov[i];
+		mm[i].msg_hdr.msg_iovlen = 1;
+		off += len;
+	}
+	count(OP_SENDMMSG, sendmmsg(any_kcm(w), mm, i, send_flags(w)));
+}
+
+/* A SOCK_SEQPACKET message in pieces (no MSG_EOR until the last one, and
+ * sometimes never: the socket keeps a partial message). */
+static void op_seqpart(struct worker *w)
+{
+	int fd = any_kcm(w);
+	size_t len = make_msg(w, BUF_SIZE), off = 0;
+	int pieces = 1 + rnd(w, 5), i, eor = chance(w, 80);
+	long r = 0;
+
+	for (i = 0; i < pieces && off < len && r >= 0; i++) {
+		size_t piece = i == pieces - 1 ? len - off : rnd(w, len - off + 1);
+		int f = MSG_NOSIGNAL | (chance(w, 70) ? MSG_DONTWAIT : 0);
+
+		if (i == pieces - 1 && eor)
+			f |= MSG_EOR;
+		r = send(fd, w->buf + off, piece, f);
+		if (r > 0)
+			off += r;
+	}
+	count(OP_SEQPART, r);
+}
+
+static void op_sendfile(struct worker *w)
+{
+	int fd = any_kcm(w);
+	off_t off = rnd(w, 4096);
+
+	/* sendfile has no MSG_DONTWAIT: make the socket non-blocking. */
+	set_nonblock(fd, 1);
+	count(OP_SENDFILE, sendfile(fd, w->memfd, &off, 1 + rnd(w, 65536)));
+}
+
+static int recv_flags(struct worker *w)
+{
+	int f = MSG_DONTWAIT;
+
+	if (chance(w, 20))
+		f |= MSG_PEEK;
+	if (chance(w, 10))
+		f |= MSG_TRUNC;
+	if (chance(w, 3))
+		f |= MSG_OOB | MSG_ERRQUEUE;
+	return f;
+}
+
+static size_t recv_cap(struct worker *w)
+{
+	static const size_t caps[] = { 0, 1, 4, 15, 16, 100, 4096, 65536, BUF_SIZE };
+
+	return caps[rnd(w, sizeof(caps) / sizeof(caps[0]))];
+}
+
+static void op_recv(struct worker *w)
+{
+	int fd = any_kcm(w);
+	size_t cap = recv_cap(w);
+	struct iovec iov[3];
+	struct msghdr m = { .msg_iov = iov, .msg_iovlen = 3 };
+
+	if (chance(w, 50)) {
+		count(OP_RECV, recv(fd, w->buf, cap, recv_flags(w)));
+		return;
+	}
+	iov[0].iov_base = w->buf;
+	iov[0].iov_len = cap / 3;
+	iov[1].iov_base = w->buf + cap / 3;
+	iov[1].iov_len = cap / 3;
+	iov[2].iov_base = w->buf + 2 * (cap / 3);
+	iov[2].iov_len = cap - 2 * (cap / 3);
+	if (chance(w, 30)) {	/* room for KCM_ORIGIN, or too little */
+		static const size_t clens[] = {
+			1, sizeof(struct cmsghdr), CMSG_SPACE(4), CMSG_SPACE(8), 256,
+		};
+		char ctl[256];
+
+		m.msg_control = ctl;
+		m.msg_controllen = clens[rnd(w, sizeof(clens) / sizeof(clens[0]))];
+		count(OP_RECV, recvmsg(fd, &m, recv_flags(w)));
+		return;
+	}
+	count(OP_RECV, recvmsg(fd, &m, recv_flags(w)));
+}
+
+static void op_recvmmsg(struct worker *w)
+{
+	struct mmsghdr mm[8];
+	struct iovec iov[8];
+	int n = 1 + rnd(w, 8), i;
+	size_t each = BUF_SIZE / 8;
+
+	memset(mm, 0, sizeof(mm));
+	for (i = 0; i < n; i++) {
+		iov[i].iov_base = w->buf + i * each;
+		iov[i].iov_len = chance(w, 80) ? each : rnd(w, 64);
+		mm[i].msg_hdr.msg_iov = &iov[i];
+		mm[i].msg_hdr.msg_iovlen = 1;
+	}
+	count(OP_RECVMMSG, recvmmsg(any_kcm(w), mm, n, recv_flags(w), NULL));
+}
+
+/* A blocking receive bounded by a short SO_RCVTIMEO. */
+static void op_recv_wait(struct worker *w)
+{
+	int fd = any_kcm(w);
+
+	set_timeouts(fd, 1 + rnd(w, 30));
+	count(OP_RECV_WAIT, recv(fd, w->buf, recv_cap(w),
+				 chance(w, 20) ? MSG_PEEK : 0));
+}
+
+static void op_splice(struct worker *w)
+{
+	long r = splice(any_kcm(w), NULL, w->pipe_wr, NULL, 1 + rnd(w, 65536),
+			SPLICE_F_NONBLOCK);
+
+	count(OP_SPLICE, r);
+	while (read(w->pipe_rd, w->buf, BUF_SIZE) > 0)
+		;
+}
+
+/* Bytes into a TCP socket: whole frames, frames split over writes, or
+ * garbage.  Most TCP sockets are the peer of an attached one. */
+static void op_tcp_write(struct worker *w)
+{
+	int fd = any_tcp(w);
+	size_t len = 0, n = 1 + rnd(w, 4), i;
+
+	for (i = 0; i < n && len + 8192 <= BUF_SIZE; i++) {
+		size_t m = KCM_MSG_MIN + rnd(w, 4096);
+
+		kcm_msg_build(w->buf + len, m, (uint32_t)w->id, w->seq++);
+		len += m;
+	}
+	if (chance(w, 10)) {
+		len = rnd(w, 64);
+		memset(w->buf, rnd(w, 256), len);
+	} else if (chance(w, 20)) {
+		len = rnd(w, len + 1);	/* a partial frame */
+	}
+	count(OP_TCP_WRITE, send(fd, w->buf, len, MSG_DONTWAIT | MSG_NOSIGNAL));
+}
+
+static void op_tcp_read(struct worker *w)
+{
+	count(OP_TCP_READ, recv(any_tcp(w), w->buf, recv_cap(w),
+				MSG_DONTWAIT | (chance(w, 10) ? MSG_PEEK : 0)));
+}
+
+static void op_recv_disable(struct worker *w)
+{
+	int fd = any_kcm(w), v = rnd(w, 3) == 0 ? 0 : (int)rnd(w, 3);
+	socklen_t len = sizeof(v);
+
+	if (chance(w, 20)) {
+		count(OP_RECV_DISABLE, getsockopt(fd, SOL_KCM, KCM_RECV_DISABLE,
+						  &v, &len));
+		return;
+	}
+	count(OP_RECV_DISABLE, setsockopt(fd, SOL_KCM, KCM_RECV_DISABLE, &v,
+					  chance(w, 95) ? sizeof(v) : 1));
+}
+
+static void op_poll(struct worker *w)
+{
+	struct pollfd p[4];
+	int n = 1 + rnd(w, 4), i;
+
+	for (i = 0; i < n; i++) {
+		p[i].fd = chance(w, 60) ? any_kcm(w) : any_tcp(w);
+		p[i].events = POLLIN | POLLOUT | POLLRDHUP;
+	}
+	count(OP_POLL, poll(p, n, rnd(w, 5)));
+}
+
+static void op_sockopt(struct worker *w)
+{
+	static const int bufs[] = { 0, 1, 256, 1024, 4096, 65536, 1 << 20, 1 << 30 };
+	int fd = chance(w, 50) ? any_kcm(w) : any_tcp(w);
+	int v = bufs[rnd(w, sizeof(bufs) / sizeof(bufs[0]))];
+	long r;
+
+	switch (rnd(w, 7)) {
+	case 6:			/* our extension; Linux refuses it */
+		v = rnd(w, 2);
+		r = setsockopt(fd, SOL_KCM, KCM_RECV_ORIGIN, &v, sizeof(v));
+		break;
+	case 0:
+		r = setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &v, sizeof(v));
+		break;
+	case 1:
+		r = setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &v, sizeof(v));
+		break;
+	case 2:
+		set_timeouts(fd, 1 + rnd(w, 200));
+		r = 0;
+		break;
+	case 3:
+		v = 1 + rnd(w, 65536);
+		r = setsockopt(fd, SOL_SOCKET, SO_RCVLOWAT, &v, sizeof(v));
+		break;
+	case 4:
+		v = rnd(w, 2);
+		r = setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &v, sizeof(v));
+		break;
+	default:
+		set_nonblock(fd, chance(w, 50));
+		r = 0;
+		break;
+	}
+	count(OP_SOCKOPT, r);
+}
+
+static void op_shutdown(struct worker *w)
+{
+	static const int how[] = { SHUT_RD, SHUT_WR, SHUT_RDWR };
+
+	count(OP_SHUTDOWN, shutdown(chance(w, 50) ? any_kcm(w) : any_tcp(w),
+				    how[rnd(w, 3)]));
+}
+
+static void op_close(struct worker *w)
+{
+	int fd;
+
+	switch (rnd(w, 3)) {
+	case 0: fd = slot_take(kcm_slot, rnd(w, NKCM)); break;
+	case 1: fd = slot_take(tcp_slot, rnd(w, NTCP)); break;
+	default: fd = slot_take(prog_slot, rnd(w, NPROG)); break;
+	}
+	count(OP_CLOSE, fd > 2 ? close(fd) : -1);
+}
+
+/* The peer resets: SO_LINGER 0, then close. */
+static void op_reset(struct worker *w)
+{
+	struct linger l = { .l_onoff = 1, .l_linger = 0 };
+	int fd = slot_take(tcp_slot, rnd(w, NTCP));
+
+	if (fd <= 2) {
+		count(OP_RESET, -1);
+		return;
+	}
+	setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
+	count(OP_RESET, close(fd));
+}
+
+static void op_proc(struct worker *w)
+{
+	static const char *const files[] = { "/proc/net/kcm", "/proc/net/kcm_stats" };
+	int fd = open(files[rnd(w, 2)], O_RDONLY | O_CLOEXEC);
+	long r = fd;
+
+	if (fd >= 0) {
+		while ((r = read(fd, w->buf, 1 + rnd(w, 8192))) > 0)
+			;
+		close(fd);
+	}
+	count(OP_PROC, r);
+}
+
+static void op_ioctl(struct worker *w)
+{
+	static const unsigned long reqs[] = {
+		FIONREAD, SIOCOUTQ, SIOCKCMCLONE + 1, SIOCPROTOPRIVATE + 15,
+	};
+	int v = 0;
+
+	count(OP_IOCTL, ioctl(any_kcm(w), reqs[rnd(w, 4)], &v));
+}
+
+/* KCM and TCP sockets in flight in an AF_UNIX socket that is closed with
+ * them unread (the last reference is then the garbage collector's), or
+ * received back and closed. */
+static void op_scm(struct worker *w)
+{
+	union {
+		struct cmsghdr h;
+		char b[CMSG_SPACE(3 * sizeof(int))];
+	} c;
+	int fds[3] = { any_kcm(w), any_tcp(w), any_kcm(w) }, sv[2], i;
+	char byte = 0;
+	struct iovec iov = { .iov_base = &byte, .iov_len = 1 };
+	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1,
+			    .msg_control = &c, .msg_controllen = sizeof(c) };
+	long r;
+
+	if (socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, sv)) {
+		count(OP_SCM, -1);
+		return;
+	}
+	memset(&c, 0, sizeof(c));
+	c.h.cmsg_level = SOL_SOCKET;
+	c.h.cmsg_type = SCM_RIGHTS;
+	c.h.cmsg_len = CMSG_LEN(sizeof(fds));
+	memcpy(CMSG_DATA(&c.h), fds, sizeof(fds));
+	r = sendmsg(sv[0], &m, MSG_DONTWAIT);
+	if (r > 0 && chance(w, 50)) {
+		memset(&c, 0, sizeof(c));
+		m.msg_controllen = sizeof(c);
+		if (recvmsg(sv[1], &m, MSG_DONTWAIT | MSG_CMSG_CLOEXEC) > 0 &&
+		    c.h.cmsg_type == SCM_RIGHTS) {
+			memcpy(fds, CMSG_DATA(&c.h), sizeof(fds));
+			for (i = 0; i < 3; i++)
+				if (fds[i] > 2)
+					close(fds[i]);
+		}
+	}
+	close(sv[0]);
+	close(sv[1]);
+	count(OP_SCM, r);
+}
+
+static void (*const op_fn[NOPS])(struct worker *) = {
+	[OP_MUX] = op_mux, [OP_CLONE] = op_clone, [OP_PAIR] = op_pair,
+	[OP_PROG] = op_prog, [OP_ATTACH] = op_attach,
+	[OP_ATTACH_BAD] = op_attach_bad, [OP_UNATTACH] = op_unattach,
+	[OP_SEND] = op_send, [OP_SENDMMSG] = op_sendmmsg,
+	[OP_SEQPART] = op_seqpart, [OP_SENDFILE] = op_sendfile,
+	[OP_RECV] = op_recv, [OP_RECVMMSG] = op_recvmmsg,
+	[OP_RECV_WAIT] = op_recv_wait, [OP_SPLICE] = op_splice,
+	[OP_TCP_WRITE] = op_tcp_write, [OP_TCP_READ] = op_tcp_read,
+	[OP_RECV_DISABLE] = op_recv_disable, [OP_POLL] = op_poll,
+	[OP_SOCKOPT] = op_sockopt, [OP_SHUTDOWN] = op_shutdown,
+	[OP_CLOSE] = op_close, [OP_RESET] = op_reset, [OP_PROC] = op_proc,
+	[OP_IOCTL] = op_ioctl, [OP_SCM] = op_scm,
+};
+
+static enum op pick_op(struct worker *w)
+{
+	int i, r = 0;
+
+	for (i = 0; i < NOPS; i++)
+		r += ops[i].weight;
+	r = rnd(w, r);
+	for (i = 0; i < NOPS; i++) {
+		r -= ops[i].weight;
+		if (r < 0)
+			return (enum op)i;
+	}
+	return OP_POLL;
+}
+
+static void *worker_main(void *arg)
+{
+	struct worker *w = arg;
+	int sv[2];
+
+	w->listener = loopback_listener();
+	w->udp = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	w->unconn = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	w->unix_fd = -1;
+	if (!socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv)) {
+		w->unix_fd = sv[0];
+		close(sv[1]);
+	}
+	if (pipe2(sv, O_NONBLOCK | O_CLOEXEC)) {
+		sv[0] = -1;
+		sv[1] = -1;
+	}
+	w->pipe_rd = sv[0];
+	w->pipe_wr = sv[1];
+	w->memfd = memfd_create("kcm_fuzz", MFD_CLOEXEC);
+	if (w->memfd >= 0) {
+		kcm_msg_build(w->buf, 65536, (uint32_t)w->id, 0);
+		if (write(w->memfd, w->buf, 65536) < 0)
+			kcm_diag("thread %d: memfd write: %s", w->id, strerror(errno));
+	}
+
+	while (!__atomic_load_n(&stop, __ATOMIC_RELAXED))
+		op_fn[pick_op(w)](w);
+	return NULL;
+}
+
+/* After the storm: a new multiplexor must still carry a message. */
+static int sanity_check(void)
+{
+	unsigned char out[256], in[512];
+	int kfd, a, b, prog, ok = 0;
+	ssize_t n;
+
+	kcm_tcp_pair(AF_INET, &a, &b);
+	kfd = kcm_socket(SOCK_DGRAM);
+	prog = kcm_prog_len32();
+	if (kcm_attach(kfd, a, prog)) {
+		kcm_diag("sanity: attach: %s", strerror(errno));
+		return -1;
+	}
+	kcm_msg_build(out, sizeof(out), 7, 7);
+	kcm_write_all(b, out, sizeof(out));
+	n = kcm_recv_timeout(kfd, in, sizeof(in), 0, 10000);
+	if (n == (ssize_t)sizeof(out) && !memcmp(in, out, sizeof(out)))
+		ok = 1;
+	else
+		kcm_diag("sanity: recv returned %zd (%s)", n,
+			 n < 0 ? strerror(errno) : "wrong message");
+	close(kfd);
+	close(a);
+	close(b);
+	close(prog);
+	return ok ? 0 : -1;
+}
+
+KCM_TEST(fuzz, KCM_TIMEOUT(FUZZ_DEFAULT_SECONDS + 90))
+{
+	struct worker w[FUZZ_MAX_THREADS];
+	const char *t = getenv("KCM_FUZZ_THREADS");
+	int nthreads = t && atoi(t) > 0 ? atoi(t) : FUZZ_DEFAULT_THREADS;
+	long long start, end;
+	int i;
+
+	if (nthreads > FUZZ_MAX_THREADS)
+		nthreads = FUZZ_MAX_THREADS;
+	kcm_diag("seed %llu, %d s, %d threads (replay: kcm_fuzz %llu %d)",
+		 fuzz_seed, fuzz_seconds, nthreads, fuzz_seed, fuzz_seconds);
+
+	for (i = 0; i < NKCM; i++)
+		kcm_slot[i] = -1;
+	for (i = 0; i < NTCP; i++)
+		tcp_slot[i] = -1;
+	for (i = 0; i < NPROG; i++)
+		prog_slot[i] = -1;
+
+	memset(w, 0, sizeof(w));
+	for (i = 0; i < nthreads; i++) {
+		w[i].id = i;
+		/* splitmix64 of the seed: distinct, never-zero thread streams */
+		w[i].rng = fuzz_seed + 0x9e3779b97f4a7c15ull * (i + 1);
+		w[i].rng = (w[i].rng ^ (w[i].rng >> 30)) * 0xbf58476d1ce4e5b9ull;
+		w[i].rng = (w[i].rng ^ (w[i].rng >> 27)) * 0x94d049bb133111ebull;
+		w[i].rng ^= w[i].rng >> 31;
+		if (!w[i].rng)
+			w[i].rng = 1;
+		w[i].buf = malloc(BUF_SIZE);
+		ASSERT_TRUE(w[i].buf);
+	}
+	for (i = 0; i < nthreads; i++)
+		ASSERT_EQ(pthread_create(&w[i].tid, NULL, worker_main, &w[i]), 0);
+
+	start = kcm_now_ms();
+	end = start + fuzz_seconds * 1000LL;
+	while (kcm_now_ms() < end)
+		kcm_msleep(100);
+	__atomic_store_n(&stop, 1, __ATOMIC_RELAXED);
+	for (i = 0; i < nthreads; i++)
+		pthread_join(w[i].tid, NULL);
+	kcm_diag("ran %lld ms", kcm_now_ms() - start);
+
+	for (i = 0; i < NOPS; i++)
+		kcm_diag("%-16s %8lu calls %8lu errors", ops[i].name,
+			 op_calls[i], op_fails[i]);
+
+	for (i = 0; i < NKCM; i++)
+		slot_put(kcm_slot, i, -1);
+	for (i = 0; i < NTCP; i++)
+		slot_put(tcp_slot, i, -1);
+	for (i = 0; i < NPROG; i++)
+		slot_put(prog_slot, i, -1);
+	for (i = 0; i < nthreads; i++) {
+		int fds[] = { w[i].listener, w[i].udp, w[i].unix_fd, w[i].unconn,
+			      w[i].pipe_rd, w[i].pipe_wr, w[i].memfd };
+		size_t j;
+
+		for (j = 0; j < sizeof(fds) / sizeof(fds[0]); j++)
+			if (fds[j] > 2)
+				close(fds[j]);
+		free(w[i].buf);
+	}
+
+	if (sanity_check())
+		KCM_FAIL("a new multiplexor no longer works after the fuzz run");
+}
+
+/*
+ * kcm_fuzz SEED SECONDS: the runner in kcm_test.c takes command-line
+ * arguments as names of cases to run.  glibc hands argc/argv to
+ * constructors, so the numbers are read here and replaced by "fuzz", the
+ * only case, which the runner then selects.
+ */
+__attribute__((constructor)) static void fuzz_args(int argc, char **argv)
+{
+	static char fuzz_name[] = "fuzz";
+	const char *s = getenv("KCM_FUZZ_SEED");
+	const char *d = getenv("KCM_FUZZ_SECONDS");
+	char *end;
+	int i, pos = 0;
+
+	if (s && *s) {
+		fuzz_seed = strtoull(s, NULL, 0);
+		fuzz_seed_given = 1;
+	}
+	if (d && atoi(d) > 0)
+		fuzz_seconds = atoi(d);
+	for (i = 1; argv && i < argc; i++) {
+		unsigned long long v = strtoull(argv[i], &end, 0);
+
+		if (!*argv[i] || *end)
+			continue;	/* a case name */
+		if (pos == 0) {
+			fuzz_seed = v;
+			fuzz_seed_given = 1;
+		} else if (pos == 1 && v > 0) {
+			fuzz_seconds = (int)v;
+		}
+		pos++;
+		argv[i] = fuzz_name;
+	}
+	if (!fuzz_seed_given) {
+		struct timespec ts;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		fuzz_seed = (unsigned long long)ts.tv_sec * 1000003ull ^
+			    (unsigned long long)ts.tv_nsec ^ (unsigned long long)getpid();
+	}
+	/* Time to wind down and run the sanity check on a slow VM. */
+	kcm_case_fuzz.timeout = fuzz_seconds + 90;
+}
