@@ -18,8 +18,8 @@
 #   DEMO=name             sample that `make run` runs (default kcm_demo)
 #   VM_JOBS=N             VMs booted in parallel by check (default 1)
 #   VM_TIMEOUT, TEST_TIMEOUT  seconds per VM (900) and per test binary (600)
-#   TESTS="kcm_basic kcm_rx"  run only these test binaries (check)
 #                         (check-debug: 5400 and 1800)
+#   TESTS="kcm_basic kcm_rx"  run only these test binaries (check)
 #   DURATION=600          fuzz: seconds, split among FUZZ_SEEDS="s1 s2 ..."
 #                         (default 4 seeds from the clock); KCM=linux fuzzes
 #                         Linux's kcm.ko instead (check-debug too)
@@ -44,7 +44,7 @@ SAMPLE_CFLAGS := -static -O2 -Wall -Wextra -Werror -I include/uapi -I include
 
 TESTS_DIR := tools/testing/selftests/net/kcm
 
-.PHONY: all modules tests samples check check-debug fuzz run bench clean install
+.PHONY: all modules tests samples check check-locked check-debug fuzz run bench clean install
 .DEFAULT_GOAL := all
 
 all: modules

@@ -49,15 +49,6 @@
 
 struct bpf_prog;
 
-/* Per network namespace state. */
-struct kcm_net {
-	struct mutex lock;		/* protects muxes and the counters */
-	struct list_head muxes;
-	unsigned int mux_count;
-	u32 next_sock_index;
-	u32 next_psock_index;
-};
-
 /* Counters of one psock, and of the psocks a mux has lost. */
 struct kcm_psock_stats {
 	u64 rx_msgs;
@@ -100,6 +91,16 @@ struct kcm_mux {
 	struct kcm_mux_stats stats;
 	struct kcm_psock_stats gone;	/* counters of unattached psocks */
 	struct strp_aggr_stats gone_strp;
+};
+
+/* Per network namespace state. */
+struct kcm_net {
+	struct mutex lock;		/* protects all of it */
+	struct list_head muxes;
+	unsigned int mux_count;
+	u32 next_sock_index;
+	u32 next_psock_index;
+	struct kcm_mux gone;		/* only the counters of muxes gone */
 };
 
 struct kcm_psock {

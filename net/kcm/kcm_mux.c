@@ -49,6 +49,33 @@ struct kcm_mux *kcm_mux_create(struct net *net)
 	return mux;
 }
 
+static void kcm_psock_stats_add(struct kcm_psock_stats *to,
+				const struct kcm_psock_stats *from)
+{
+	to->rx_msgs += from->rx_msgs;
+	to->rx_bytes += from->rx_bytes;
+	to->tx_msgs += from->tx_msgs;
+	to->tx_bytes += from->tx_bytes;
+	to->reserved += from->reserved;
+	to->unreserved += from->unreserved;
+	to->rx_aborts += from->rx_aborts;
+	to->tx_aborts += from->tx_aborts;
+}
+
+/* The namespace's totals keep what a mux counted when it goes away. */
+static void kcm_net_keep_stats(struct kcm_net *knet, struct kcm_mux *mux)
+{
+	struct kcm_mux_stats *to = &knet->gone.stats;
+
+	to->tx_retries += mux->stats.tx_retries;
+	to->attach += mux->stats.attach;
+	to->unattach += mux->stats.unattach;
+	to->unattach_rsvd += mux->stats.unattach_rsvd;
+	to->rx_ready_drops += mux->stats.rx_ready_drops;
+	kcm_psock_stats_add(&knet->gone.gone, &mux->gone);
+	aggregate_strp_stats(&mux->gone_strp, &knet->gone.gone_strp);
+}
+
 /* Called when the last KCM socket has left: nothing else can reach mux. */
 static void kcm_mux_destroy(struct kcm_mux *mux)
 {
@@ -70,6 +97,7 @@ static void kcm_mux_destroy(struct kcm_mux *mux)
 	mutex_lock(&knet->lock);
 	list_del(&mux->knet_node);
 	knet->mux_count--;
+	kcm_net_keep_stats(knet, mux);
 	mutex_unlock(&knet->lock);
 
 	skb_queue_purge(&mux->rx_orphans);
@@ -278,8 +306,6 @@ void kcm_mux_add_psock(struct kcm_mux *mux, struct kcm_psock *psock)
  */
 void kcm_mux_remove_psock(struct kcm_mux *mux, struct kcm_psock *psock)
 {
-	struct kcm_psock_stats *gone = &mux->gone;
-
 	spin_lock_bh(&mux->lock);
 	list_del(&psock->mux_node);
 	mux->psock_count--;
@@ -297,14 +323,7 @@ void kcm_mux_remove_psock(struct kcm_mux *mux, struct kcm_psock *psock)
 	}
 	kcm_mux_tx_wake_directed(mux, psock);
 
-	gone->rx_msgs += psock->stats.rx_msgs;
-	gone->rx_bytes += psock->stats.rx_bytes;
-	gone->tx_msgs += psock->stats.tx_msgs;
-	gone->tx_bytes += psock->stats.tx_bytes;
-	gone->reserved += psock->stats.reserved;
-	gone->unreserved += psock->stats.unreserved;
-	gone->rx_aborts += psock->stats.rx_aborts;
-	gone->tx_aborts += psock->stats.tx_aborts;
+	kcm_psock_stats_add(&mux->gone, &psock->stats);
 	save_strp_stats(&psock->strp, &mux->gone_strp);
 	spin_unlock_bh(&mux->lock);
 }

@@ -144,6 +144,7 @@ static int kcm_proc_stats_show(struct seq_file *seq, void *v)
 	struct kcm_mux *mux;
 
 	mutex_lock(&knet->lock);
+	kcm_proc_mux_sums(&sums, &knet->gone);
 	list_for_each_entry(mux, &knet->muxes, knet_node) {
 		spin_lock_bh(&mux->lock);
 		kcm_proc_mux_sums(&sums, mux);

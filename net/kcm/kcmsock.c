@@ -287,6 +287,7 @@ static __net_init int kcm_net_init(struct net *net)
 
 	mutex_init(&knet->lock);
 	INIT_LIST_HEAD(&knet->muxes);
+	INIT_LIST_HEAD(&knet->gone.psocks);
 	return kcm_proc_init_net(net);
 }
 

@@ -30,7 +30,7 @@ ours)
 	[ -f "$ko" ] || { echo "bench: $ko missing" >&2; exit 1; }
 	cp "$ko" "$stage/kcm.ko" ;;
 linux)
-	ref=$(ls /usr/lib/modules/"$kver"/kernel/net/kcm/kcm.ko* 2>/dev/null | head -n1 || true)
+	ref=$(find "/usr/lib/modules/$kver/kernel/net/kcm" -name 'kcm.ko*' 2>/dev/null | head -n1 || true)
 	case $ref in
 	*.ko)	cp "$ref" "$stage/kcm.ko" ;;
 	*.xz)	xz -dc "$ref" >"$stage/kcm.ko" ;;
@@ -70,7 +70,7 @@ CONF
 	gzip -1 >"$dir/initramfs.cpio.gz"
 
 icount=()
-[ "${BENCH_ICOUNT:-0}" = 1 ] && icount=(-icount shift=0,sleep=off)
+[ "${BENCH_ICOUNT:-0}" = 1 ] && icount=(-icount "shift=0,sleep=off")
 cmdline="console=ttyS0 loglevel=5 panic_on_warn=1 oops=panic panic=-1 softlockup_panic=1"
 rc=0
 timeout -k 10 "${BENCH_VM_TIMEOUT:-1800}" qemu-system-x86_64 \
