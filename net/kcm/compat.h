@@ -15,6 +15,16 @@
 
 #if LINUX_VERSION_CODE < KERNEL_VERSION(6, 5, 0)
 #define KCM_HAVE_SENDPAGE 1
+ssize_t kcm_tx_sendpage(struct socket *sock, struct page *page, int offset,
+			size_t size, int flags);
+#define KCM_COMPAT_SENDPAGE .sendpage = kcm_tx_sendpage,
+#else
+#define KCM_COMPAT_SENDPAGE
+#endif
+
+/* sendpage on 6.1 tells kcm_tx_sendmsg() its pages are to be referenced. */
+#ifndef MSG_SPLICE_PAGES
+#define MSG_SPLICE_PAGES 0x8000000
 #endif
 
 /*

@@ -49,57 +49,112 @@ static struct sk_buff *kcm_tx_last(struct sk_buff *head)
 	return skb;
 }
 
-/* Copies len bytes from user space onto the end of message head. */
-static int kcm_tx_append(struct sock *sk, struct sk_buff *head,
-			 struct iov_iter *from, size_t len)
+/* The data skb to add a fragment to: tail, or a new one after it. */
+static struct sk_buff *kcm_tx_tail(struct sock *sk, struct sk_buff *head,
+				   struct sk_buff *tail)
+{
+	struct sk_buff *skb;
+
+	if (tail && skb_shinfo(tail)->nr_frags < MAX_SKB_FRAGS)
+		return tail;
+	skb = kcm_tx_alloc(sk);
+	if (!skb)
+		return NULL;
+	if (tail)
+		tail->next = skb;
+	else
+		skb_shinfo(head)->frag_list = skb;
+	head->truesize += skb->truesize;
+	return skb;
+}
+
+/* Adds len bytes of page at off to tail, a data skb of message head; takes
+ * over the caller's reference to the page.
+ */
+static void kcm_tx_add_frag(struct sock *sk, struct sk_buff *head,
+			    struct sk_buff *tail, struct page *page,
+			    unsigned int off, unsigned int len)
+{
+	struct skb_shared_info *shinfo = skb_shinfo(tail);
+	int i = shinfo->nr_frags;
+
+	if (i && skb_can_coalesce(tail, i, page, off)) {
+		skb_frag_size_add(&shinfo->frags[i - 1], len);
+		put_page(page);
+	} else {
+		skb_fill_page_desc(tail, i, page, off, len);
+	}
+	tail->len += len;
+	tail->data_len += len;
+	tail->truesize += len;
+	head->len += len;
+	head->data_len += len;
+	head->truesize += len;
+	sk_wmem_queued_add(sk, len);
+}
+
+/* Copies len bytes from the iterator onto the end of message head. */
+static int kcm_tx_append_copy(struct sock *sk, struct sk_buff *head,
+			      struct sk_buff **tailp, struct iov_iter *from,
+			      size_t len)
 {
 	struct page_frag *pfrag = &sk->sk_frag;
-	struct sk_buff *tail = kcm_tx_last(head);
 
 	while (len) {
-		struct skb_shared_info *shinfo;
 		size_t copy;
-		int i;
 
-		if (!tail || skb_shinfo(tail)->nr_frags == MAX_SKB_FRAGS) {
-			struct sk_buff *skb = kcm_tx_alloc(sk);
-
-			if (!skb)
-				return -ENOMEM;
-			if (tail)
-				tail->next = skb;
-			else
-				skb_shinfo(head)->frag_list = skb;
-			head->truesize += skb->truesize;
-			tail = skb;
-		}
-
-		if (!skb_page_frag_refill(32U, pfrag, sk->sk_allocation))
+		*tailp = kcm_tx_tail(sk, head, *tailp);
+		if (!*tailp ||
+		    !skb_page_frag_refill(32U, pfrag, sk->sk_allocation))
 			return -ENOMEM;
 		copy = min_t(size_t, len, pfrag->size - pfrag->offset);
 		if (copy_page_from_iter(pfrag->page, pfrag->offset, copy,
 					from) != copy)
 			return -EFAULT;
-
-		shinfo = skb_shinfo(tail);
-		i = shinfo->nr_frags;
-		if (i && skb_can_coalesce(tail, i, pfrag->page, pfrag->offset)) {
-			skb_frag_size_add(&shinfo->frags[i - 1], copy);
-		} else {
-			get_page(pfrag->page);
-			skb_fill_page_desc(tail, i, pfrag->page, pfrag->offset,
-					   copy);
-		}
+		get_page(pfrag->page);
+		kcm_tx_add_frag(sk, head, *tailp, pfrag->page, pfrag->offset,
+				copy);
 		pfrag->offset += copy;
-
-		tail->len += copy;
-		tail->data_len += copy;
-		tail->truesize += copy;
-		head->len += copy;
-		head->data_len += copy;
-		head->truesize += copy;
-		sk_wmem_queued_add(sk, copy);
 		len -= copy;
+	}
+	return 0;
+}
+
+/*
+ * Appends len bytes to message head: copied, or with MSG_SPLICE_PAGES (a
+ * splice, or sendpage on 6.1) by reference to the pages themselves, except
+ * pages that cannot be sent that way, which are copied.
+ */
+static int kcm_tx_append(struct sock *sk, struct sk_buff *head,
+			 struct iov_iter *from, size_t len, bool splice)
+{
+	struct sk_buff *tail = kcm_tx_last(head);
+
+	if (!splice)
+		return kcm_tx_append_copy(sk, head, &tail, from, len);
+
+	while (len) {
+		struct page *page;
+		ssize_t got;
+		size_t off;
+		int err;
+
+		tail = kcm_tx_tail(sk, head, tail);
+		if (!tail)
+			return -ENOMEM;
+		got = iov_iter_get_pages2(from, &page, len, 1, &off);
+		if (got <= 0)
+			return got ? got : -EFAULT;
+		if (!sendpage_ok(page)) {
+			put_page(page);
+			iov_iter_revert(from, got);
+			err = kcm_tx_append_copy(sk, head, &tail, from, got);
+			if (err)
+				return err;
+		} else {
+			kcm_tx_add_frag(sk, head, tail, page, off, got);
+		}
+		len -= got;
 	}
 	return 0;
 }
@@ -346,7 +401,8 @@ int kcm_tx_sendmsg(struct socket *sock, struct msghdr *msg, size_t len)
 	}
 	kcm->tx_partial = NULL;
 
-	err = kcm_tx_append(sk, head, &msg->msg_iter, len);
+	err = kcm_tx_append(sk, head, &msg->msg_iter, len,
+			    flags & MSG_SPLICE_PAGES);
 	if (err) {
 		/* Never send part of a message: drop all of it. */
 		kcm_tx_free(sk, head);
@@ -367,6 +423,20 @@ out:
 	release_sock(sk);
 	return err;
 }
+
+#ifdef KCM_HAVE_SENDPAGE
+/* sendpage (6.1): a sendmsg that takes the page by reference. */
+ssize_t kcm_tx_sendpage(struct socket *sock, struct page *page, int offset,
+			size_t size, int flags)
+{
+	struct msghdr msg = { .msg_flags = flags | MSG_SPLICE_PAGES };
+	struct bio_vec bv;
+
+	bvec_set_page(&bv, page, size, offset);
+	iov_iter_bvec(&msg.msg_iter, WRITE, &bv, 1, size);
+	return kcm_tx_sendmsg(sock, &msg, size);
+}
+#endif
 
 /*
  * Closing: stop sending, give up the reservation and the wait for a psock.

@@ -16,6 +16,8 @@
 #include <net/net_namespace.h>
 #include <net/netns/generic.h>
 
+#include "compat.h"
+
 unsigned int kcm_net_id __read_mostly;
 struct workqueue_struct *kcm_wq __read_mostly;
 
@@ -273,6 +275,7 @@ static const struct proto_ops kcm_ops = {
 	.recvmsg	= kcm_rx_recvmsg,
 	.mmap		= sock_no_mmap,
 	.splice_read	= kcm_rx_splice_read,
+	KCM_COMPAT_SENDPAGE
 };
 
 static const struct net_proto_family kcm_family_ops = {
