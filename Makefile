@@ -3,6 +3,8 @@
 #   make                  build our kcm.ko for every installed 6.1 and 6.12 kernel
 #   make tests            build the selftests into build/tests/
 #   make samples          build samples/kcm/*.c (static) into build/samples/
+#   make lib              build tools/lib/kcm into build/lib/libkcm.a
+#   make kcmstat          build tools/kcmstat into build/samples/kcmstat
 #   make check            install deps, build everything, run the suite in VMs
 #   make run              boot 6.12 with our module and run build/samples/kcm_demo
 #   make bench            benchmark our kcm.ko, Linux's and user-space framing
@@ -10,6 +12,9 @@
 #   make check-debug      the suite on a debug kernel (KASAN, lockdep, kmemleak,
 #                         ...) built from linux-source-6.12; our module only
 #   make fuzz             kcm_fuzz on the debug kernel for DURATION seconds
+#   make intree-patch     build/intree/kcm-intree.patch against linux-source-6.12
+#   make check-intree     apply it to a fresh tree, build AF_KCM=y, run the
+#                         kselftests in QEMU (scripts/intree/)
 #   make clean
 #
 # Variables:
@@ -44,6 +49,7 @@ SAMPLE_CFLAGS := -static -O2 -Wall -Wextra -Werror -I include/uapi -I include
 
 TESTS_DIR := tools/testing/selftests/net/kcm
 
+.PHONY: lib kcmstat
 .PHONY: all modules tests samples check check-locked check-debug fuzz run bench clean install
 .DEFAULT_GOAL := all
 
@@ -67,11 +73,33 @@ tests:
 	else \
 		echo "tests: $(TESTS_DIR)/Makefile missing, no tests built"; fi
 
-samples: $(SAMPLES)
+samples: $(SAMPLES) build/samples/kcmstat
 
 build/samples/%: samples/kcm/%.c $(UAPI_HDRS)
 	@mkdir -p $(@D)
 	$(CC) $(SAMPLE_CFLAGS) -o $@ $<
+
+# libkcm (tools/lib/kcm) and kcmstat (tools/kcmstat; in build/samples/ so
+# that the VMs have it).
+lib: build/lib/libkcm.a
+build/lib/libkcm.a: $(wildcard tools/lib/kcm/*.[ch]) $(UAPI_HDRS)
+	@$(MAKE) --no-print-directory -C tools/lib/kcm OUTPUT=$(CURDIR)/build/lib
+kcmstat: build/samples/kcmstat
+build/samples/kcmstat: $(wildcard tools/kcmstat/*.[ch])
+	@$(MAKE) --no-print-directory -C tools/kcmstat OUTPUT=$(CURDIR)/build/samples
+
+# kcm_server embeds the framing programs of samples/kcm/bpf/ (BPF C) and
+# loads them with libbpf; kcm_client uses libkcm.
+build/bpf/%.bpf.o: samples/kcm/bpf/%.bpf.c
+	@mkdir -p $(@D)
+	clang -target bpf -O2 -g -Wall -Werror -I/usr/include/$(shell gcc -print-multiarch) -c -o $@ $<
+build/samples/kcm_server: samples/kcm/kcm_server.c build/bpf/kcm_framing.bpf.o $(UAPI_HDRS)
+	@mkdir -p $(@D)
+	$(CC) $(SAMPLE_CFLAGS) -pthread -DKCM_FRAMING_OBJ='"$(CURDIR)/build/bpf/kcm_framing.bpf.o"' \
+		-o $@ $< -l:libbpf.a -lelf -lz
+build/samples/kcm_client: samples/kcm/kcm_client.c build/lib/libkcm.a $(UAPI_HDRS)
+	@mkdir -p $(@D)
+	$(CC) $(SAMPLE_CFLAGS) -I tools/lib/kcm -o $@ $< build/lib/libkcm.a
 
 # One check at a time per work tree (they share build/tests and build/vm).
 check:
@@ -131,3 +159,12 @@ clean:
 	@if [ -f $(TESTS_DIR)/Makefile ]; then \
 		$(MAKE) -C $(TESTS_DIR) OUTPUT=$(CURDIR)/build/tests clean >/dev/null 2>&1 || true; fi
 	rm -rf build
+
+# In-tree build (scripts/intree/): the patch against linux-source-6.12, and
+# the check that builds it with AF_KCM=y and runs the kselftests in QEMU.
+.PHONY: intree-patch check-intree
+intree-patch:
+	@scripts/intree/gen-patch.sh build/intree/kcm-intree.patch
+
+check-intree:
+	@scripts/intree/check.sh

@@ -31,11 +31,16 @@ struct kcm_proc_col {
 #define KCM_COL(name, width, field) \
 	{ name, width, offsetof(struct kcm_proc_sums, field) }
 
-static const struct kcm_proc_col kcm_mux_cols[] = {
+/* The first four columns of every statistics row. */
+static const struct kcm_proc_col kcm_object_cols[] = {
 	KCM_COL("RX-Msgs", 10, rx_msgs),
 	KCM_COL("RX-Bytes", 16, rx_bytes),
 	KCM_COL("TX-Msgs", 10, tx_msgs),
 	KCM_COL("TX-Bytes", 16, tx_bytes),
+};
+
+/* The columns that follow them in /proc/net/kcm_stats. */
+static const struct kcm_proc_col kcm_mux_cols[] = {
 	KCM_COL("TX-Retries", 10, tx_retries),
 	KCM_COL("Attach", 10, attach),
 	KCM_COL("Unattach", 10, unattach),
@@ -44,10 +49,6 @@ static const struct kcm_proc_col kcm_mux_cols[] = {
 };
 
 static const struct kcm_proc_col kcm_psock_cols[] = {
-	KCM_COL("RX-Msgs", 10, rx_msgs),
-	KCM_COL("RX-Bytes", 16, rx_bytes),
-	KCM_COL("TX-Msgs", 10, tx_msgs),
-	KCM_COL("TX-Bytes", 16, tx_bytes),
 	KCM_COL("Reserved", 10, reserved),
 	KCM_COL("Unreserved", 10, unreserved),
 	KCM_COL("RX-Aborts", 10, rx_aborts),
@@ -61,14 +62,6 @@ static const struct kcm_proc_col kcm_psock_cols[] = {
 	KCM_COL("TX-Aborts", 10, tx_aborts),
 };
 
-/* The first four columns, shared by every row of /proc/net/kcm. */
-static const struct kcm_proc_col kcm_object_cols[] = {
-	KCM_COL("RX-Msgs", 10, rx_msgs),
-	KCM_COL("RX-Bytes", 16, rx_bytes),
-	KCM_COL("TX-Msgs", 10, tx_msgs),
-	KCM_COL("TX-Bytes", 16, tx_bytes),
-};
-
 static void kcm_proc_header(struct seq_file *seq, const char *first,
 			    int first_width, const struct kcm_proc_col *cols,
 			    size_t n)
@@ -76,19 +69,32 @@ static void kcm_proc_header(struct seq_file *seq, const char *first,
 	size_t i;
 
 	seq_printf(seq, "%-*s", first_width, first);
+	for (i = 0; i < ARRAY_SIZE(kcm_object_cols); i++)
+		seq_printf(seq, " %-*s", kcm_object_cols[i].width,
+			   kcm_object_cols[i].name);
 	for (i = 0; i < n; i++)
 		seq_printf(seq, " %-*s", cols[i].width, cols[i].name);
 }
 
-static void kcm_proc_values(struct seq_file *seq,
-			    const struct kcm_proc_sums *sums,
-			    const struct kcm_proc_col *cols, size_t n)
+static void kcm_proc_print(struct seq_file *seq,
+			   const struct kcm_proc_sums *sums,
+			   const struct kcm_proc_col *cols, size_t n)
 {
 	size_t i;
 
 	for (i = 0; i < n; i++)
 		seq_printf(seq, " %-*llu", cols[i].width,
 			   *(const u64 *)((const char *)sums + cols[i].offset));
+}
+
+/* The object columns, then n more. */
+static void kcm_proc_values(struct seq_file *seq,
+			    const struct kcm_proc_sums *sums,
+			    const struct kcm_proc_col *cols, size_t n)
+{
+	kcm_proc_print(seq, sums, kcm_object_cols,
+		       ARRAY_SIZE(kcm_object_cols));
+	kcm_proc_print(seq, sums, cols, n);
 }
 
 static void kcm_proc_add_psock(struct kcm_proc_sums *s,
@@ -175,17 +181,17 @@ static void kcm_proc_show_sock(struct seq_file *seq, struct kcm_sock *kcm)
 	struct sock *sk = &kcm->sk;
 
 	seq_printf(seq, "   kcm-%-7u", kcm->index);
-	kcm_proc_values(seq, &s, kcm_object_cols,
-			ARRAY_SIZE(kcm_object_cols));
+	kcm_proc_values(seq, &s, NULL, 0);
 	seq_printf(seq, " %-8u %-8d %-8u %-8d ",
 		   skb_queue_len(&sk->sk_receive_queue),
 		   atomic_read(&sk->sk_rmem_alloc),
 		   skb_queue_len(&sk->sk_write_queue),
 		   READ_ONCE(sk->sk_wmem_queued));
+	/* Status words as Linux's, where the state is the same. */
 	if (kcm->rx_disabled)
 		seq_puts(seq, "RxDis ");
 	if (kcm->rx_ready)
-		seq_puts(seq, "RdyRx ");
+		seq_puts(seq, "RxWait ");
 	if (kcm->tx_psock)
 		seq_printf(seq, "Rsvd-%u ", kcm->tx_psock->index);
 	if (kcm->tx_waiting)
@@ -200,18 +206,19 @@ static void kcm_proc_show_psock(struct seq_file *seq, struct kcm_psock *psock)
 
 	kcm_proc_psock_sums(&s, psock);
 	seq_printf(seq, "   psock-%-5u", psock->index);
-	kcm_proc_values(seq, &s, kcm_object_cols,
-			ARRAY_SIZE(kcm_object_cols));
+	kcm_proc_values(seq, &s, NULL, 0);
 	seq_printf(seq, " %-8u %-8d %-8u %-8d ",
 		   skb_queue_len(&sk->sk_receive_queue),
 		   atomic_read(&sk->sk_rmem_alloc),
 		   skb_queue_len(&sk->sk_write_queue),
 		   READ_ONCE(sk->sk_wmem_queued));
 	if (psock->failed)
-		seq_puts(seq, "Failed ");
+		seq_puts(seq, "TxStop ");
 	if (psock->strp.stopped)
 		seq_puts(seq, "RxStop ");
 	if (psock->rx_held_msg)
+		seq_puts(seq, "RdyRx ");
+	if (psock->strp.paused)
 		seq_puts(seq, "RxPause ");
 	if (psock->tx_kcm)
 		seq_printf(seq, "Rsvd-%u ", psock->tx_kcm->index);
@@ -227,8 +234,7 @@ static void kcm_proc_show_mux(struct seq_file *seq, struct kcm_mux *mux)
 	spin_lock_bh(&mux->lock);
 	kcm_proc_mux_sums(&s, mux);
 	seq_printf(seq, "%-6s%-8s", "mux", "");
-	kcm_proc_values(seq, &s, kcm_object_cols,
-			ARRAY_SIZE(kcm_object_cols));
+	kcm_proc_values(seq, &s, NULL, 0);
 	seq_printf(seq, " %-8s %-8s %-8s %-8s KCMs: %u, Psocks %u\n",
 		   "-", "-", "-", "-", mux->sock_count, mux->psock_count);
 	list_for_each_entry(kcm, &mux->socks, mux_node)
@@ -246,8 +252,7 @@ static int kcm_proc_show(struct seq_file *seq, void *v)
 
 	mutex_lock(&knet->lock);
 	seq_printf(seq, "*** KCM statistics (%u MUX) ****\n", knet->mux_count);
-	kcm_proc_header(seq, "Object", 14, kcm_object_cols,
-			ARRAY_SIZE(kcm_object_cols));
+	kcm_proc_header(seq, "Object", 14, NULL, 0);
 	seq_printf(seq, " %-8s %-8s %-8s %-8s %s\n",
 		   "Recv-Q", "Rmem", "Send-Q", "Smem", "Status");
 	list_for_each_entry(mux, &knet->muxes, knet_node)

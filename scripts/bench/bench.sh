@@ -3,8 +3,9 @@
 # kcm.ko), then print and save the table of medians and ratios.
 #   KERNELS="6.12" scripts/bench/bench.sh
 # Expects build/bench/bin/kcm_bench and, for the ours lane, build/KVER/kcm.ko
-# (the Makefile's bench target builds both).  Outputs in build/bench/:
-# table.txt, results.txt (every run), ratios.dat, bench.png, vm/KVER-LANE/.
+# (the Makefile's bench target builds both).  Outputs in build/bench/
+# (build/bench/icount/ with BENCH_ICOUNT=1): table.txt, results.txt (every
+# run), ratios.dat, bench.png, vm/KVER-LANE/ (logs).
 # Environment: KERNELS (default 6.12), BENCH_LANES (default "ours linux"),
 # BENCH_ICOUNT=1, BENCH_REPS, BENCH_DUR, BENCH_STALL, BENCH_SIZES, BENCH_CONNS,
 # BENCH_THREADS, BENCH_WORKLOADS, BENCH_VARIANTS, BENCH_ECHO_VARIANTS,
@@ -12,7 +13,9 @@
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
-out=$root/build/bench
+bin=$root/build/bench/bin/kcm_bench
+out=$root/build/bench	# icount results go to build/bench/icount/
+[ "${BENCH_ICOUNT:-0}" = 1 ] && out=$root/build/bench/icount
 read -ra series <<<"${KERNELS:-6.12}"
 read -ra lanes <<<"${BENCH_LANES:-ours linux}"
 mapfile -t kvers < <("$root/scripts/kernels.sh" "${series[@]}")
@@ -21,10 +24,11 @@ mapfile -t kvers < <("$root/scripts/kernels.sh" "${series[@]}")
 # The VMs run from a private copy: others may `make clean` the tree meanwhile.
 work=$(mktemp -d /tmp/kcm-bench.XXXXXX)
 trap 'rm -rf "$work"' EXIT
-cp "$out/bin/kcm_bench" "$work/kcm_bench"
+cp "$bin" "$work/kcm_bench" || { echo "bench: $bin missing (make bench)" >&2; exit 1; }
 for kver in "${kvers[@]}"; do
 	if [[ " ${lanes[*]} " == *" ours "* ]]; then
-		cp "$root/build/$kver/kcm.ko" "$work/$kver-ours.ko"
+		cp "$root/build/$kver/kcm.ko" "$work/$kver-ours.ko" ||
+			{ echo "bench: build/$kver/kcm.ko missing (make modules)" >&2; exit 1; }
 	fi
 done
 
@@ -74,7 +78,7 @@ if ! command -v gnuplot >/dev/null; then
 fi
 if command -v gnuplot >/dev/null; then
 	gnuplot -e "datafile='$out/ratios.dat'; outfile='$out/bench.png'; subtitle='${kvers[*]}, $mode'" \
-		"$root/scripts/bench/plot.gp" && echo "bench: plot in build/bench/bench.png"
+		"$root/scripts/bench/plot.gp" && echo "bench: plot in ${out#"$root"/}/bench.png"
 fi
-echo "bench: table in build/bench/table.txt, every run in build/bench/results.txt" \
+echo "bench: table in ${out#"$root"/}/table.txt, every run in ${out#"$root"/}/results.txt" \
 	"(total $((SECONDS - start)) s)"

@@ -7,8 +7,10 @@
 # printed) and OUTDIR/ratios.dat (input of plot.gp).
 #
 # A cell is the median over the reps whose status is ok; "stalled" if every
-# rep stalled, "stall k/n" if k of n did, "MISMATCH"/"ERROR" if any rep had
-# a count mismatch or failed.  Ratios compare medians of ok runs only.
+# rep stalled, "stall k/n" if k of n did, "misframed k/n" if the module
+# delivered messages whose length disagrees with their prefix, "MISMATCH"
+# or "ERROR" if a rep lost or invented messages or failed (a benchmark or
+# module bug).  Ratios compare medians of ok runs only.
 import os
 import re
 import sys
@@ -31,6 +33,10 @@ for log in logs:
 				continue
 			lines.append(f'{kver} {lane} {line}')
 			d = dict(re.findall(r'(\w+)=("[^"]*"|\S+)', line))
+			# Older binaries called lost framing a mismatch.
+			if d.get('status') == 'mismatch' and (
+					d.get('badframes', '0') != '0' or d.get('badreplies', '0') != '0'):
+				d['status'] = 'misframed'
 			key = (kver, lane, d['workload'], d['variant'], int(d['size']),
 			       int(d['conns']), int(d['threads']))
 			runs[key].append(d)
@@ -59,6 +65,8 @@ def cell(kver, lane, w, v, s, c, t, metric):
 		return 'ERROR', None
 	if 'mismatch' in st:
 		return 'MISMATCH', None
+	if 'misframed' in st:
+		return f'misframed {st.count("misframed")}/{len(st)}', None
 	med = median(ok)
 	nst = st.count('stalled')
 	if nst == len(st):

@@ -63,7 +63,7 @@ BENCH_VARIANTS="${BENCH_VARIANTS:-kcm user tcp}"
 BENCH_ECHO_VARIANTS="${BENCH_ECHO_VARIANTS:-kcm user}"
 BENCH_MIXED=${BENCH_MIXED:-1}
 BENCH_REPS=${BENCH_REPS:-3}
-BENCH_DUR=${BENCH_DUR:-1}
+BENCH_DUR=${BENCH_DUR:-$([ "${BENCH_ICOUNT:-0}" = 1 ] && echo 0.1 || echo 1)}
 BENCH_STALL=${BENCH_STALL:-3}
 CONF
 (cd "$stage" && find . | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet) |

@@ -28,8 +28,10 @@
  * Size 0 means mixed sizes, drawn log-uniformly from 16 B to 64 KiB.
  *
  * One line per run on stdout:
- *   KCMBENCH workload=W variant=V size=S conns=C threads=T status=ok|stalled|
- *   mismatch|error ... key=value ...
+ *   KCMBENCH workload=W variant=V size=S conns=C threads=T status=S key=value...
+ * where status is ok, stalled, misframed (the server got messages whose
+ * length disagrees with their prefix: framing was lost), mismatch (counts
+ * differ) or error.
  * A run in which nothing moves for the stall timeout (default 3 s), or
  * whose drain after the stop takes longer than that, ends with
  * status=stalled (stall=noprogress or stall=drain) instead of hanging.
@@ -823,9 +825,10 @@ int main(int argc, char **argv)
 			   get(&echo_reply_bytes) != sbytes ||
 			   get(&echo_badreplies) || get(&srv_badframes) ||
 			   (var != V_TCP && rmsgs != sent);
-	if (stalled && (wl == W_STREAM ? rbytes < sbytes :
-			get(&echo_replies) < sent) && !get(&srv_badframes) &&
-	    !get(&echo_badreplies))
+	if (get(&srv_badframes) || get(&echo_badreplies))
+		status = "misframed";	/* lengths that disagree with prefixes */
+	else if (stalled && (wl == W_STREAM ? rbytes < sbytes :
+			     get(&echo_replies) < sent))
 		status = "stalled";
 	else if (mismatch)
 		status = "mismatch";
