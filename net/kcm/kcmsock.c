@@ -204,34 +204,37 @@ static int kcm_setsockopt(struct socket *sock, int level, int optname,
 	}
 }
 
-static int kcm_getsockopt(struct socket *sock, int level, int optname,
-			  char __user *optval, int __user *optlen)
+/* The value of a SOL_KCM option, or -ENOPROTOOPT. */
+static int kcm_option_value(struct kcm_sock *kcm, int optname, int *val)
 {
-	struct kcm_sock *kcm = kcm_sk(sock->sk);
-	int val, len;
-
-	if (level != SOL_KCM)
-		return -ENOPROTOOPT;
-	if (get_user(len, optlen))
-		return -EFAULT;
-	if (len < 0)
-		return -EINVAL;
-	len = min_t(unsigned int, len, sizeof(int));
-
 	switch (optname) {
 	case KCM_RECV_DISABLE:
-		val = READ_ONCE(kcm->rx_disabled);
-		break;
+		*val = READ_ONCE(kcm->rx_disabled);
+		return 0;
 	case KCM_RECV_ORIGIN:
-		val = READ_ONCE(kcm->rx_origin);
-		break;
+		*val = READ_ONCE(kcm->rx_origin);
+		return 0;
 	default:
 		return -ENOPROTOOPT;
 	}
+}
 
-	if (put_user(len, optlen))
+static int kcm_getsockopt(struct socket *sock, int level, int optname,
+			  char __user *optval, int __user *optlen)
+{
+	unsigned int size;
+	int len, val;
+
+	if (level != SOL_KCM ||
+	    kcm_option_value(kcm_sk(sock->sk), optname, &val))
+		return -ENOPROTOOPT;
+	if (get_user(len, optlen))
 		return -EFAULT;
-	if (copy_to_user(optval, &val, len))
+	/* A shorter buffer gets the first bytes of the int. */
+	size = min_t(unsigned int, len, sizeof(val));
+	if (len < 0)
+		return -EINVAL;
+	if (copy_to_user(optval, &val, size) || put_user(size, optlen))
 		return -EFAULT;
 	return 0;
 }
@@ -278,12 +281,6 @@ static const struct proto_ops kcm_ops = {
 	KCM_COMPAT_SENDPAGE
 };
 
-static const struct net_proto_family kcm_family_ops = {
-	.family	= PF_KCM,
-	.create	= kcm_create,
-	.owner	= THIS_MODULE,
-};
-
 static __net_init int kcm_net_init(struct net *net)
 {
 	struct kcm_net *knet = net_generic(net, kcm_net_id);
@@ -310,6 +307,12 @@ static struct pernet_operations kcm_net_ops = {
 	.size	= sizeof(struct kcm_net),
 };
 
+static const struct net_proto_family kcm_family = {
+	.family	= PF_KCM,
+	.create	= kcm_create,
+	.owner	= THIS_MODULE,
+};
+
 static int __init kcm_init(void)
 {
 	int err;
@@ -318,24 +321,25 @@ static int __init kcm_init(void)
 	if (!kcm_wq)
 		return -ENOMEM;
 
-	err = proto_register(&kcm_proto, 1);
+	/* Namespaces first: a socket can be made as soon as the family is. */
+	err = register_pernet_subsys(&kcm_net_ops);
 	if (err)
 		goto err_destroy_wq;
 
-	err = register_pernet_device(&kcm_net_ops);
-	if (err)
-		goto err_proto_unregister;
-
-	err = sock_register(&kcm_family_ops);
+	err = proto_register(&kcm_proto, 1);
 	if (err)
 		goto err_unregister_pernet;
 
+	err = sock_register(&kcm_family);
+	if (err)
+		goto err_unregister_proto;
+
 	return 0;
 
-err_unregister_pernet:
-	unregister_pernet_device(&kcm_net_ops);
-err_proto_unregister:
+err_unregister_proto:
 	proto_unregister(&kcm_proto);
+err_unregister_pernet:
+	unregister_pernet_subsys(&kcm_net_ops);
 err_destroy_wq:
 	destroy_workqueue(kcm_wq);
 	return err;
@@ -344,8 +348,8 @@ err_destroy_wq:
 static void __exit kcm_exit(void)
 {
 	sock_unregister(PF_KCM);
-	unregister_pernet_device(&kcm_net_ops);
 	proto_unregister(&kcm_proto);
+	unregister_pernet_subsys(&kcm_net_ops);
 	destroy_workqueue(kcm_wq);
 }
 
