@@ -171,6 +171,7 @@ struct kcm_msg_cb {
 	u64 cookie;			/* psock cookie (rx) or target (tx) */
 	u32 offset;			/* first byte not yet read */
 	u32 len;			/* bytes not yet read */
+	u32 charge;			/* rx: charged to the socket's rmem */
 };
 
 static inline struct kcm_msg_cb *kcm_msg_cb(struct sk_buff *skb)

@@ -104,16 +104,25 @@ static void kcm_mux_destroy(struct kcm_mux *mux)
 	kfree(mux);
 }
 
-/* Queues a whole message on kcm.  Under mux->lock, kcm ready. */
+/*
+ * Queues a whole message on kcm.  Under mux->lock, kcm ready.
+ *
+ * The socket is charged for the message's bytes, not for the truesize of
+ * its skb: that is a clone sharing the data of the TCP skbs it was parsed
+ * from, and counts all of them, so a 64-byte message cut from a 64 KiB skb
+ * would fill the receive buffer three messages at a time.
+ */
 static void kcm_mux_rx_queue(struct kcm_sock *kcm, struct sk_buff *skb)
 {
+	struct kcm_msg_cb *cb = kcm_msg_cb(skb);
 	struct sock *sk = &kcm->sk;
 
 	kcm->rx_msgs++;
-	kcm->rx_bytes += kcm_msg_cb(skb)->len;
+	kcm->rx_bytes += cb->len;
+	cb->charge = cb->len + sizeof(struct sk_buff);
 	skb->sk = sk;
 	skb->destructor = kcm_rx_skb_destructor;
-	atomic_add(skb->truesize, &sk->sk_rmem_alloc);
+	atomic_add(cb->charge, &sk->sk_rmem_alloc);
 	skb_queue_tail(&sk->sk_receive_queue, skb);
 	sk->sk_data_ready(sk);
 

@@ -185,7 +185,7 @@ const struct strp_callbacks kcm_rx_strp_callbacks = {
 
 void kcm_rx_skb_destructor(struct sk_buff *skb)
 {
-	atomic_sub(skb->truesize, &skb->sk->sk_rmem_alloc);
+	atomic_sub(kcm_msg_cb(skb)->charge, &skb->sk->sk_rmem_alloc);
 }
 
 /* The first message of sk, waiting as allowed.  Under the socket lock. */
