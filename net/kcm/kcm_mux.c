@@ -126,9 +126,17 @@ static void kcm_mux_rx_queue(struct kcm_sock *kcm, struct sk_buff *skb)
 	skb_queue_tail(&sk->sk_receive_queue, skb);
 	sk->sk_data_ready(sk);
 
-	if (atomic_read(&sk->sk_rmem_alloc) >= READ_ONCE(sk->sk_rcvbuf)) {
-		list_del_init(&kcm->rx_node);
-		kcm->rx_ready = false;
+	if (atomic_read(&sk->sk_rmem_alloc) < READ_ONCE(sk->sk_rcvbuf))
+		return;
+	list_del_init(&kcm->rx_node);
+	WRITE_ONCE(kcm->rx_ready, false);
+	/* Pairs with kcm_mux_rx_space(): a reader that freed room meanwhile
+	 * either sees rx_ready false or is seen here.
+	 */
+	smp_mb();
+	if (atomic_read(&sk->sk_rmem_alloc) < READ_ONCE(sk->sk_rcvbuf)) {
+		list_add_tail(&kcm->rx_node, &kcm->mux->rx_ready);
+		WRITE_ONCE(kcm->rx_ready, true);
 	}
 }
 
@@ -169,7 +177,7 @@ static void kcm_mux_rx_make_ready(struct kcm_sock *kcm)
 	if (atomic_read(&kcm->sk.sk_rmem_alloc) >= READ_ONCE(kcm->sk.sk_rcvbuf))
 		return;
 	list_add_tail(&kcm->rx_node, &mux->rx_ready);
-	kcm->rx_ready = true;
+	WRITE_ONCE(kcm->rx_ready, true);
 	kcm_mux_rx_drain(mux);
 }
 
@@ -183,7 +191,7 @@ static void kcm_mux_rx_evict(struct kcm_sock *kcm)
 
 	if (kcm->rx_ready) {
 		list_del_init(&kcm->rx_node);
-		kcm->rx_ready = false;
+		WRITE_ONCE(kcm->rx_ready, false);
 	}
 	while ((skb = skb_dequeue(&kcm->sk.sk_receive_queue))) {
 		skb_orphan(skb);
@@ -278,6 +286,8 @@ void kcm_mux_rx_space(struct kcm_sock *kcm)
 {
 	struct kcm_mux *mux = kcm->mux;
 
+	/* Pairs with kcm_mux_rx_queue(); the room was freed before. */
+	smp_mb();
 	if (READ_ONCE(kcm->rx_ready))
 		return;
 	spin_lock_bh(&mux->lock);

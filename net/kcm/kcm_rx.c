@@ -76,12 +76,19 @@ static int kcm_rx_skip(read_descriptor_t *desc, struct sk_buff *skb,
 	return n;
 }
 
-/* Bytes of the message the parser is assembling, or 0 between messages. */
-static u32 kcm_rx_partial_len(struct strparser *strp)
+/*
+ * Bytes of the message the parser is assembling that may stay in the TCP
+ * socket, or 0.  A message longer than a quarter of the receive buffer may
+ * not: all of it would have to fit in TCP's window at once, and the parser
+ * reads again only when the rest of the message is in, so a window smaller
+ * than the message would never open.
+ */
+static u32 kcm_rx_keepable(struct strparser *strp)
 {
 	struct sk_buff *head = strp->skb_head;
+	u32 limit = READ_ONCE(strp->sk->sk_rcvbuf) / 4;
 
-	if (!head)
+	if (!head || strp_msg(head)->full_len > limit)
 		return 0;
 	return container_of(strp_msg(head), struct _strp_msg, strp)->accum_len;
 }
@@ -122,7 +129,7 @@ static int kcm_rx_read_sock(struct strparser *strp, read_descriptor_t *desc,
 			break;
 	}
 
-	kept = kcm_rx_partial_len(strp);
+	kept = kcm_rx_keepable(strp);
 	if (!kept)
 		psock->rx_spill = false;
 	if (psock->rx_spill)

@@ -373,6 +373,18 @@ int kcm_tx_sendmsg(struct socket *sock, struct msghdr *msg, size_t len)
 	timeo = sock_sndtimeo(sk, flags & MSG_DONTWAIT);
 
 	lock_sock(sk);
+	while (!sk_stream_memory_free(sk)) {
+		kcm_tx_push(kcm);
+		if (sk_stream_memory_free(sk))
+			break;
+		err = sk_stream_wait_memory(sk, &timeo);
+		if (err)
+			goto out;
+	}
+
+	/* Only now: while we waited, another thread may have completed (and
+	 * sent, and freed) the partial message.
+	 */
 	head = kcm->tx_partial;
 	if (head && cookie != kcm->tx_partial_cookie) {
 		err = -EINVAL;
@@ -380,14 +392,6 @@ int kcm_tx_sendmsg(struct socket *sock, struct msghdr *msg, size_t len)
 	}
 	if (cookie) {
 		err = kcm_mux_tx_check_cookie(kcm->mux, cookie);
-		if (err)
-			goto out;
-	}
-	while (!sk_stream_memory_free(sk)) {
-		kcm_tx_push(kcm);
-		if (sk_stream_memory_free(sk))
-			break;
-		err = sk_stream_wait_memory(sk, &timeo);
 		if (err)
 			goto out;
 	}
