@@ -86,7 +86,7 @@ fi
 # --- the kernel log and kmemleak verdicts ---------------------------------------
 # Reports the debug options produce; boot banners ("kasan: ...", "kmemleak:
 # Kernel memory leak detector initialized") do not match.
-splat_re='BUG:|WARNING:|Oops|Kernel panic|KASAN:|general protection fault|INFO: |possible circular locking|possible recursive locking|inconsistent lock state|suspicious RCU usage|soft lockup|hard LOCKUP|list_(add|del) corruption|ODEBUG:|refcount_t:|UBSAN:|Call Trace:|workqueue lockup|kmemleak: [0-9]+ new suspected'
+splat_re='BUG:|WARNING:|Oops|Kernel panic|KASAN:|general protection fault|INFO: |possible circular locking|possible recursive locking|inconsistent lock state|suspicious RCU usage|soft lockup|hard LOCKUP|list_(add|del) corruption|ODEBUG:|refcount_t:|UBSAN:|Call Trace:|workqueue lockup'
 
 # Which test ran when the first report appeared (init.sh echoes its kcm-vm:
 # lines to the console too).

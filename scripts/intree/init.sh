@@ -11,6 +11,12 @@ mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 mkdir -p /dev/pts /tmp && mount -t devpts devpts /dev/pts && mount -t tmpfs tmpfs /tmp
+# devtmpfs has no /dev/stdout; runner.sh writes each test's output there
+# (without the link it would fill a regular file of that name).
+ln -sf /proc/self/fd /dev/fd
+ln -sf /proc/self/fd/0 /dev/stdin
+ln -sf /proc/self/fd/1 /dev/stdout
+ln -sf /proc/self/fd/2 /dev/stderr
 ip link set lo up
 export HOME=/tmp TMPDIR=/tmp
 unset KCM_LANE	# the tests' default lane: ours

@@ -4,6 +4,7 @@
  *
  *   kcm_fuzz [SEED [SECONDS]]
  *   KCM_FUZZ_SEED=n KCM_FUZZ_SECONDS=n KCM_FUZZ_THREADS=n kcm_fuzz
+ *   (KCM_FUZZ_SECONDS=0 skips the case)
  *
  * Several threads run random operations for SECONDS (default 20) over
  * shared tables of KCM sockets (a few multiplexors and their clones),
@@ -30,6 +31,8 @@
 #endif
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <net/if.h>
+#include <sched.h>
 #include <linux/bpf.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -99,7 +102,7 @@ enum op {
 	OP_UNATTACH, OP_SEND, OP_SENDMMSG, OP_SEQPART, OP_SENDFILE, OP_RECV,
 	OP_RECVMMSG, OP_RECV_WAIT, OP_SPLICE, OP_TCP_WRITE, OP_TCP_READ,
 	OP_RECV_DISABLE, OP_POLL, OP_SOCKOPT, OP_SHUTDOWN, OP_CLOSE, OP_RESET,
-	OP_PROC, OP_IOCTL, OP_SCM,
+	OP_PROC, OP_IOCTL, OP_SCM, OP_NETNS,
 	NOPS
 };
 
@@ -133,6 +136,7 @@ static const struct {
 	[OP_PROC]	  = { "proc_read",	1 },
 	[OP_IOCTL]	  = { "ioctl",		1 },
 	[OP_SCM]	  = { "scm_rights",	1 },
+	[OP_NETNS]	  = { "netns",		1 },
 };
 
 static unsigned long op_calls[NOPS];
@@ -156,7 +160,11 @@ struct worker {
 	int pipe_rd, pipe_wr;	/* for splice */
 	int memfd;		/* source for sendfile */
 	uint32_t seq;
+	long long netns_ms;	/* when this thread last changed netns */
 	unsigned char *buf;
+	pid_t ktid;		/* for /proc/self/task/TID when stuck */
+	int cur_op;		/* the operation running now */
+	int done;		/* the thread has seen stop and returned */
 };
 
 static uint32_t rnd(struct worker *w, uint32_t n)
@@ -856,6 +864,37 @@ static void op_scm(struct worker *w)
 	count(OP_SCM, r);
 }
 
+/* Move this thread to a new network namespace (at most every 2 s): its new
+ * sockets and muxes live there, and the old namespace is torn down, with
+ * the per-namespace state of the module, once its last socket closes. */
+static void op_netns(struct worker *w)
+{
+	struct ifreq ifr;
+	long long now = kcm_now_ms();
+	int fd;
+
+	if (now - w->netns_ms < 2000)
+		return;
+	w->netns_ms = now;
+	if (unshare(CLONE_NEWNET)) {
+		count(OP_NETNS, -1);
+		return;
+	}
+	fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	memset(&ifr, 0, sizeof(ifr));
+	strcpy(ifr.ifr_name, "lo");
+	if (fd >= 0 && !ioctl(fd, SIOCGIFFLAGS, &ifr)) {
+		ifr.ifr_flags |= IFF_UP;
+		ioctl(fd, SIOCSIFFLAGS, &ifr);
+	}
+	if (fd >= 0)
+		close(fd);
+	if (w->listener >= 0)
+		close(w->listener);
+	w->listener = loopback_listener();
+	count(OP_NETNS, 0);
+}
+
 static void (*const op_fn[NOPS])(struct worker *) = {
 	[OP_MUX] = op_mux, [OP_CLONE] = op_clone, [OP_PAIR] = op_pair,
 	[OP_PROG] = op_prog, [OP_ATTACH] = op_attach,
@@ -868,7 +907,7 @@ static void (*const op_fn[NOPS])(struct worker *) = {
 	[OP_RECV_DISABLE] = op_recv_disable, [OP_POLL] = op_poll,
 	[OP_SOCKOPT] = op_sockopt, [OP_SHUTDOWN] = op_shutdown,
 	[OP_CLOSE] = op_close, [OP_RESET] = op_reset, [OP_PROC] = op_proc,
-	[OP_IOCTL] = op_ioctl, [OP_SCM] = op_scm,
+	[OP_IOCTL] = op_ioctl, [OP_SCM] = op_scm, [OP_NETNS] = op_netns,
 };
 
 static enum op pick_op(struct worker *w)
@@ -891,6 +930,9 @@ static void *worker_main(void *arg)
 	struct worker *w = arg;
 	int sv[2];
 
+	w->ktid = gettid();
+
+	w->netns_ms = kcm_now_ms();
 	w->listener = loopback_listener();
 	w->udp = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
 	w->unconn = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -912,9 +954,35 @@ static void *worker_main(void *arg)
 			kcm_diag("thread %d: memfd write: %s", w->id, strerror(errno));
 	}
 
-	while (!__atomic_load_n(&stop, __ATOMIC_RELAXED))
-		op_fn[pick_op(w)](w);
+	while (!__atomic_load_n(&stop, __ATOMIC_RELAXED)) {
+		enum op op = pick_op(w);
+
+		__atomic_store_n(&w->cur_op, op, __ATOMIC_RELAXED);
+		op_fn[op](w);
+	}
+	__atomic_store_n(&w->done, 1, __ATOMIC_RELEASE);
 	return NULL;
+}
+
+#define STUCK_MS 30000
+
+/* Where a stuck thread is: its operation, its system call and arguments
+ * (/proc/.../syscall: number, then arguments in hex), and its kernel stack. */
+static void report_stuck(struct worker *w)
+{
+	static const char *const files[] = { "syscall", "wchan", "stack" };
+	char path[96], *text;
+	size_t j;
+
+	kcm_diag("thread %d (tid %d) stuck in operation %s", w->id, (int)w->ktid,
+		 ops[__atomic_load_n(&w->cur_op, __ATOMIC_RELAXED)].name);
+	for (j = 0; j < sizeof(files) / sizeof(files[0]); j++) {
+		snprintf(path, sizeof(path), "/proc/self/task/%d/%s", (int)w->ktid,
+			 files[j]);
+		text = kcm_read_file(path);
+		kcm_diag("  %s: %s", files[j], text ? text : "(unreadable)");
+		free(text);
+	}
 }
 
 /* After the storm: a new multiplexor must still carry a message. */
@@ -954,6 +1022,8 @@ KCM_TEST(fuzz, KCM_TIMEOUT(FUZZ_DEFAULT_SECONDS + 90))
 	long long start, end;
 	int i;
 
+	if (!fuzz_seconds)
+		kcm_skip("KCM_FUZZ_SECONDS=0");
 	if (nthreads > FUZZ_MAX_THREADS)
 		nthreads = FUZZ_MAX_THREADS;
 	kcm_diag("seed %llu, %d s, %d threads (replay: kcm_fuzz %llu %d)",
@@ -987,6 +1057,25 @@ KCM_TEST(fuzz, KCM_TIMEOUT(FUZZ_DEFAULT_SECONDS + 90))
 	while (kcm_now_ms() < end)
 		kcm_msleep(100);
 	__atomic_store_n(&stop, 1, __ATOMIC_RELAXED);
+	/* Every call is non-blocking or has a timeout of at most 200 ms, so
+	 * a thread that has not returned after STUCK_MS is stuck in the
+	 * kernel: say where, and fail. */
+	for (;;) {
+		int busy = 0;
+
+		for (i = 0; i < nthreads; i++)
+			busy += !__atomic_load_n(&w[i].done, __ATOMIC_ACQUIRE);
+		if (!busy)
+			break;
+		if (kcm_now_ms() - end > STUCK_MS) {
+			for (i = 0; i < nthreads; i++)
+				if (!__atomic_load_n(&w[i].done, __ATOMIC_ACQUIRE))
+					report_stuck(&w[i]);
+			KCM_FAIL("%d thread(s) still in a system call %d s after the end",
+				 busy, STUCK_MS / 1000);
+		}
+		kcm_msleep(100);
+	}
 	for (i = 0; i < nthreads; i++)
 		pthread_join(w[i].tid, NULL);
 	kcm_diag("ran %lld ms", kcm_now_ms() - start);
@@ -1034,8 +1123,8 @@ __attribute__((constructor)) static void fuzz_args(int argc, char **argv)
 		fuzz_seed = strtoull(s, NULL, 0);
 		fuzz_seed_given = 1;
 	}
-	if (d && atoi(d) > 0)
-		fuzz_seconds = atoi(d);
+	if (d && *d)
+		fuzz_seconds = atoi(d) > 0 ? atoi(d) : 0;	/* 0: skip */
 	for (i = 1; argv && i < argc; i++) {
 		unsigned long long v = strtoull(argv[i], &end, 0);
 
