@@ -76,21 +76,27 @@ static int kcm_rx_skip(read_descriptor_t *desc, struct sk_buff *skb,
 	return n;
 }
 
-/*
- * Bytes of the message the parser is assembling that may stay in the TCP
- * socket, or 0.  A message longer than a quarter of the receive buffer may
- * not: all of it would have to fit in TCP's window at once, and the parser
- * reads again only when the rest of the message is in, so a window smaller
- * than the message would never open.
- */
-static u32 kcm_rx_keepable(struct strparser *strp)
+/* Bytes of the message the parser is assembling, or 0 between messages. */
+static u32 kcm_rx_partial_len(struct strparser *strp)
 {
 	struct sk_buff *head = strp->skb_head;
-	u32 limit = READ_ONCE(strp->sk->sk_rcvbuf) / 4;
 
-	if (!head || strp_msg(head)->full_len > limit)
+	if (!head)
 		return 0;
 	return container_of(strp_msg(head), struct _strp_msg, strp)->accum_len;
+}
+
+/*
+ * Whether the partial message may wait in the TCP socket: not when it is
+ * longer than a quarter of the receive buffer, for all of it would have to
+ * fit in TCP's window at once, and the parser reads again only when the
+ * rest of the message is in: a window smaller than that would never open.
+ */
+static bool kcm_rx_keepable(struct strparser *strp)
+{
+	u32 limit = READ_ONCE(strp->sk->sk_rcvbuf) / 4;
+
+	return strp_msg(strp->skb_head)->full_len <= limit;
 }
 
 /*
@@ -129,9 +135,14 @@ static int kcm_rx_read_sock(struct strparser *strp, read_descriptor_t *desc,
 			break;
 	}
 
-	kept = kcm_rx_keepable(strp);
+	/* Once some of a message's bytes are consumed, all of them are: the
+	 * decision is taken once per message.
+	 */
+	kept = kcm_rx_partial_len(strp);
 	if (!kept)
 		psock->rx_spill = false;
+	else if (psock->rx_spill || !kcm_rx_keepable(strp))
+		psock->rx_spill = true;
 	if (psock->rx_spill)
 		kept = 0;
 	skip.count = seq - start - kept;
