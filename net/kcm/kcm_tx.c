@@ -455,10 +455,13 @@ void kcm_tx_release(struct kcm_sock *kcm)
 	lock_sock(sk);
 	kcm_tx_push(kcm);
 	kcm->tx_stopped = true;
+	/* Off the waiters first: a psock offered to a waiter could otherwise
+	 * be linked to us after the unreserve below.
+	 */
+	kcm_mux_tx_cancel_wait(kcm);
 	if (kcm->tx_psock && kcm->tx_sent)
 		kcm_psock_fail(kcm->tx_psock, EPIPE);
 	kcm_mux_tx_unreserve(kcm);
-	kcm_mux_tx_cancel_wait(kcm);
 	release_sock(sk);
 
 	cancel_work_sync(&kcm->tx_work);
