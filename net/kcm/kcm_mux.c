@@ -402,6 +402,12 @@ struct kcm_psock *kcm_mux_tx_reserve(struct kcm_sock *kcm, u64 cookie,
 
 	*err = 0;
 	spin_lock_bh(&mux->lock);
+	/* A psock may have been handed to us since the caller looked. */
+	psock = kcm->tx_psock;
+	if (psock) {
+		spin_unlock_bh(&mux->lock);
+		return psock;
+	}
 	if (cookie) {
 		psock = kcm_mux_find_cookie(mux, cookie);
 		if (!psock)
