@@ -27,14 +27,15 @@
 #   TESTS="kcm_basic kcm_rx"  run only these test binaries (check)
 #   DURATION=600          fuzz: seconds, split among FUZZ_SEEDS="s1 s2 ..."
 #                         (default 4 seeds from the clock); KCM=linux fuzzes
-#                         Linux's kcm.ko instead (check-debug too)
+#                         Linux's kcm.ko instead (check-debug too);
+#                         FUZZ_ENV="KCM_FUZZ_DONTWAIT=1" etc.: kcm_fuzz's env
 #   BENCH_ICOUNT=1        bench: QEMU -icount shift=0,sleep=off (see scripts/bench/)
 
 KCM ?= ours linux
 KERNELS ?=
 DEMO ?= kcm_demo
 DURATION ?= 600
-export KCM KERNELS VM_JOBS VM_TIMEOUT TEST_TIMEOUT TESTS FUZZ_SEEDS
+export KCM KERNELS VM_JOBS VM_TIMEOUT TEST_TIMEOUT TESTS FUZZ_SEEDS FUZZ_ENV
 
 # Evaluated when used, so that `make check` sees kernels install-deps added.
 KVERS = $(shell scripts/kernels.sh $(KERNELS))

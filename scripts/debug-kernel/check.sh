@@ -9,6 +9,8 @@
 #   KCM             lanes: ours and/or linux (default ours)
 #   FUZZ_SEEDS      seeds for fuzz mode (default: 4 taken from the clock,
 #                   fewer for short runs); SECONDS is split among them
+#   FUZZ_ENV        environment for kcm_fuzz in the VM, e.g.
+#                   "KCM_FUZZ_DONTWAIT=1 KCM_FUZZ_THREADS=6"
 #   VM_TIMEOUT      seconds per VM (default 5400 for the suite, fuzz: its
 #                   duration + 1800)
 #   TEST_TIMEOUT    seconds per test binary (default 1800)
@@ -73,10 +75,11 @@ if [ "$mode" = fuzz ]; then
 	rm -rf "$tests"
 	mkdir -p "$tests"
 	for s in "${seeds[@]}"; do
-		printf '#!/bin/sh\nexec /fuzz/kcm_fuzz %s %s\n' "$s" "$each" >"$tests/fuzz-$s"
+		printf '#!/bin/sh\nexec env %s /fuzz/kcm_fuzz %s %s\n' \
+			"${FUZZ_ENV:-}" "$s" "$each" >"$tests/fuzz-$s"
 		chmod +x "$tests/fuzz-$s"
 	done
-	echo "# fuzz: ${#seeds[@]} seed(s) x $each s: ${seeds[*]}"
+	echo "# fuzz: ${#seeds[@]} seed(s) x $each s: ${seeds[*]}${FUZZ_ENV:+ ($FUZZ_ENV)}"
 elif [ ! -d "$tests" ] || [ -z "$(ls -A "$tests" 2>/dev/null)" ]; then
 	echo "check-debug: $tests is empty (make tests)" >&2
 	echo "0 passed, 1 failed"

@@ -5,6 +5,8 @@
  *   kcm_fuzz [SEED [SECONDS]]
  *   KCM_FUZZ_SEED=n KCM_FUZZ_SECONDS=n KCM_FUZZ_THREADS=n kcm_fuzz
  *   (KCM_FUZZ_SECONDS=0 skips the case)
+ *   KCM_FUZZ_DONTWAIT=1: KCM sends never block (MSG_DONTWAIT), which keeps
+ *   away from races that need a sender asleep waiting for memory
  *
  * Several threads run random operations for SECONDS (default 20) over
  * shared tables of KCM sockets (a few multiplexors and their clones),
@@ -65,6 +67,7 @@
 static unsigned long long fuzz_seed;
 static int fuzz_seed_given;
 static int fuzz_seconds = FUZZ_DEFAULT_SECONDS;
+static int fuzz_dontwait;
 
 /* ---- shared fd tables ----------------------------------------------------
  * A slot holds an fd or -1.  Whoever takes an fd out of a slot (exchange
@@ -472,7 +475,7 @@ static int send_flags(struct worker *w)
 {
 	int f = MSG_NOSIGNAL;
 
-	if (chance(w, 70))
+	if (chance(w, 70) || fuzz_dontwait)
 		f |= MSG_DONTWAIT;
 	if (chance(w, 15))
 		f |= MSG_BATCH;
@@ -563,7 +566,8 @@ static void op_seqpart(struct worker *w)
 
 	for (i = 0; i < pieces && off < len && r >= 0; i++) {
 		size_t piece = i == pieces - 1 ? len - off : rnd(w, len - off + 1);
-		int f = MSG_NOSIGNAL | (chance(w, 70) ? MSG_DONTWAIT : 0);
+		int f = MSG_NOSIGNAL |
+			(chance(w, 70) || fuzz_dontwait ? MSG_DONTWAIT : 0);
 
 		if (i == pieces - 1 && eor)
 			f |= MSG_EOR;
@@ -1026,8 +1030,10 @@ KCM_TEST(fuzz, KCM_TIMEOUT(FUZZ_DEFAULT_SECONDS + 90))
 		kcm_skip("KCM_FUZZ_SECONDS=0");
 	if (nthreads > FUZZ_MAX_THREADS)
 		nthreads = FUZZ_MAX_THREADS;
-	kcm_diag("seed %llu, %d s, %d threads (replay: kcm_fuzz %llu %d)",
-		 fuzz_seed, fuzz_seconds, nthreads, fuzz_seed, fuzz_seconds);
+	kcm_diag("seed %llu, %d s, %d threads%s (replay: %skcm_fuzz %llu %d)",
+		 fuzz_seed, fuzz_seconds, nthreads,
+		 fuzz_dontwait ? ", sends never block" : "",
+		 fuzz_dontwait ? "KCM_FUZZ_DONTWAIT=1 " : "", fuzz_seed, fuzz_seconds);
 
 	for (i = 0; i < NKCM; i++)
 		kcm_slot[i] = -1;
@@ -1116,6 +1122,7 @@ __attribute__((constructor)) static void fuzz_args(int argc, char **argv)
 	static char fuzz_name[] = "fuzz";
 	const char *s = getenv("KCM_FUZZ_SEED");
 	const char *d = getenv("KCM_FUZZ_SECONDS");
+	const char *nw = getenv("KCM_FUZZ_DONTWAIT");
 	char *end;
 	int i, pos = 0;
 
@@ -1123,6 +1130,7 @@ __attribute__((constructor)) static void fuzz_args(int argc, char **argv)
 		fuzz_seed = strtoull(s, NULL, 0);
 		fuzz_seed_given = 1;
 	}
+	fuzz_dontwait = nw && *nw && strcmp(nw, "0");
 	if (d && *d)
 		fuzz_seconds = atoi(d) > 0 ? atoi(d) : 0;	/* 0: skip */
 	for (i = 1; argv && i < argc; i++) {
