@@ -7,7 +7,7 @@
 # (build/bench/icount/ with BENCH_ICOUNT=1): table.txt, results.txt (every
 # run), ratios.dat, bench.png, vm/KVER-LANE/ (logs).
 # Environment: KERNELS (default 6.12), BENCH_LANES (default "ours linux"),
-# BENCH_ICOUNT=1, BENCH_REPS, BENCH_DUR, BENCH_STALL, BENCH_SIZES, BENCH_CONNS,
+# BENCH_ICOUNT=1, BENCH_REPS, BENCH_DUR, BENCH_STALL, BENCH_DIRECTED, BENCH_SIZES, BENCH_CONNS,
 # BENCH_THREADS, BENCH_WORKLOADS, BENCH_VARIANTS, BENCH_ECHO_VARIANTS,
 # BENCH_MIXED (see vm-matrix.sh and run-vm.sh).
 set -euo pipefail

@@ -161,6 +161,26 @@ for kver in kvers:
 		widths = [max(len(r[i]) for r in rows) for i in range(len(hdr))]
 		for r in rows:
 			out.append('  '.join(x.rjust(wd) for x, wd in zip(r, widths)))
+	# Directed echo: many independent clients, replies on their own
+	# connection (our KCM_ORIGIN), against user-space framing.
+	dk = (kver, 'ours', 'echo', 'kcmd', 64, 16, 2)
+	if dk in runs:
+		out.append('')
+		out.append('DIRECTED ECHO: 16 independent clients, T=2, 64 B; ours replies with'
+			   ' KCM_ORIGIN; requests/s, latency p50/p99 in us')
+		o_t, o = cell(kver, 'ours', 'echo', 'kcmd', 64, 16, 2, 'rps')
+		u_t, u = cell(kver, 'ours', 'echo', 'user', 64, 16, 2, 'rps')
+		lr = runs.get((kver, 'linux', 'echo', 'kcmd', 64, 16, 2), [])
+		l_t = 'skipped (no KCM_ORIGIN in Linux)' if lr else '-'
+
+		def lat2(lane, v):
+			ps = [cell(kver, lane, 'echo', v, 64, 16, 2, p) for p in ('p50_us', 'p99_us')]
+			return '/'.join(p[0] for p in ps) if all(p[1] is not None for p in ps) else ps[0][0]
+		rows = [('ours', 'linux', 'user', 'ours p50/p99', 'user p50/p99', 'ours/user'),
+			(o_t, l_t, u_t, lat2('ours', 'kcmd'), lat2('ours', 'user'), ratio(o, u))]
+		widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+		for r in rows:
+			out.append('  '.join(x.rjust(wd) for x, wd in zip(r, widths)))
 	out.append('')
 	# Run counts by status, per lane and variant.
 	for lane in ('ours', 'linux'):

@@ -416,17 +416,39 @@ static void op_attach_bad(struct worker *w)
 	int wrong = -1;
 
 	switch (rnd(w, 12)) {
-	case 0: tfd = -1; break;
-	case 1: tfd = 100000; break;
-	case 2: tfd = kfd; break;
-	case 3: tfd = pfd; break;
-	case 4: tfd = w->listener; break;
-	case 5: tfd = w->udp; break;
-	case 6: tfd = w->unix_fd; break;
-	case 7: tfd = w->unconn; break;
-	case 8: pfd = -1; break;
-	case 9: pfd = tfd; break;
-	case 10: pfd = kfd; break;
+	case 0:
+		tfd = -1;
+		break;
+	case 1:
+		tfd = 100000;
+		break;
+	case 2:
+		tfd = kfd;
+		break;
+	case 3:
+		tfd = pfd;
+		break;
+	case 4:
+		tfd = w->listener;
+		break;
+	case 5:
+		tfd = w->udp;
+		break;
+	case 6:
+		tfd = w->unix_fd;
+		break;
+	case 7:
+		tfd = w->unconn;
+		break;
+	case 8:
+		pfd = -1;
+		break;
+	case 9:
+		pfd = tfd;
+		break;
+	case 10:
+		pfd = kfd;
+		break;
 	default:
 		wrong = load_prog(w, PK_WRONG_TYPE);
 		pfd = wrong;
@@ -781,9 +803,15 @@ static void op_close(struct worker *w)
 	int fd;
 
 	switch (rnd(w, 3)) {
-	case 0: fd = slot_take(kcm_slot, rnd(w, NKCM)); break;
-	case 1: fd = slot_take(tcp_slot, rnd(w, NTCP)); break;
-	default: fd = slot_take(prog_slot, rnd(w, NPROG)); break;
+	case 0:
+		fd = slot_take(kcm_slot, rnd(w, NKCM));
+		break;
+	case 1:
+		fd = slot_take(tcp_slot, rnd(w, NTCP));
+		break;
+	default:
+		fd = slot_take(prog_slot, rnd(w, NPROG));
+		break;
 	}
 	count(OP_CLOSE, fd > 2 ? close(fd) : -1);
 }

@@ -4,7 +4,7 @@
  *
  * Messages on the wire are a 4-byte big-endian payload length followed by
  * the payload.  C client connections over loopback TCP talk to a server
- * with T worker threads, in one of three variants:
+ * with T worker threads, in one of four variants:
  *
  *   kcm   one multiplexor, T KCM sockets (the first plus clones), one
  *         thread per socket calling recvmmsg(); every server-side TCP
@@ -13,6 +13,9 @@
  *         connections, reading into a per-connection buffer and cutting
  *         messages at the length prefix (partial messages carry over).
  *   tcp   as user, but the bytes are only counted (or echoed): no framing.
+ *   kcmd  as kcm, with KCM_RECV_ORIGIN on: echo replies go back on the
+ *         connection each request came from (KCM_ORIGIN), and each client
+ *         checks that every reply is its own (our extension only).
  *
  * Workloads:
  *
@@ -36,7 +39,7 @@
  * whose drain after the stop takes longer than that, ends with
  * status=stalled (stall=noprogress or stall=drain) instead of hanging.
  *
- * Usage: kcm_bench -w stream|echo -v kcm|user|tcp -s SIZE -c C -t T
+ * Usage: kcm_bench -w stream|echo -v kcm|user|tcp|kcmd -s SIZE -c C -t T
  *                  [-d SECONDS] [-g STALL_SECONDS] [-r REP]
  */
 #ifndef _GNU_SOURCE
@@ -81,10 +84,10 @@
 #define MAX_THREADS	16
 
 enum workload { W_STREAM, W_ECHO };
-enum variant { V_KCM, V_USER, V_TCP };
+enum variant { V_KCM, V_USER, V_TCP, V_KCMD };
 
 static const char *const wl_name[] = { "stream", "echo" };
-static const char *const var_name[] = { "kcm", "user", "tcp" };
+static const char *const var_name[] = { "kcm", "user", "tcp", "kcmd" };
 
 /* ---- configuration and shared state ------------------------------------- */
 
@@ -280,6 +283,13 @@ static void setup_kcm(void)
 	}
 	for (i = 0; i < nthreads; i++) {
 		struct timeval tv = { .tv_sec = 0, .tv_usec = 100000 };
+		int one = 1;
+
+		/* kcmd: learn each request's connection, to reply on it. */
+		if (var == V_KCMD &&
+		    setsockopt(kcm_fd[i], SOL_KCM, KCM_RECV_ORIGIN, &one,
+			       sizeof(one)))
+			die("KCM_RECV_ORIGIN");
 
 		/* recvmmsg wakes up now and then to notice server_quit. */
 		if (setsockopt(kcm_fd[i], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)))
@@ -295,6 +305,23 @@ static void setup_kcm(void)
 
 /* ---- servers -------------------------------------------------------------- */
 
+/* kcmd: send the request back on the connection it came from. */
+static void reply_directed(int fd, struct msghdr *req, size_t len)
+{
+	struct cmsghdr *c = CMSG_FIRSTHDR(req);
+	struct msghdr m = { .msg_iov = req->msg_iov, .msg_iovlen = 1 };
+
+	if (!c || c->cmsg_level != SOL_KCM || c->cmsg_type != KCM_ORIGIN) {
+		add(&srv_badframes, 1);
+		return;
+	}
+	req->msg_iov->iov_len = len;
+	m.msg_control = req->msg_control;
+	m.msg_controllen = CMSG_SPACE(sizeof(uint64_t));
+	while (sendmsg(fd, &m, 0) < 0 && errno == EINTR)
+		;
+}
+
 static void *kcm_server(void *arg)
 {
 	int fd = kcm_fd[(long)arg];
@@ -302,6 +329,11 @@ static void *kcm_server(void *arg)
 	struct iovec iov[RECV_VLEN];
 	unsigned char *bufs;
 	int i;
+
+	union {
+		char buf[CMSG_SPACE(sizeof(uint64_t))];
+		struct cmsghdr align;
+	} ctl[RECV_VLEN];
 
 	bufs = malloc((size_t)RECV_VLEN * MAX_MSG);
 	if (!bufs)
@@ -315,6 +347,10 @@ static void *kcm_server(void *arg)
 			iov[i].iov_len = MAX_MSG;
 			mm[i].msg_hdr.msg_iov = &iov[i];
 			mm[i].msg_hdr.msg_iovlen = 1;
+			if (var == V_KCMD) {
+				mm[i].msg_hdr.msg_control = ctl[i].buf;
+				mm[i].msg_hdr.msg_controllen = sizeof(ctl[i].buf);
+			}
 		}
 		n = recvmmsg(fd, mm, RECV_VLEN, MSG_WAITFORONE, NULL);
 		if (n <= 0)
@@ -329,7 +365,9 @@ static void *kcm_server(void *arg)
 			if (len < HDR || get_be32(m) + HDR != len ||
 			    (mm[i].msg_hdr.msg_flags & MSG_TRUNC))
 				bad++;
-			if (wl == W_ECHO)
+			if (wl == W_ECHO && var == V_KCMD)
+				reply_directed(fd, &mm[i].msg_hdr, len);
+			else if (wl == W_ECHO)
 				while (send(fd, m, len, 0) < 0 && errno == EINTR)
 					;
 		}
@@ -581,6 +619,14 @@ static void *echo_client(void *arg)
 			if (have - off < plen + HDR)
 				break;
 			memcpy(&t, buf + off + HDR, sizeof(t));
+			/* kcmd: the reply must be to this client's request. */
+			if (var == V_KCMD) {
+				uint32_t cid;
+
+				memcpy(&cid, buf + off + HDR + 8, sizeof(cid));
+				if (cid != (uint32_t)id)
+					add(&echo_badreplies, 1);
+			}
 			lat_add(&lat[id], now_ns() - t);
 			add(&echo_replies, 1);
 			add(&echo_reply_bytes, plen + HDR);
@@ -625,7 +671,7 @@ static void make_conns(void)
 		setsockopt(client_fd[i], IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 		setsockopt(server_fd[i], IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 		fcntl(client_fd[i], F_SETFL, O_NONBLOCK);
-		if (var != V_KCM)
+		if (var != V_KCM && var != V_KCMD)
 			fcntl(server_fd[i], F_SETFL, O_NONBLOCK);
 	}
 	close(lfd);
@@ -673,7 +719,7 @@ static double pct_us(const uint64_t *v, size_t n, double p)
 static void usage(const char *prog)
 {
 	fprintf(stderr,
-		"usage: %s -w stream|echo -v kcm|user|tcp -s SIZE(0=mixed) -c CONNS -t THREADS\n"
+		"usage: %s -w stream|echo -v kcm|user|tcp|kcmd -s SIZE(0=mixed) -c CONNS -t THREADS\n"
 		"          [-d SECONDS] [-g STALL_SECONDS] [-r REP]\n", prog);
 	exit(2);
 }
@@ -738,7 +784,7 @@ int main(int argc, char **argv)
 	while ((opt = getopt(argc, argv, "w:v:s:c:t:d:g:r:")) != -1) {
 		switch (opt) {
 		case 'w': i = lookup(optarg, wl_name, 2); if (i < 0) usage(argv[0]); wl = i; break;
-		case 'v': i = lookup(optarg, var_name, 3); if (i < 0) usage(argv[0]); var = i; break;
+		case 'v': i = lookup(optarg, var_name, 4); if (i < 0) usage(argv[0]); var = i; break;
 		case 's': msg_size = atoi(optarg); break;
 		case 'c': nconns = atoi(optarg); break;
 		case 't': nthreads = atoi(optarg); break;
@@ -755,11 +801,12 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 
 	make_conns();
-	if (var == V_KCM)
+	if (var == V_KCM || var == V_KCMD)
 		setup_kcm();
 	for (i = 0; i < nthreads; i++)
 		if (pthread_create(&srv[i], NULL,
-				   var == V_KCM ? kcm_server : epoll_server,
+				   var == V_KCM || var == V_KCMD ?
+				   kcm_server : epoll_server,
 				   (void *)(long)i))
 			die("pthread_create");
 
@@ -875,7 +922,7 @@ int main(int argc, char **argv)
 	}
 	fflush(stdout);
 	/* A stalled KCM run: leave the module's view of it in the log. */
-	if (var == V_KCM && strcmp(status, "ok"))
+	if ((var == V_KCM || var == V_KCMD) && strcmp(status, "ok"))
 		dump_kcm_proc();
 	/*
 	 * Exit without joining the server threads: one stuck in a stalled
