@@ -73,17 +73,20 @@ struct bpf_insn;
 /* ---- KCM sockets ------------------------------------------------------- */
 
 /* socket(AF_KCM, @type, KCMPROTO_CONNECTED); @type SOCK_DGRAM or
- * SOCK_SEQPACKET.  Creates a mux and its first KCM socket. */
+ * SOCK_SEQPACKET.  Creates a mux and its first KCM socket.
+ */
 int libkcm_socket(int type);
 /* SIOCKCMCLONE: a new KCM socket on the mux of @kcmfd. */
 int libkcm_clone(int kcmfd);
 /* SIOCKCMATTACH of the TCP socket @tcpfd with the framing program @progfd;
- * the program fd may be closed afterwards.  0 or -1. */
+ * the program fd may be closed afterwards.  0 or -1.
+ */
 int libkcm_attach(int kcmfd, int tcpfd, int progfd);
 /* SIOCKCMUNATTACH.  0 or -1. */
 int libkcm_unattach(int kcmfd, int tcpfd);
 /* Build and load the program of @f, attach @tcpfd with it and close the
- * program.  0 or -1. */
+ * program.  0 or -1.
+ */
 int libkcm_attach_framing(int kcmfd, int tcpfd,
 			  const struct libkcm_framing *f);
 
@@ -118,7 +121,8 @@ int libkcm_length_prog(uint32_t offset, uint32_t width, uint32_t endian,
 
 /* Write the length field of @f for a message of @total bytes into @hdr,
  * which must have offset + width bytes.  0, or -1 with errno (ERANGE when
- * the field cannot hold total - adj). */
+ * the field cannot hold total - adj).
+ */
 int libkcm_framing_put(const struct libkcm_framing *f, void *hdr,
 		       uint64_t total);
 

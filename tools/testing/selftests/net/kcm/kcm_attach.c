@@ -288,7 +288,8 @@ KCM_TEST(attach_rejects_already_attached_other_mux)
 }
 
 /* Linux's kcm.ko: EBADF for a closed/invalid bpf fd, EINVAL for an fd that
- * is not a BPF program or a program of another type. */
+ * is not a BPF program or a program of another type.
+ */
 KCM_TEST(attach_rejects_bad_bpf_fd)
 {
 	int kcm = kcm_socket(SOCK_DGRAM), prog = kcm_prog_len32();
@@ -325,7 +326,8 @@ KCM_TEST(attach_rejects_wrong_prog_type)
 /* ---- unattach -------------------------------------------------------- */
 
 /* Linux's kcm.ko answers ENOENT for anything that is not one of the mux's
- * attached sockets. */
+ * attached sockets.
+ */
 KCM_TEST(unattach_bad_fd)
 {
 	int kcm = kcm_socket(SOCK_DGRAM);

@@ -149,7 +149,8 @@ KCM_TEST(clone_separate_muxes)
 	char msg[32], got[64];
 
 	/* Two socket() calls make two muxes: a message for a's mux never
-	 * reaches b. */
+	 * reaches b.
+	 */
 	kcm_tcp_pair(AF_INET, &peer, &tcp);
 	ASSERT_OK(kcm_attach(a, tcp, prog));
 	kcm_msg_build(msg, sizeof(msg), 0, 1);
@@ -173,7 +174,8 @@ KCM_TEST(clone_many_then_close_in_any_order)
 		check_kcm_identity(fds[i], SOCK_DGRAM);
 	}
 	/* Close the original first, then the rest in a shuffled order;
-	 * until the last one, the remaining ones still work. */
+	 * until the last one, the remaining ones still work.
+	 */
 	ASSERT_OK(close(fds[0]));
 	fds[0] = -1;
 	for (left = N; left > 0; left--) {

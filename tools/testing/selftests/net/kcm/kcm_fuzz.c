@@ -336,7 +336,8 @@ static int tcp_pair(struct worker *w, int *c, int *s)
 
 bad_listener:
 	/* Another thread may have shut down or closed our listener by a
-	 * stale number: start over with a new one. */
+	 * stale number: start over with a new one.
+	 */
 	if (w->listener >= 0)
 		close(w->listener);
 	w->listener = -1;
@@ -409,7 +410,8 @@ static void op_attach(struct worker *w)
 }
 
 /* Attach requests that must fail: a bad descriptor, a socket that is not an
- * established TCP socket, a program of the wrong kind. */
+ * established TCP socket, a program of the wrong kind.
+ */
 static void op_attach_bad(struct worker *w)
 {
 	int kfd = any_kcm(w), tfd = any_tcp(w), pfd = any_prog(w);
@@ -530,7 +532,8 @@ static void op_send(struct worker *w)
 	m.msg_iovlen = i;
 	if (chance(w, 15)) {
 		/* Our extension: send on the TCP socket with this cookie.  The
-		 * cookie is a live one, a random one, or the length is wrong. */
+		 * cookie is a live one, a random one, or the length is wrong.
+		 */
 		union {
 			struct cmsghdr h;
 			char b[CMSG_SPACE(sizeof(uint64_t)) + 8];
@@ -578,7 +581,8 @@ static void op_sendmmsg(struct worker *w)
 }
 
 /* A SOCK_SEQPACKET message in pieces (no MSG_EOR until the last one, and
- * sometimes never: the socket keeps a partial message). */
+ * sometimes never: the socket keeps a partial message).
+ */
 static void op_seqpart(struct worker *w)
 {
 	int fd = any_kcm(w);
@@ -699,7 +703,8 @@ static void op_splice(struct worker *w)
 }
 
 /* Bytes into a TCP socket: whole frames, frames split over writes, or
- * garbage.  Most TCP sockets are the peer of an attached one. */
+ * garbage.  Most TCP sockets are the peer of an attached one.
+ */
 static void op_tcp_write(struct worker *w)
 {
 	int fd = any_tcp(w);
@@ -856,7 +861,8 @@ static void op_ioctl(struct worker *w)
 
 /* KCM and TCP sockets in flight in an AF_UNIX socket that is closed with
  * them unread (the last reference is then the garbage collector's), or
- * received back and closed. */
+ * received back and closed.
+ */
 static void op_scm(struct worker *w)
 {
 	union {
@@ -898,7 +904,8 @@ static void op_scm(struct worker *w)
 
 /* Move this thread to a new network namespace (at most every 2 s): its new
  * sockets and muxes live there, and the old namespace is torn down, with
- * the per-namespace state of the module, once its last socket closes. */
+ * the per-namespace state of the module, once its last socket closes.
+ */
 static void op_netns(struct worker *w)
 {
 	struct ifreq ifr;
@@ -999,7 +1006,8 @@ static void *worker_main(void *arg)
 #define STUCK_MS 30000
 
 /* Where a stuck thread is: its operation, its system call and arguments
- * (/proc/.../syscall: number, then arguments in hex), and its kernel stack. */
+ * (/proc/.../syscall: number, then arguments in hex), and its kernel stack.
+ */
 static void report_stuck(struct worker *w)
 {
 	static const char *const files[] = { "syscall", "wchan", "stack" };
@@ -1093,7 +1101,8 @@ KCM_TEST(fuzz, KCM_TIMEOUT(FUZZ_DEFAULT_SECONDS + 90))
 	__atomic_store_n(&stop, 1, __ATOMIC_RELAXED);
 	/* Every call is non-blocking or has a timeout of at most 200 ms, so
 	 * a thread that has not returned after STUCK_MS is stuck in the
-	 * kernel: say where, and fail. */
+	 * kernel: say where, and fail.
+	 */
 	for (;;) {
 		int busy = 0;
 

@@ -175,7 +175,8 @@ static int test_run(int prog, const void *msg, size_t len)
 	ASSERT_LE(len, sizeof(pkt) - 14);
 	memset(pkt, 0, 14);
 	/* A local experimental EtherType: with ETH_P_IP the kernel would
-	 * want a whole IP header. */
+	 * want a whole IP header.
+	 */
 	pkt[12] = 0x88;
 	pkt[13] = 0xb5;
 	memcpy(pkt + 14, msg, len);
@@ -287,7 +288,8 @@ KCM_TEST(lib_programs_test_run)
 /* ---- real streams through a KCM mux ------------------------------------------ */
 
 /* A message of @total bytes for combo @c: header with the length field, then
- * a pattern of @seed over every other byte. */
+ * a pattern of @seed over every other byte.
+ */
 static void build_msg(const struct combo *c, unsigned char *m, size_t total,
 		      uint32_t seed)
 {
@@ -410,7 +412,8 @@ COMBO_CASE(8)
 static void stream_error(int too_big)
 {
 	/* LE 2-byte field at 2, +4, at most 100: 0xffff is too big.
-	 * BE 2-byte field at 2, +0: a field of 3 is shorter than 4. */
+	 * BE 2-byte field at 2, +0: a field of 3 is shorter than 4.
+	 */
 	struct libkcm_framing big = { .offset = 2, .width = 2, .endian = LE,
 				      .adj = 4, .max_len = 100 };
 	struct libkcm_framing shortf = { .offset = 2, .width = 2,

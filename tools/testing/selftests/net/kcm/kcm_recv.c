@@ -132,7 +132,8 @@ KCM_TEST(dgram_short_buffer_truncates)
 	"SOCK_SEQPACKET drops the unread rest of a message, no MSG_EOR/MSG_TRUNC"
 
 /* SEQPACKET, short buffer: the rest comes in the following calls, MSG_EOR
- * only on the last piece, and a piece never runs into the next message. */
+ * only on the last piece, and a piece never runs into the next message.
+ */
 KCM_TEST(seqpacket_short_buffer_pieces, KCM_LINUX_BUG(SEQPACKET_PARTIAL_BUG))
 {
 	char buf[512], whole[300];
@@ -470,7 +471,8 @@ KCM_TEST(recv_reenable)
 }
 
 /* With every socket disabled, messages wait in the mux until one is
- * enabled again. */
+ * enabled again.
+ */
 KCM_TEST(recv_disable_all_then_enable)
 {
 	struct rx s;
@@ -495,7 +497,8 @@ KCM_TEST(recv_disable_all_then_enable)
 }
 
 /* Linux's kcm.ko: ENOPROTOOPT for an unknown option or a level other than
- * SOL_KCM, EINVAL for an optlen shorter than an int. */
+ * SOL_KCM, EINVAL for an optlen shorter than an int.
+ */
 KCM_TEST(sockopt_bad_optname)
 {
 	int fd = kcm_socket(SOCK_DGRAM), v = 1;
@@ -564,7 +567,8 @@ KCM_TEST(getsockopt_lengths)
 	}
 	ASSERT_EQ((unsigned char)big[sizeof(int)], 0x55);
 	/* A shorter buffer: Linux's kcm.ko copies that many bytes of the
-	 * int and succeeds. */
+	 * int and succeeds.
+	 */
 	memset(big, 0x55, sizeof(big));
 	len = 1;
 	ASSERT_OK(getsockopt(fd, SOL_KCM, KCM_RECV_DISABLE, big, &len));

@@ -588,7 +588,8 @@ static void nxm_run(int mixed)
 			.fd = peer, .conn = i, .count = NXM_COUNT,
 			.seed = 100 + i,
 			/* Linux needs one size per connection (see
-			 * rx_mixed_sizes_*): each connection has its own. */
+			 * rx_mixed_sizes_*): each connection has its own.
+			 */
 			.min_size = mixed ? KCM_MSG_MIN : 100 + 700 * i,
 			.max_size = mixed ? 3000 : 100 + 700 * i,
 			.chunking = mixed,
@@ -840,7 +841,8 @@ static void *block_sender(void *arg)
 }
 
 /* A blocking peer stays blocked while nobody reads, and is released when
- * the KCM socket is read. */
+ * the KCM socket is read.
+ */
 KCM_TEST(rx_backpressure_blocking, KCM_TIMEOUT(60))
 {
 	struct block_job b = { .count = 300, .size = 4000 };

@@ -136,7 +136,8 @@ KCM_TEST(err_message_larger_than_rcvbuf)
 }
 
 /* The limit is the receive buffer size at the time: a message that fits
- * after SO_RCVBUF was raised is received. */
+ * after SO_RCVBUF was raised is received.
+ */
 KCM_TEST(err_rcvbuf_limit_follows_setting)
 {
 	struct errcase e;
@@ -211,7 +212,8 @@ KCM_TEST(err_no_timeout_by_default)
 }
 
 /* The program returns a negative value: Linux's kcm.ko posts its
- * negation as the error (-1: EPERM). */
+ * negation as the error (-1: EPERM).
+ */
 KCM_TEST(err_program_returns_minus_one)
 {
 	struct errcase e;
@@ -257,7 +259,8 @@ KCM_TEST(err_peer_close_mid_message)
 }
 
 /* The peer resets the connection (SO_LINGER 0): Linux's kcm.ko posts
- * EPIPE. */
+ * EPIPE.
+ */
 KCM_TEST(err_peer_reset)
 {
 	struct linger lg = { .l_onoff = 1, .l_linger = 0 };

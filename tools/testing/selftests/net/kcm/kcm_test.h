@@ -189,7 +189,8 @@ void kcm_fail_msg(const char *file, int line, const char *fmt, ...);
 /* ---- helpers: sockets ------------------------------------------------- */
 
 /* A connected loopback TCP pair: *a is the connecting side, *b the
- * accepted one.  family is AF_INET or AF_INET6.  Asserts on failure. */
+ * accepted one.  family is AF_INET or AF_INET6.  Asserts on failure.
+ */
 void kcm_tcp_pair(int family, int *a, int *b);
 /* A listening loopback TCP socket on an ephemeral port. */
 int kcm_tcp_listener(int family, int backlog);
@@ -220,7 +221,8 @@ int kcm_poll1(int fd, short events, int timeout_ms);
 struct bpf_insn;
 
 /* Raw BPF_PROG_LOAD; returns the fd or -1 with errno.  On failure the
- * verifier log is printed as diagnostics. */
+ * verifier log is printed as diagnostics.
+ */
 int kcm_bpf_load(int prog_type, const struct bpf_insn *insns, int cnt);
 
 /* BPF_PROG_TYPE_SOCKET_FILTER programs; each asserts on failure. */
@@ -237,7 +239,8 @@ void kcm_write_all(int fd, const void *buf, size_t len);
 void kcm_read_all(int fd, void *buf, size_t len);
 
 /* Put a 4-byte big-endian length header in front of @payload in @out
- * (which must hold len + 4 bytes); returns len + 4. */
+ * (which must hold len + 4 bytes); returns len + 4.
+ */
 size_t kcm_frame(void *out, const void *payload, size_t len);
 /* Frame and write a message on a TCP socket. */
 void kcm_send_framed(int fd, const void *payload, size_t len);

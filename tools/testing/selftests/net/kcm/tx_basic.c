@@ -43,7 +43,8 @@
 /* ---- local helpers ------------------------------------------------------ */
 
 /* A framed message: 4-byte BE payload length + @plen pseudo-random bytes.
- * Returns the frame size. */
+ * Returns the frame size.
+ */
 static size_t tx_make(unsigned char *out, size_t plen, uint64_t *rng)
 {
 	uint32_t be = htonl((uint32_t)plen);
@@ -65,7 +66,8 @@ static void *xmalloc(size_t n)
 }
 
 /* A KCM socket of @type with one TCP socket attached; *peer is the far end
- * of that TCP connection (SO_RCVTIMEO 5 s, so a missing byte fails). */
+ * of that TCP connection (SO_RCVTIMEO 5 s, so a missing byte fails).
+ */
 static int tx_setup(int type, int *tcp, int *peer)
 {
 	int kcm = kcm_socket(type);
@@ -102,7 +104,8 @@ static void tx_expect_stream(int peer, const void *exp, size_t n)
 }
 
 /* One field of /proc/net/kcm_stats: the value in the row under the header
- * line starting with @section ("MUX" or "Psock"), in column @col. */
+ * line starting with @section ("MUX" or "Psock"), in column @col.
+ */
 static long long tx_stat(const char *section, const char *col)
 {
 	char *text = kcm_read_file("/proc/net/kcm_stats");
@@ -124,7 +127,8 @@ static long long tx_stat(const char *section, const char *col)
 			continue;
 		}
 		/* @line is the value row for header @hdr.  The header's first
-		 * word names the section and has no value under it. */
+		 * word names the section and has no value under it.
+		 */
 		htok = strtok_r(hdr, " \t", &hs);
 		for (i = 0; (htok = strtok_r(NULL, " \t", &hs)); i++)
 			if (!strcmp(htok, col))
@@ -156,7 +160,8 @@ struct tx_reader {
 };
 
 /* Thread: read @want bytes from @fd (for messages too big to sit in the
- * socket buffers while the sender is still in send()). */
+ * socket buffers while the sender is still in send()).
+ */
 static void *tx_reader_fn(void *arg)
 {
 	struct tx_reader *r = arg;
@@ -178,7 +183,8 @@ static void *tx_reader_fn(void *arg)
 /* ---- cases ----------------------------------------------------------------- */
 
 /* send() of several sizes on SOCK_DGRAM: each frame arrives exactly, in
- * order, and nothing else does. */
+ * order, and nothing else does.
+ */
 KCM_TEST(dgram_send_exact)
 {
 	static const size_t plens[] = { 0, 1, 3, 100, 1448, 5000, 65536 };
@@ -199,7 +205,8 @@ KCM_TEST(dgram_send_exact)
 }
 
 /* A zero-length send is a no-op (Linux: returns 0, sends nothing) and does
- * not disturb the next message. */
+ * not disturb the next message.
+ */
 KCM_TEST(dgram_send_zero_len)
 {
 	unsigned char msg[64];
@@ -215,7 +222,8 @@ KCM_TEST(dgram_send_zero_len)
 }
 
 /* sendmsg() with the frame scattered over many iovecs, the length header
- * itself split and some iovecs empty: the peer sees one contiguous frame. */
+ * itself split and some iovecs empty: the peer sees one contiguous frame.
+ */
 KCM_TEST(dgram_sendmsg_iov)
 {
 	static const size_t cuts[] = { 1, 3, 7, 0, 4093, 1, 0, 20000, 2 };
@@ -246,7 +254,8 @@ KCM_TEST(dgram_sendmsg_iov)
 }
 
 /* sendmmsg() of several messages, each in 1-3 iovecs: all are sent, each
- * msg_len is its frame size, and the stream is the frames in order. */
+ * msg_len is its frame size, and the stream is the frames in order.
+ */
 KCM_TEST(dgram_sendmmsg)
 {
 	enum { NMSG = 8 };
@@ -287,7 +296,8 @@ KCM_TEST(dgram_sendmmsg)
 }
 
 /* MSG_BATCH on all but the last sendmsg(): every message arrives, in order,
- * as whole frames. */
+ * as whole frames.
+ */
 KCM_TEST(dgram_msg_batch)
 {
 	enum { NMSG = 12 };
@@ -308,7 +318,8 @@ KCM_TEST(dgram_msg_batch)
 		off += len;
 		if (i == NMSG - 2) {
 			/* Linux holds a batch until its last message; the
-			 * documentation does not promise it, so only report. */
+			 * documentation does not promise it, so only report.
+			 */
 			kcm_msleep(100);
 			early = recv(peer, &c, 1, MSG_DONTWAIT | MSG_PEEK);
 			kcm_diag("before the last message the peer %s data",
@@ -321,7 +332,8 @@ KCM_TEST(dgram_msg_batch)
 
 /* SOCK_SEQPACKET: one message written in many pieces without MSG_EOR (the
  * first piece is one byte of the header) goes out only when MSG_EOR comes,
- * as one contiguous frame. */
+ * as one contiguous frame.
+ */
 KCM_TEST(seqpacket_eor_pieces)
 {
 	enum { PLEN = 30000, NPIECE = 24 };
@@ -357,7 +369,8 @@ KCM_TEST(seqpacket_eor_pieces)
 }
 
 /* An empty send with MSG_EOR completes a SOCK_SEQPACKET message; with no
- * message open it sends nothing. */
+ * message open it sends nothing.
+ */
 KCM_TEST(seqpacket_empty_eor)
 {
 	unsigned char msg[2000];
@@ -377,7 +390,8 @@ KCM_TEST(seqpacket_empty_eor)
 
 /* Two KCM sockets of one SOCK_SEQPACKET mux share one TCP socket.  While A
  * has a message half written, B sends complete ones: they go out whole and
- * A's message, finished later, follows them, never interleaved. */
+ * A's message, finished later, follows them, never interleaved.
+ */
 KCM_TEST(seqpacket_no_interleave)
 {
 	enum { NB = 3 };
@@ -413,7 +427,8 @@ KCM_TEST(seqpacket_no_interleave)
 
 /* A SOCK_SEQPACKET message left unfinished when its socket closes is
  * dropped: nothing of it reaches the stream, and another socket of the mux
- * still sends cleanly framed messages on the same TCP socket. */
+ * still sends cleanly framed messages on the same TCP socket.
+ */
 KCM_TEST(seqpacket_partial_close_drops)
 {
 	unsigned char part[2004], msg[304];
@@ -435,7 +450,8 @@ KCM_TEST(seqpacket_partial_close_drops)
 /* One message larger than SO_SNDBUF can ever be (twice wmem_max, the
  * SO_SNDBUF ceiling): Linux accepts it whole on a socket whose queue is
  * empty and sends it; the peer gets exactly the frame.  Done with the
- * default SO_SNDBUF and with the smallest one. */
+ * default SO_SNDBUF and with the smallest one.
+ */
 KCM_TEST(dgram_bigger_than_sndbuf, KCM_TIMEOUT(60))
 {
 	char *wm = kcm_read_file("/proc/sys/net/core/wmem_max");
@@ -479,7 +495,8 @@ KCM_TEST(dgram_bigger_than_sndbuf, KCM_TIMEOUT(60))
  * queue has room; after it the queue is full, MSG_DONTWAIT gives EAGAIN at
  * once and a blocking send with SO_SNDTIMEO waits that long and gives
  * EAGAIN.  Attaching a TCP socket then delivers the queued messages whole
- * and in order, and nothing of the refused ones. */
+ * and in order, and nothing of the refused ones.
+ */
 KCM_TEST(nopsock_queue_then_attach)
 {
 	unsigned char m1[104], m2[1004], m4[504];
@@ -558,7 +575,8 @@ KCM_TEST(full_queue_no_pollout,
 	EXPECT_EQ(kcm_poll1(kcm, POLLOUT, 200) & POLLOUT, 0);
 
 	/* Give the queue somewhere to go: POLLOUT comes back and a send
-	 * succeeds. */
+	 * succeeds.
+	 */
 	kcm_tcp_pair(AF_INET, &a, &b);
 	ASSERT_OK(kcm_attach(kcm, a, kcm_prog_len32()));
 	{
@@ -584,7 +602,8 @@ KCM_TEST(full_queue_no_pollout,
 /* /proc/net/kcm_stats: after K messages of B bytes in all (frames, header
  * included) through one mux and one psock, the MUX and Psock rows' TX-Msgs
  * and TX-Bytes have grown by exactly K and B.  Those rows add up every mux
- * and psock, so the case reads them before and after. */
+ * and psock, so the case reads them before and after.
+ */
 KCM_TEST(stats_tx_counters)
 {
 	enum { K = 9 };

@@ -149,7 +149,8 @@ static void tally_init(struct tally *t, int nsend, uint32_t count)
 }
 
 /* Parse stream @idx; returns the number of whole frames, *rest the bytes of
- * an unfinished one at the end. */
+ * an unfinished one at the end.
+ */
 static size_t tally_stream(struct tally *t, const struct stream *s, int idx,
 			   size_t *rest)
 {

@@ -90,7 +90,8 @@ KCM_TEST(splice_seqpacket_messages)
 }
 
 /* vmsplice'd user pages, then splice: the pages are referenced, and the
- * frame is still exact at the peer. */
+ * frame is still exact at the peer.
+ */
 KCM_TEST(vmsplice_then_splice)
 {
 	static unsigned char sent[8192] __attribute__((aligned(4096)));

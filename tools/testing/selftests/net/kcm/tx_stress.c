@@ -63,7 +63,8 @@ static uint64_t pick_seed(void)
 }
 
 /* Payload size between 1 and @max, spread evenly over the powers of two so
- * that small and large messages are both common. */
+ * that small and large messages are both common.
+ */
 static size_t pick_size(uint64_t *rng, size_t max)
 {
 	int bits = 0;
@@ -92,7 +93,8 @@ static uint32_t be32_get(const unsigned char *p)
 }
 
 /* Build the frame of message (@sender, @seq) with @plen payload bytes into
- * @out; returns the frame size. */
+ * @out; returns the frame size.
+ */
 static size_t msg_make(unsigned char *out, size_t plen, uint32_t sender,
 		       uint32_t seq, uint64_t seed)
 {
@@ -269,7 +271,8 @@ static void parse_init(struct parse_ctx *c, int nsend, const uint32_t *counts,
 
 /* A TCP pair whose accepting end (the peer) has a small receive buffer and
  * whose connecting end (attached to KCM) a small send buffer, so that TCP
- * runs out of room quickly. */
+ * runs out of room quickly.
+ */
 static void small_tcp_pair(int *a, int *b, int rcvbuf, int sndbuf)
 {
 	int l = kcm_tcp_listener(AF_INET, 1);
@@ -819,7 +822,8 @@ static void *racer_fn(void *arg)
 		int flags = MSG_DONTWAIT;
 
 		/* Mostly open-ended pieces; now and then an end of record so
-		 * that the transmit path runs too. */
+		 * that the transmit path runs too.
+		 */
 		if (kcm_rand(&rng) % 32 == 0)
 			flags |= MSG_EOR;
 		if (send(r->fd, buf, len, flags) < 0 && errno == EBADF)
