@@ -49,6 +49,32 @@ static void kcm_sock_init(struct sock *sk, struct socket *sock,
 	kcm_mux_add_sock(mux, kcm);
 }
 
+static __net_init int kcm_net_init(struct net *net)
+{
+	struct kcm_net *knet = net_generic(net, kcm_net_id);
+
+	mutex_init(&knet->lock);
+	INIT_LIST_HEAD(&knet->muxes);
+	INIT_LIST_HEAD(&knet->gone.psocks);
+	return kcm_proc_init_net(net);
+}
+
+static __net_exit void kcm_net_exit(struct net *net)
+{
+	struct kcm_net *knet = net_generic(net, kcm_net_id);
+
+	kcm_proc_exit_net(net);
+	/* Every KCM socket holds its netns, so none can be left. */
+	WARN_ON(!list_empty(&knet->muxes));
+}
+
+static struct pernet_operations kcm_net_ops = {
+	.init	= kcm_net_init,
+	.exit	= kcm_net_exit,
+	.id	= &kcm_net_id,
+	.size	= sizeof(struct kcm_net),
+};
+
 static int kcm_create(struct net *net, struct socket *sock, int protocol,
 		      int kern)
 {
@@ -60,13 +86,12 @@ static int kcm_create(struct net *net, struct socket *sock, int protocol,
 	if (protocol != KCMPROTO_CONNECTED)
 		return -EPROTONOSUPPORT;
 
+	/* A new socket comes with a new mux of its own. */
 	sk = sk_alloc(net, PF_KCM, GFP_KERNEL, &kcm_proto, kern);
-	if (!sk)
-		return -ENOMEM;
-
-	mux = kcm_mux_create(net);
+	mux = sk ? kcm_mux_create(net) : NULL;
 	if (!mux) {
-		sk_free(sk);
+		if (sk)
+			sk_free(sk);
 		return -ENOMEM;
 	}
 
@@ -74,6 +99,12 @@ static int kcm_create(struct net *net, struct socket *sock, int protocol,
 	kcm_sock_init(sk, sock, mux);
 	return 0;
 }
+
+static const struct net_proto_family kcm_family = {
+	.family	= PF_KCM,
+	.create	= kcm_create,
+	.owner	= THIS_MODULE,
+};
 
 static int kcm_release(struct socket *sock)
 {
@@ -258,59 +289,30 @@ static __poll_t kcm_poll(struct file *file, struct socket *sock,
 	return mask;
 }
 
-/* SOCK_DGRAM and SOCK_SEQPACKET differ only where the code tests sock->type. */
+/*
+ * SOCK_DGRAM and SOCK_SEQPACKET differ only where the code tests sock->type.
+ * KCM sockets have no address: the calls about addresses are refused.
+ */
 static const struct proto_ops kcm_ops = {
 	.family		= PF_KCM,
 	.owner		= THIS_MODULE,
 	.release	= kcm_release,
-	.bind		= sock_no_bind,
-	.connect	= sock_no_connect,
-	.socketpair	= sock_no_socketpair,
-	.accept		= sock_no_accept,
-	.getname	= sock_no_getname,
-	.poll		= kcm_poll,
 	.ioctl		= kcm_ioctl,
-	.listen		= sock_no_listen,
-	.shutdown	= sock_no_shutdown,
 	.setsockopt	= kcm_setsockopt,
 	.getsockopt	= kcm_getsockopt,
+	.poll		= kcm_poll,
 	.sendmsg	= kcm_tx_sendmsg,
 	.recvmsg	= kcm_rx_recvmsg,
-	.mmap		= sock_no_mmap,
 	.splice_read	= kcm_rx_splice_read,
 	KCM_COMPAT_SENDPAGE
-};
-
-static __net_init int kcm_net_init(struct net *net)
-{
-	struct kcm_net *knet = net_generic(net, kcm_net_id);
-
-	mutex_init(&knet->lock);
-	INIT_LIST_HEAD(&knet->muxes);
-	INIT_LIST_HEAD(&knet->gone.psocks);
-	return kcm_proc_init_net(net);
-}
-
-static __net_exit void kcm_net_exit(struct net *net)
-{
-	struct kcm_net *knet = net_generic(net, kcm_net_id);
-
-	kcm_proc_exit_net(net);
-	/* Every KCM socket holds its netns, so none can be left. */
-	WARN_ON(!list_empty(&knet->muxes));
-}
-
-static struct pernet_operations kcm_net_ops = {
-	.init	= kcm_net_init,
-	.exit	= kcm_net_exit,
-	.id	= &kcm_net_id,
-	.size	= sizeof(struct kcm_net),
-};
-
-static const struct net_proto_family kcm_family = {
-	.family	= PF_KCM,
-	.create	= kcm_create,
-	.owner	= THIS_MODULE,
+	.bind		= sock_no_bind,
+	.connect	= sock_no_connect,
+	.listen		= sock_no_listen,
+	.accept		= sock_no_accept,
+	.getname	= sock_no_getname,
+	.socketpair	= sock_no_socketpair,
+	.shutdown	= sock_no_shutdown,
+	.mmap		= sock_no_mmap,
 };
 
 static int __init kcm_init(void)
