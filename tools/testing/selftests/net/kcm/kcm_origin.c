@@ -59,15 +59,6 @@ union ctl {
 	struct cmsghdr align;
 };
 
-static void *xmalloc(size_t n)
-{
-	void *p = malloc(n ? n : 1);
-
-	if (!p)
-		KCM_FAIL("out of memory (%zu bytes)", n);
-	return p;
-}
-
 static uint64_t so_cookie(int fd)
 {
 	uint64_t c = 0;
@@ -243,7 +234,7 @@ static size_t peer_read_msg(int peer, unsigned char *buf, size_t cap)
 /* Reads the next message on @peer and checks it is (@conn, @seq, @size). */
 static void peer_expect(int peer, uint32_t conn, uint32_t seq, size_t size)
 {
-	unsigned char *buf = xmalloc(BIG);
+	unsigned char *buf = kcm_xmalloc(BIG);
 	uint32_t c = 0, s = 0;
 	size_t n = peer_read_msg(peer, buf, BIG);
 	int bad = kcm_msg_check(buf, n, &c, &s);
@@ -292,7 +283,7 @@ struct writer {
 static void *peer_writer(void *arg)
 {
 	struct writer *w = arg;
-	unsigned char *buf = xmalloc(BIG);
+	unsigned char *buf = kcm_xmalloc(BIG);
 	uint64_t rng = 0x1234 + w->conn;
 	uint32_t i;
 
@@ -318,7 +309,7 @@ static void origin_interleaved(int type)
 	struct writer w[N];
 	pthread_t th[N];
 	uint32_t next[N] = { 0 };
-	unsigned char *buf = xmalloc(BIG);
+	unsigned char *buf = kcm_xmalloc(BIG);
 	int kcm = mux_setup(type, c, N);
 	int i, total;
 
@@ -531,7 +522,7 @@ KCM_TEST(origin_recvmmsg, KCM_EXT, KCM_TIMEOUT(60))
 	struct conn c[N];
 	uint32_t next[N] = { 0 };
 	unsigned char msg[2000];
-	unsigned char *bufs = xmalloc(VLEN * 2048);
+	unsigned char *bufs = kcm_xmalloc(VLEN * 2048);
 	union ctl ctls[VLEN];
 	struct mmsghdr mm[VLEN];
 	struct iovec iov[VLEN];
@@ -612,7 +603,7 @@ struct dc_sender {
 static void *dc_send(void *arg)
 {
 	struct dc_sender *s = arg;
-	unsigned char *buf = xmalloc(BIG);
+	unsigned char *buf = kcm_xmalloc(BIG);
 	uint64_t rng = 0xabcdef + s->t;
 	uint32_t i;
 
@@ -638,7 +629,7 @@ struct dc_reader {
 static void *dc_read(void *arg)
 {
 	struct dc_reader *r = arg;
-	unsigned char *buf = xmalloc(BIG);
+	unsigned char *buf = kcm_xmalloc(BIG);
 	int64_t last[DC_N];
 	int count[DC_N] = { 0 };
 	int k, t;
@@ -944,7 +935,7 @@ static ssize_t piece(int kcm, const unsigned char *buf, size_t off,
 KCM_TEST(directed_seqpacket_same_cookie, KCM_EXT)
 {
 	struct conn c[2];
-	unsigned char *msg = xmalloc(20000);
+	unsigned char *msg = kcm_xmalloc(20000);
 	int kcm = mux_setup(SOCK_SEQPACKET, c, 2);
 	int round;
 
@@ -1010,7 +1001,7 @@ KCM_TEST(directed_seqpacket_mixed_cookies_einval, KCM_EXT)
 KCM_TEST(directed_seqpacket_never_partial, KCM_EXT)
 {
 	struct conn c[2];
-	unsigned char *msg = xmalloc(BIG), *got = xmalloc(BIG);
+	unsigned char *msg = kcm_xmalloc(BIG), *got = kcm_xmalloc(BIG);
 	int kcm = mux_setup(SOCK_SEQPACKET, c, 2);
 	struct iovec iov;
 	union ctl ctl;
@@ -1086,7 +1077,7 @@ struct np_big {
 static void *np_big_send(void *arg)
 {
 	struct np_big *b = arg;
-	unsigned char *msg = xmalloc(NP_BIG_SIZE);
+	unsigned char *msg = kcm_xmalloc(NP_BIG_SIZE);
 	uint32_t i;
 
 	for (i = 0; i < NP_BIG; i++) {
@@ -1138,7 +1129,7 @@ static void *np_small_send(void *arg)
 KCM_TEST(directed_seqpacket_atomic_under_load, KCM_EXT, KCM_TIMEOUT(120))
 {
 	struct conn c[2];
-	unsigned char *buf = xmalloc(BIG);
+	unsigned char *buf = kcm_xmalloc(BIG);
 	int kcm = mux_setup(SOCK_SEQPACKET, c, 2);
 	int clone = ASSERT_OK(kcm_clone(kcm));
 	struct np_big b = { kcm, c[0].cookie };

@@ -835,3 +835,26 @@ char *kcm_read_file(const char *path)
 		buf[len] = 0;
 	return buf;
 }
+
+uint64_t kcm_seed(void)
+{
+	const char *s = getenv("KCM_SEED");
+	uint64_t seed;
+
+	if (s && *s)
+		seed = strtoull(s, NULL, 0);
+	else
+		seed = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 20);
+	kcm_diag("seed %llu (KCM_SEED=%llu replays it)",
+		 (unsigned long long)seed, (unsigned long long)seed);
+	return seed;
+}
+
+void *kcm_xmalloc(size_t n)
+{
+	void *p = malloc(n ? n : 1);
+
+	if (!p)
+		KCM_FAIL("out of memory (%zu bytes)", n);
+	return p;
+}

@@ -268,6 +268,11 @@ uint64_t kcm_csum(const void *buf, size_t len);
 
 /* Deterministic pseudo-random numbers (xorshift). */
 uint32_t kcm_rand(uint64_t *state);
+/* A seed for kcm_rand(): $KCM_SEED if set (to replay a run), else fresh;
+ * printed as a diagnostic either way. */
+uint64_t kcm_seed(void);
+/* malloc() that fails the case instead of returning NULL. */
+void *kcm_xmalloc(size_t n);
 
 /* Monotonic time in milliseconds. */
 long long kcm_now_ms(void);

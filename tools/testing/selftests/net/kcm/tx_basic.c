@@ -56,15 +56,6 @@ static size_t tx_make(unsigned char *out, size_t plen, uint64_t *rng)
 	return plen + 4;
 }
 
-static void *xmalloc(size_t n)
-{
-	void *p = malloc(n ? n : 1);
-
-	if (!p)
-		KCM_FAIL("out of memory (%zu bytes)", n);
-	return p;
-}
-
 /* A KCM socket of @type with one TCP socket attached; *peer is the far end
  * of that TCP connection (SO_RCVTIMEO 5 s, so a missing byte fails).
  */
@@ -95,7 +86,7 @@ static void tx_expect_quiet(int peer, int ms)
 /* The peer must read exactly @n bytes equal to @exp, then nothing more. */
 static void tx_expect_stream(int peer, const void *exp, size_t n)
 {
-	unsigned char *got = xmalloc(n);
+	unsigned char *got = kcm_xmalloc(n);
 
 	kcm_read_all(peer, got, n);
 	ASSERT_MEMEQ(got, exp, n);
@@ -190,7 +181,7 @@ KCM_TEST(dgram_send_exact)
 	static const size_t plens[] = { 0, 1, 3, 100, 1448, 5000, 65536 };
 	size_t n = sizeof(plens) / sizeof(plens[0]), i, total = 0;
 	uint64_t rng = 0x1234;
-	unsigned char *all = xmalloc(80000 + 4 * n);
+	unsigned char *all = kcm_xmalloc(80000 + 4 * n);
 	int kcm, peer;
 
 	kcm = tx_setup(SOCK_DGRAM, NULL, &peer);
@@ -238,7 +229,7 @@ KCM_TEST(dgram_sendmsg_iov)
 	for (i = 0; i < ncut; i++)
 		plen += cuts[i];
 	plen -= 4;
-	msg = xmalloc(plen + 4);
+	msg = kcm_xmalloc(plen + 4);
 	len = tx_make(msg, plen, &rng);
 	for (i = 0; i < ncut; i++) {
 		iov[i].iov_base = msg + off;
@@ -262,7 +253,7 @@ KCM_TEST(dgram_sendmmsg)
 	static const size_t plens[NMSG] = { 10, 1, 3000, 77, 65536, 5, 1000, 250 };
 	struct mmsghdr mm[NMSG];
 	struct iovec iov[NMSG][3];
-	unsigned char *all = xmalloc(80000);
+	unsigned char *all = kcm_xmalloc(80000);
 	size_t off = 0, lens[NMSG];
 	uint64_t rng = 4242;
 	int kcm, peer, i;
@@ -301,7 +292,7 @@ KCM_TEST(dgram_sendmmsg)
 KCM_TEST(dgram_msg_batch)
 {
 	enum { NMSG = 12 };
-	unsigned char *all = xmalloc(NMSG * 9000);
+	unsigned char *all = kcm_xmalloc(NMSG * 9000);
 	uint64_t rng = 555;
 	size_t off = 0;
 	unsigned char c;
@@ -337,7 +328,7 @@ KCM_TEST(dgram_msg_batch)
 KCM_TEST(seqpacket_eor_pieces)
 {
 	enum { PLEN = 30000, NPIECE = 24 };
-	unsigned char *msg = xmalloc(PLEN + 4);
+	unsigned char *msg = kcm_xmalloc(PLEN + 4);
 	uint64_t rng = 31337;
 	size_t len = tx_make(msg, PLEN, &rng), off = 0;
 	int kcm, peer, i;
@@ -457,7 +448,7 @@ KCM_TEST(dgram_bigger_than_sndbuf, KCM_TIMEOUT(60))
 	char *wm = kcm_read_file("/proc/sys/net/core/wmem_max");
 	size_t wmem_max = wm ? strtoul(wm, NULL, 10) : 212992;
 	size_t plen = 4 * wmem_max > (4u << 20) ? 4 * wmem_max : (4u << 20);
-	unsigned char *msg = xmalloc(plen + 4);
+	unsigned char *msg = kcm_xmalloc(plen + 4);
 	uint64_t rng = 2024;
 	size_t len = tx_make(msg, plen, &rng);
 	int round;
@@ -475,7 +466,7 @@ KCM_TEST(dgram_bigger_than_sndbuf, KCM_TIMEOUT(60))
 				 kcm_get_int_opt(kcm, SOL_SOCKET, SO_SNDBUF));
 		}
 		kcm_set_sndtimeo(kcm, 20000);
-		r.buf = xmalloc(len);
+		r.buf = kcm_xmalloc(len);
 		ASSERT_EQ(pthread_create(&th, NULL, tx_reader_fn, &r), 0);
 		ASSERT_EQ(send(kcm, msg, len, 0), (ssize_t)len);
 		ASSERT_EQ(pthread_join(th, NULL), 0);
@@ -510,7 +501,7 @@ KCM_TEST(nopsock_queue_then_attach)
 	kcm_set_sndtimeo(kcm, 500);
 	sndbuf = kcm_get_int_opt(kcm, SOL_SOCKET, SO_SNDBUF);
 	p3 = (size_t)sndbuf + 100000;
-	m3 = xmalloc(p3 + 4);
+	m3 = kcm_xmalloc(p3 + 4);
 	l1 = tx_make(m1, sizeof(m1) - 4, &rng);
 	l2 = tx_make(m2, sizeof(m2) - 4, &rng);
 	l3 = tx_make(m3, p3, &rng);
@@ -534,7 +525,7 @@ KCM_TEST(nopsock_queue_then_attach)
 	kcm_tcp_pair(AF_INET, &a, &b);
 	kcm_set_rcvtimeo(b, 5000);
 	ASSERT_OK(kcm_attach(kcm, a, kcm_prog_len32()));
-	exp = xmalloc(l1 + l2 + l3);
+	exp = kcm_xmalloc(l1 + l2 + l3);
 	memcpy(exp, m1, l1);
 	memcpy(exp + l1, m2, l2);
 	memcpy(exp + l1 + l2, m3, l3);
@@ -565,7 +556,7 @@ KCM_TEST(full_queue_no_pollout,
 
 	kcm = kcm_socket(SOCK_DGRAM);
 	pb = (size_t)kcm_get_int_opt(kcm, SOL_SOCKET, SO_SNDBUF) + 4096;
-	big = xmalloc(pb + 4);
+	big = kcm_xmalloc(pb + 4);
 	lb = tx_make(big, pb, &rng);
 	ls = tx_make(small, sizeof(small) - 4, &rng);
 
@@ -583,7 +574,7 @@ KCM_TEST(full_queue_no_pollout,
 		struct tx_reader r = { .fd = b, .want = lb + ls };
 		pthread_t th;
 
-		r.buf = xmalloc(r.want);
+		r.buf = kcm_xmalloc(r.want);
 		kcm_set_rcvtimeo(b, 5000);
 		ASSERT_EQ(pthread_create(&th, NULL, tx_reader_fn, &r), 0);
 		t0 = kcm_now_ms();
@@ -607,7 +598,7 @@ KCM_TEST(full_queue_no_pollout,
 KCM_TEST(stats_tx_counters)
 {
 	enum { K = 9 };
-	unsigned char *msg = xmalloc(K * 20000);
+	unsigned char *msg = kcm_xmalloc(K * 20000);
 	long long mm0, mb0, pm0, pb0, mm, mb, pm, pb, deadline;
 	uint64_t rng = 6060;
 	size_t off = 0;

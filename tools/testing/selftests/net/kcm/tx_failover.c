@@ -40,28 +40,6 @@
 
 #define HDR	16	/* payload: sender, seq, 8-byte checksum, then data */
 
-static void *xmalloc(size_t n)
-{
-	void *p = malloc(n ? n : 1);
-
-	if (!p)
-		KCM_FAIL("out of memory (%zu bytes)", n);
-	return p;
-}
-
-static uint64_t pick_seed(void)
-{
-	const char *s = getenv("KCM_SEED");
-	uint64_t seed;
-
-	if (s && *s)
-		seed = strtoull(s, NULL, 0);
-	else
-		seed = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 20);
-	kcm_diag("seed %llu", (unsigned long long)seed);
-	return seed;
-}
-
 static void be32_put(unsigned char *p, uint32_t v)
 {
 	uint32_t be = htonl(v);
@@ -351,7 +329,7 @@ KCM_TEST(reset_one_of_three, KCM_TIMEOUT(90))
 
 	memset(&fo, 0, sizeof(fo));
 	count_sigpipe();
-	fo.seed = pick_seed();
+	fo.seed = kcm_seed();
 	fo.kcm[0] = kcm_socket(SOCK_DGRAM);
 	fo.kcm[1] = ASSERT_OK(kcm_clone(fo.kcm[0]));
 	for (i = 0; i < F_CONN; i++) {
@@ -359,7 +337,7 @@ KCM_TEST(reset_one_of_three, KCM_TIMEOUT(90))
 		ASSERT_OK(kcm_attach(fo.kcm[0], fo.tcp[i], prog));
 	}
 	for (i = 0; i < F_SEND; i++) {
-		fo.after_err[i] = xmalloc(F_PER);
+		fo.after_err[i] = kcm_xmalloc(F_PER);
 		kcm_set_sndtimeo(fo.kcm[i], 20000);
 		fs[i].fo = &fo;
 		fs[i].id = i;
@@ -483,7 +461,7 @@ KCM_TEST(all_dead_then_new_connection, KCM_TIMEOUT(60))
 	struct tally t;
 	int kcm, a[2], b[2], c, d, i, prog = kcm_prog_len32();
 	size_t len, rest, n;
-	uint64_t seed = pick_seed();
+	uint64_t seed = kcm_seed();
 
 	count_sigpipe();
 	kcm = kcm_socket(SOCK_DGRAM);
@@ -594,7 +572,7 @@ static void stuck_then_reset(int unattach)
 	struct stream out;
 	struct tally t;
 	int kcm, a0, b0, a1, b1, l, i, prog = kcm_prog_len32();
-	uint64_t seed = pick_seed();
+	uint64_t seed = kcm_seed();
 	unsigned char peek[4096];
 	ssize_t got0;
 
@@ -612,7 +590,7 @@ static void stuck_then_reset(int unattach)
 	for (i = 0; i < NMSG; i++) {
 		size_t plen = i == 0 ? BIG : HDR + 1000 * i;
 
-		msg[i] = xmalloc(plen + 4);
+		msg[i] = kcm_xmalloc(plen + 4);
 		len[i] = msg_make(msg[i], plen, 0, i, seed);
 		total += len[i];
 		ASSERT_EQ(send(kcm, msg[i], len[i], 0), (ssize_t)len[i]);

@@ -39,29 +39,6 @@
 
 #define ID_MIN	16	/* payloads this long carry sender, seq, checksum */
 
-static void *xmalloc(size_t n)
-{
-	void *p = malloc(n ? n : 1);
-
-	if (!p)
-		KCM_FAIL("out of memory (%zu bytes)", n);
-	return p;
-}
-
-static uint64_t pick_seed(void)
-{
-	const char *s = getenv("KCM_SEED");
-	uint64_t seed;
-
-	if (s && *s)
-		seed = strtoull(s, NULL, 0);
-	else
-		seed = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 20);
-	kcm_diag("seed %llu (KCM_SEED=%llu replays it)",
-		 (unsigned long long)seed, (unsigned long long)seed);
-	return seed;
-}
-
 /* Payload size between 1 and @max, spread evenly over the powers of two so
  * that small and large messages are both common.
  */
@@ -255,8 +232,8 @@ static void parse_init(struct parse_ctx *c, int nsend, const uint32_t *counts,
 
 	memset(c, 0, sizeof(*c));
 	c->nsend = nsend;
-	c->per_sender = xmalloc(nsend * sizeof(uint32_t));
-	c->seen = xmalloc(nsend * sizeof(*c->seen));
+	c->per_sender = kcm_xmalloc(nsend * sizeof(uint32_t));
+	c->seen = kcm_xmalloc(nsend * sizeof(*c->seen));
 	for (i = 0; i < nsend; i++) {
 		c->per_sender[i] = counts[i];
 		c->seen[i] = calloc(counts[i] + 1, 1);
@@ -265,7 +242,7 @@ static void parse_init(struct parse_ctx *c, int nsend, const uint32_t *counts,
 	}
 	if (want_keys) {
 		c->capkeys = 4096;
-		c->keys = xmalloc(c->capkeys * sizeof(*c->keys));
+		c->keys = kcm_xmalloc(c->capkeys * sizeof(*c->keys));
 	}
 }
 
@@ -488,7 +465,7 @@ static void run_and_check(struct sender *snd, int nsend, struct run *run,
 	/* Same multiset of (length, checksum) on both sides. */
 	for (k = 0; k < nsend; k++)
 		nsent += snd[k].count;
-	sent = xmalloc(nsent * sizeof(*sent));
+	sent = kcm_xmalloc(nsent * sizeof(*sent));
 	for (k = 0, i = 0; k < nsend; k++) {
 		memcpy(sent + i, snd[k].keys, snd[k].count * sizeof(*sent));
 		i += snd[k].count;
@@ -517,7 +494,7 @@ KCM_TEST(atomic_4_senders_3_conns, KCM_TIMEOUT(100))
 	struct sender snd[A_SEND];
 	struct run run;
 	size_t per_conn[A_CONN];
-	uint64_t seed = pick_seed();
+	uint64_t seed = kcm_seed();
 	int prog = kcm_prog_len32();
 	int kcm[A_SEND], k, used = 0;
 
@@ -540,7 +517,7 @@ KCM_TEST(atomic_4_senders_3_conns, KCM_TIMEOUT(100))
 		snd[k].count = A_TOTAL / A_SEND;
 		snd[k].seed = seed;
 		snd[k].max = 65536;
-		snd[k].keys = xmalloc(snd[k].count * sizeof(struct msg_key));
+		snd[k].keys = kcm_xmalloc(snd[k].count * sizeof(struct msg_key));
 		kcm_set_sndtimeo(kcm[k], 20000);
 	}
 	run_and_check(snd, A_SEND, &run, per_conn);
@@ -603,7 +580,7 @@ KCM_TEST(atomic_seqpacket_pieces, KCM_TIMEOUT(60))
 	struct sender snd[NS];
 	struct run run;
 	size_t per_conn[NC];
-	uint64_t seed = pick_seed();
+	uint64_t seed = kcm_seed();
 	int prog = kcm_prog_len32();
 	pthread_t th[NS], rt;
 	struct parse_ctx pc;
@@ -630,7 +607,7 @@ KCM_TEST(atomic_seqpacket_pieces, KCM_TIMEOUT(60))
 		snd[k].count = TOTAL / NS;
 		snd[k].seed = seed;
 		snd[k].max = 32768;
-		snd[k].keys = xmalloc(snd[k].count * sizeof(struct msg_key));
+		snd[k].keys = kcm_xmalloc(snd[k].count * sizeof(struct msg_key));
 		counts[k] = snd[k].count;
 		kcm_set_sndtimeo(kcm[k], 20000);
 	}
@@ -677,7 +654,7 @@ KCM_TEST(slow_reader_blocking, KCM_TIMEOUT(90))
 	struct sender snd[NS];
 	struct run run;
 	size_t per_conn[NC];
-	uint64_t seed = pick_seed();
+	uint64_t seed = kcm_seed();
 	int prog = kcm_prog_len32();
 	int kcm[NS], k;
 
@@ -700,7 +677,7 @@ KCM_TEST(slow_reader_blocking, KCM_TIMEOUT(90))
 		snd[k].count = PER;
 		snd[k].seed = seed;
 		snd[k].max = 65536;
-		snd[k].keys = xmalloc(PER * sizeof(struct msg_key));
+		snd[k].keys = kcm_xmalloc(PER * sizeof(struct msg_key));
 		kcm_set_sndtimeo(kcm[k], 30000);
 	}
 	run_and_check(snd, NS, &run, per_conn);
@@ -715,8 +692,8 @@ KCM_TEST(slow_reader_blocking, KCM_TIMEOUT(90))
 KCM_TEST(slow_reader_dontwait_eagain, KCM_TIMEOUT(60))
 {
 	enum { PLEN = 16000, LIMIT = 4000 };
-	unsigned char *buf = xmalloc(PLEN + 4);
-	uint64_t seed = pick_seed();
+	unsigned char *buf = kcm_xmalloc(PLEN + 4);
+	uint64_t seed = kcm_seed();
 	struct run run;
 	uint32_t seq = 0, eagain_at = 0, counts[1];
 	struct parse_ctx pc;
