@@ -51,7 +51,7 @@ SAMPLE_CFLAGS := -static -O2 -Wall -Wextra -Werror -I include/uapi -I include
 TESTS_DIR := tools/testing/selftests/net/kcm
 
 .PHONY: lib kcmstat
-.PHONY: all modules tests samples check check-locked check-debug fuzz run bench clean install
+.PHONY: all modules tests samples check check-locked check-debug fuzz run bench profile clean install
 .DEFAULT_GOAL := all
 
 all: modules
@@ -147,6 +147,14 @@ bench:
 	@$(MAKE) --no-print-directory modules
 	@$(MAKE) --no-print-directory -C $(TESTS_DIR)/bench OUTPUT=$(CURDIR)/build/bench/bin
 	@scripts/bench/bench.sh
+
+# One bench case under perf in the VM (scripts/bench/profile.sh; PROFILE=).
+profile: KERNELS = 6.12
+profile:
+	@scripts/install-deps.sh
+	@$(MAKE) --no-print-directory modules
+	@$(MAKE) --no-print-directory -C $(TESTS_DIR)/bench OUTPUT=$(CURDIR)/build/bench/bin
+	@scripts/bench/profile.sh
 
 # Installs our kcm.ko for KVER (default: the running kernel) in updates/,
 # which modprobe prefers to the kernel's own net/kcm/kcm.ko.

@@ -11,6 +11,8 @@
 # Environment: the BENCH_* settings of vm-matrix.sh, BENCH_ICOUNT=1 to run
 # QEMU with -icount shift=0,sleep=off (virtual time counted in guest
 # instructions; a single TCG thread), BENCH_VM_TIMEOUT (seconds, default 1800).
+# BENCH_PROFILE="kcm_bench arguments": instead of the matrix, run that one
+# case under perf (scripts/bench/vm-profile.sh; `make profile`).
 set -euo pipefail
 
 work=${1:?usage: $0 WORK KVER ours|linux}
@@ -50,11 +52,22 @@ mknod -m 600 "$stage/dev/console" c 5 1
 install -m 755 "$root/scripts/vm/init.sh" "$stage/init"
 install -m 755 "$bin" "$stage/samples/kcm_bench"
 install -m 755 "$root/scripts/bench/vm-matrix.sh" "$stage/samples/kcm_bench_matrix"
+program=kcm_bench_matrix
+if [ -n "${BENCH_PROFILE:-}" ]; then
+	# perf and its shared libraries, from the host's linux-perf package.
+	program=kcm_bench_profile
+	install -m 755 "$root/scripts/bench/vm-profile.sh" "$stage/samples/$program"
+	install -D -m 755 "$(command -v perf)" "$stage/usr/bin/perf"
+	for lib in $(ldd "$stage/usr/bin/perf" | grep -oE '/[^ ]+'); do
+		[ -e "$stage$lib" ] || cp -L --parents "$lib" "$stage"
+	done
+fi
 cat >"$stage/etc/kcm-vm.conf" <<CONF
 MODE=run
 LANE=$lane
 TEST_TIMEOUT=600
-RUN=kcm_bench_matrix
+RUN=$program
+BENCH_PROFILE="${BENCH_PROFILE:-}"
 BENCH_SIZES="${BENCH_SIZES:-64 512 4096 65536}"
 BENCH_CONNS="${BENCH_CONNS:-1 4}"
 BENCH_THREADS="${BENCH_THREADS:-1 2}"

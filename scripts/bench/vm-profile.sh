@@ -1,0 +1,26 @@
+#!/bin/sh
+# Runs inside the bench VM instead of vm-matrix.sh when BENCH_PROFILE is set
+# (scripts/bench/profile.sh): one kcm_bench case under `perf record` with
+# the cpu-clock software event over both CPUs (the only sampling event TCG
+# offers), then the report: where kernel and user time goes, by symbol,
+# with call chains for the top symbols.
+# shellcheck disable=SC1091
+. /etc/kcm-vm.conf
+echo "# kcm-profile: $(uname -r) lane=$LANE: kcm_bench $BENCH_PROFILE"
+# shellcheck disable=SC2086
+perf record -q -a -g -e cpu-clock -F 2000 -o /tmp/perf.data -- \
+	/samples/kcm_bench $BENCH_PROFILE || echo "# kcm-profile: perf record failed: $?"
+echo "# ---- flat profile (self time by symbol) ----"
+perf report -i /tmp/perf.data --stdio --no-children --sort sym \
+	--percent-limit 0.4 -g none 2>/dev/null | grep -v '^$'
+echo "# ---- by module ----"
+perf report -i /tmp/perf.data --stdio --no-children --sort dso -g none \
+	2>/dev/null | grep -v '^$' | head -n 20
+echo "# ---- inclusive (children) ----"
+perf report -i /tmp/perf.data --stdio --children --sort sym \
+	--percent-limit 3 -g none 2>/dev/null | grep -v '^$' | head -n 70
+echo "# ---- who calls the top symbols (caller chains, self time >= 2%) ----"
+perf report -i /tmp/perf.data --stdio --no-children --sort sym \
+	--percent-limit 2 -g caller,0.5,callee,function,percent 2>/dev/null |
+	grep -v '^$' | head -n 400
+echo "# kcm-profile: done"
