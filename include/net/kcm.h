@@ -127,7 +127,7 @@ struct kcm_psock {
 	struct list_head mux_node;	/* in mux->psocks */
 	struct list_head rx_node;	/* in mux->rx_held while held */
 	struct sk_buff *rx_held_msg;	/* parsed, waiting for a socket */
-	struct kcm_sock *rx_target;	/* socket of the current batch */
+	struct kcm_sock *rx_target;	/* this pass's socket, woken at its end */
 	struct list_head tx_node;	/* in mux->tx_idle while idle */
 	struct kcm_sock *tx_kcm;	/* socket that reserved us */
 	bool failed;			/* error posted: no more sending */

@@ -105,14 +105,17 @@ static void kcm_mux_destroy(struct kcm_mux *mux)
 }
 
 /*
- * Queues a whole message on kcm.  Under mux->lock, kcm ready.
+ * Queues a whole message on kcm.  Under mux->lock, kcm ready.  Without
+ * wake, the reader is woken later: the parser's messages are queued a pass
+ * at a time and the pass's socket is woken once (kcm_mux_rx_wake_target()).
  *
  * The socket is charged for the message's bytes, not for the truesize of
  * its skb: that is a clone sharing the data of the TCP skbs it was parsed
  * from, and counts all of them, so a 64-byte message cut from a 64 KiB skb
  * would fill the receive buffer three messages at a time.
  */
-static void kcm_mux_rx_queue(struct kcm_sock *kcm, struct sk_buff *skb)
+static void kcm_mux_rx_queue(struct kcm_sock *kcm, struct sk_buff *skb,
+			     bool wake)
 {
 	struct kcm_msg_cb *cb = kcm_msg_cb(skb);
 	struct sock *sk = &kcm->sk;
@@ -124,7 +127,8 @@ static void kcm_mux_rx_queue(struct kcm_sock *kcm, struct sk_buff *skb)
 	skb->destructor = kcm_rx_skb_destructor;
 	atomic_add(cb->charge, &sk->sk_rmem_alloc);
 	skb_queue_tail(&sk->sk_receive_queue, skb);
-	sk->sk_data_ready(sk);
+	if (wake)
+		sk->sk_data_ready(sk);
 
 	if (atomic_read(&sk->sk_rmem_alloc) < READ_ONCE(sk->sk_rcvbuf))
 		return;
@@ -151,7 +155,7 @@ static void kcm_mux_rx_drain(struct kcm_mux *mux)
 					       struct kcm_sock, rx_node))) {
 		skb = __skb_dequeue(&mux->rx_orphans);
 		if (skb) {
-			kcm_mux_rx_queue(kcm, skb);
+			kcm_mux_rx_queue(kcm, skb, true);
 			continue;
 		}
 
@@ -162,7 +166,7 @@ static void kcm_mux_rx_drain(struct kcm_mux *mux)
 		list_del_init(&psock->rx_node);
 		skb = psock->rx_held_msg;
 		psock->rx_held_msg = NULL;
-		kcm_mux_rx_queue(kcm, skb);
+		kcm_mux_rx_queue(kcm, skb, true);
 		strp_unpause(&psock->strp);
 	}
 }
@@ -239,6 +243,20 @@ void kcm_mux_remove_sock(struct kcm_sock *kcm)
 }
 
 /*
+ * Ends psock's batch on its current socket: wakes that socket's reader for
+ * the messages queued without a wake-up.  Under mux->lock.
+ */
+static void kcm_mux_rx_wake_target(struct kcm_psock *psock)
+{
+	struct kcm_sock *kcm = psock->rx_target;
+
+	if (!kcm)
+		return;
+	kcm->sk.sk_data_ready(&kcm->sk);
+	psock->rx_target = NULL;
+}
+
+/*
  * Steers a message parsed on psock.  Runs under the TCP socket lock, from
  * the parser; when no socket can take it, the psock keeps the message and
  * its parser pauses.
@@ -253,11 +271,13 @@ void kcm_mux_rx_deliver(struct kcm_mux *mux, struct kcm_psock *psock,
 	psock->stats.rx_bytes += kcm_msg_cb(skb)->len;
 
 	kcm = psock->rx_target;
-	if (!kcm || !kcm->rx_ready)
+	if (!kcm || !kcm->rx_ready) {
+		kcm_mux_rx_wake_target(psock);
 		kcm = list_first_entry_or_null(&mux->rx_ready,
 					       struct kcm_sock, rx_node);
+	}
 	if (kcm && skb_queue_empty(&mux->rx_orphans)) {
-		kcm_mux_rx_queue(kcm, skb);
+		kcm_mux_rx_queue(kcm, skb, false);
 		psock->rx_target = kcm;
 	} else {
 		psock->rx_held_msg = skb;
@@ -267,7 +287,10 @@ void kcm_mux_rx_deliver(struct kcm_mux *mux, struct kcm_psock *psock,
 	spin_unlock_bh(&mux->lock);
 }
 
-/* End of a parser pass on psock: the next pass goes to another socket. */
+/*
+ * End of a parser pass on psock: its socket's reader is woken, and the next
+ * pass goes to another socket.
+ */
 void kcm_mux_rx_batch_end(struct kcm_psock *psock)
 {
 	struct kcm_mux *mux = psock->mux;
@@ -277,18 +300,28 @@ void kcm_mux_rx_batch_end(struct kcm_psock *psock)
 	kcm = psock->rx_target;
 	if (kcm && kcm->rx_ready)
 		list_move_tail(&kcm->rx_node, &mux->rx_ready);
-	psock->rx_target = NULL;
+	kcm_mux_rx_wake_target(psock);
 	spin_unlock_bh(&mux->lock);
 }
 
-/* kcm's receive queue shrank: it may be ready again. */
+/*
+ * kcm's receive queue shrank: it may be ready again.  A socket that filled
+ * up rejoins steering only once its reader has drained it to half of the
+ * receive buffer, so that a paused parser resumes for a batch of messages,
+ * not for one message per message read (each resumption is a work item).
+ * The queue is never stuck above half: its messages are still there to
+ * read, and reading the last one brings it to zero.
+ */
 void kcm_mux_rx_space(struct kcm_sock *kcm)
 {
 	struct kcm_mux *mux = kcm->mux;
+	struct sock *sk = &kcm->sk;
 
 	/* Pairs with kcm_mux_rx_queue(); the room was freed before. */
 	smp_mb();
 	if (READ_ONCE(kcm->rx_ready))
+		return;
+	if (atomic_read(&sk->sk_rmem_alloc) > READ_ONCE(sk->sk_rcvbuf) / 2)
 		return;
 	spin_lock_bh(&mux->lock);
 	kcm_mux_rx_make_ready(kcm);
@@ -330,6 +363,7 @@ void kcm_mux_remove_psock(struct kcm_mux *mux, struct kcm_psock *psock)
 	mux->psock_count--;
 	mux->stats.unattach++;
 	list_del_init(&psock->tx_node);
+	kcm_mux_rx_wake_target(psock);
 	if (psock->rx_held_msg) {
 		list_del_init(&psock->rx_node);
 		__skb_queue_tail(&mux->rx_orphans, psock->rx_held_msg);

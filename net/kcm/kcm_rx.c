@@ -21,9 +21,12 @@
  * or inside its linear part the skb itself is shifted for the run; further
  * in, a prefix of the message is copied into the psock's view skb.  A
  * program that wants more of the message than the prefix holds fails its
- * load and returns 0 (need more), and is run again on a longer prefix, up
- * to all the bytes received so far.
+ * load and returns 0 (need more), and is run again on a prefix twice as
+ * long, up to all the bytes received so far.  The first prefix is short:
+ * framing headers are, and the copy is paid for every message.
  */
+#define KCM_RX_VIEW_PREFIX	32
+
 static int kcm_rx_run_view(struct kcm_psock *psock, struct sk_buff *skb,
 			   unsigned int offset, unsigned int len)
 {
@@ -58,7 +61,7 @@ static int kcm_rx_parse(struct strparser *strp, struct sk_buff *skb)
 	}
 
 	avail = skb->len - offset;
-	len = min_t(unsigned int, avail, skb_end_offset(psock->view));
+	len = min_t(unsigned int, avail, KCM_RX_VIEW_PREFIX);
 	for (;;) {
 		ret = kcm_rx_run_view(psock, skb, offset, len);
 		if (ret || len == avail)
