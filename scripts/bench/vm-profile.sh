@@ -3,7 +3,8 @@
 # (scripts/bench/profile.sh): one kcm_bench case under `perf record` with
 # the cpu-clock software event over both CPUs (the only sampling event TCG
 # offers), then the report: where kernel and user time goes, by symbol,
-# with call chains for the top symbols.
+# with call chains for the top symbols, and what the symbols named in
+# PROFILE_FOCUS spend their time on.
 # shellcheck disable=SC1091
 . /etc/kcm-vm.conf
 echo "# kcm-profile: $(uname -r) lane=$LANE: kcm_bench $BENCH_PROFILE"
@@ -23,4 +24,30 @@ echo "# ---- who calls the top symbols (caller chains, self time >= 2%) ----"
 perf report -i /tmp/perf.data --stdio --no-children --sort sym \
 	--percent-limit 2 -g caller,0.5,callee,function,percent 2>/dev/null |
 	grep -v '^$' | head -n 400
+# Callee breakdown: of the samples whose stack passes through SYM, how many
+# were in SYM itself and how many under each function SYM called directly.
+if [ -n "${PROFILE_FOCUS:-}" ]; then
+	perf script -i /tmp/perf.data -F ip,sym 2>/dev/null >/tmp/stacks.txt
+	for sym in $PROFILE_FOCUS; do
+		echo "# ---- $sym: samples by direct callee ----"
+		awk -v focus="$sym" '
+		function flush() {
+			if (n == 0) return
+			for (i = 1; i <= n; i++) if (st[i] == focus) break
+			if (i <= n) {
+				total++
+				by[i == 1 ? "(self)" : st[i - 1]]++
+			}
+			n = 0
+		}
+		/^[ \t]*$/ { flush(); next }
+		{ n++; st[n] = $2; sub(/\+0x.*/, "", st[n]) }
+		END {
+			flush()
+			printf "%d samples\n", total
+			for (k in by) if (by[k] * 200 >= total)
+				printf "%6.1f%%  %s\n", 100 * by[k] / total, k
+		}' /tmp/stacks.txt | sort -rn
+	done
+fi
 echo "# kcm-profile: done"
