@@ -8,9 +8,18 @@
 # shellcheck disable=SC1091
 . /etc/kcm-vm.conf
 echo "# kcm-profile: $(uname -r) lane=$LANE: kcm_bench $BENCH_PROFILE"
+# TCP's counters that differ after the run (window stalls, delayed ACKs, ...).
+tcpext() {
+	awk '/^TcpExt:/ { if (!h) { for (i = 2; i <= NF; i++) n[i] = $i; h = 1 }
+		else for (i = 2; i <= NF; i++) print n[i], $i }' /proc/net/netstat
+}
+tcpext >/tmp/tcpext.before
 # shellcheck disable=SC2086
 perf record -q -a -g -e cpu-clock -F 2000 -o /tmp/perf.data -- \
 	/samples/kcm_bench $BENCH_PROFILE || echo "# kcm-profile: perf record failed: $?"
+echo "# ---- TcpExt counters that changed ----"
+tcpext | awk 'NR == FNR { b[$1] = $2; next } $2 != b[$1] { print "# ", $1, $2 - b[$1] }' \
+	/tmp/tcpext.before -
 echo "# ---- flat profile (self time by symbol) ----"
 perf report -i /tmp/perf.data --stdio --no-children --sort sym \
 	--percent-limit 0.4 -g none 2>/dev/null | grep -v '^$'
