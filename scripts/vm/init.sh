@@ -1,6 +1,7 @@
 #!/bin/sh
 # /init (PID 1) of the test VM; busybox sh.  Settings come from /etc/kcm-vm.conf:
 #   MODE=check|run  LANE=ours|linux  TEST_TIMEOUT=seconds  RUN=program (run mode)
+#   KCM_LINK_SEED=seed (optional)
 #
 # ttyS0 is the kernel console (this script's stdout).  ttyS1 carries the test
 # output and "kcm-vm: ..." lines that scripts/vm/parse.sh on the host reads:
@@ -16,6 +17,8 @@ ip link set lo up
 # shellcheck disable=SC1091
 . /etc/kcm-vm.conf
 export KCM_LANE="$LANE" HOME=/tmp TMPDIR=/tmp
+# A seed to replay, if the host was given one (kcm_link).
+if [ -n "${KCM_LINK_SEED:-}" ]; then export KCM_LINK_SEED; fi
 
 exec 3>/dev/ttyS1
 say() { echo "kcm-vm: $*" >&3; echo "kcm-vm: $*"; }
@@ -31,6 +34,15 @@ finish() {
 }
 
 say begin "$(uname -r)" "$LANE"
+# Other modules the tests use (veth, sch_netem), put in /modules/ by
+# run-vm.sh when the kernel has them as modules; a test that needs one that
+# failed to load says so itself.
+if [ -f /modules/modules.order ]; then
+	while read -r mod; do
+		insmod "/modules/$mod.ko" 2>/dev/null ||
+			echo "init: insmod $mod failed"
+	done </modules/modules.order
+fi
 # Optional hooks, sourced so that they can use say and fd 3; only the
 # debug-kernel lane has them (kmemleak scans, scripts/debug-kernel/).
 # shellcheck disable=SC1091

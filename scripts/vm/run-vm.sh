@@ -8,7 +8,8 @@
 # Files in build/vm/KVER-LANE[-run]/: console.log (ttyS0: kernel console,
 # dmesg), tap.log (ttyS1: test output), initramfs.cpio.gz, qemu.rc.
 # Environment: VM_TIMEOUT (default 900 s), TEST_TIMEOUT (per binary, 600 s),
-# TESTS (names of the test binaries to run; default all).
+# TESTS (names of the test binaries to run; default all), KCM_LINK_SEED
+# (passed to the tests: replays a kcm_link run).
 # For other kernels (scripts/debug-kernel/), all optional:
 #   VM_KERNEL   kernel image (default /boot/vmlinuz-KVER)
 #   VM_KO       module to load instead of the lane's usual kcm.ko
@@ -59,7 +60,22 @@ linux)
 esac
 
 # --- initramfs -----------------------------------------------------------------
-mkdir -p "$stage"/{bin,sbin,usr/bin,usr/sbin,dev,proc,sys,tmp,etc,tests,samples}
+mkdir -p "$stage"/{bin,sbin,usr/bin,usr/sbin,dev,proc,sys,tmp,etc,tests,samples,modules}
+# Modules the tests need besides kcm.ko: veth and netem (kcm_link's shaped
+# link).  Debian builds them as modules with no dependencies; init.sh loads
+# whatever is in /modules/, in the order of modules.order.  A kernel
+# without them as modules (the debug kernel has them built in) gets none.
+for mod in veth sch_netem; do
+	ko=$(find "/usr/lib/modules/$kver/kernel" -name "$mod.ko*" 2>/dev/null | head -n1 || true)
+	case $ko in
+	*.ko)	cp "$ko" "$stage/modules/$mod.ko" ;;
+	*.xz)	xz -dc "$ko" >"$stage/modules/$mod.ko" ;;
+	*.zst)	zstd -qdc "$ko" >"$stage/modules/$mod.ko" ;;
+	*.gz)	gzip -dc "$ko" >"$stage/modules/$mod.ko" ;;
+	*)	continue ;;
+	esac
+	echo "$mod" >>"$stage/modules/modules.order"
+done
 cp /bin/busybox "$stage/bin/busybox"	# busybox-static: needs no libraries
 /bin/busybox --list-full | while read -r applet; do
 	[ -e "$stage/$applet" ] || ln -s /bin/busybox "$stage/$applet"
@@ -71,6 +87,7 @@ MODE=$mode
 LANE=$lane
 TEST_TIMEOUT=$test_timeout
 RUN=$program
+KCM_LINK_SEED=${KCM_LINK_SEED:-}
 EOF
 tests_dir=${VM_TESTS:-$root/build/tests}
 if [ -d "$tests_dir" ]; then cp -a "$tests_dir/." "$stage/tests/"; fi
