@@ -127,6 +127,11 @@ for kver in kvers:
 		for cs in cases:
 			if cs[0] != w:
 				continue
+			# Cases without a kcm run (the directed one's user-space
+			# runs) belong to other tables.
+			if not any((kver, ln, w, 'kcm') + cs[2:] in runs
+				   for ln in ('ours', 'linux')):
+				continue
 			s, c, t = cs[2], cs[3], cs[4]
 			if (s, c, t) in seen:
 				continue
