@@ -28,6 +28,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -393,7 +394,7 @@ struct blocked_recv {
 	int fd;
 	ssize_t ret;
 	int err;
-	volatile int started;
+	atomic_int started;
 };
 
 static void *blocked_recv_fn(void *arg)
@@ -474,7 +475,7 @@ struct tr_ctx {
 	int kcm[TR_KCMS];
 	int tcp[TR_CONNS];
 	int peer[TR_CONNS];
-	volatile int stall;	/* stop receiving; senders leave pieces */
+	atomic_int stall;	/* stop receiving; senders leave pieces */
 };
 
 struct tr_thread {
