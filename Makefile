@@ -51,7 +51,7 @@ SAMPLE_CFLAGS := -static -O2 -Wall -Wextra -Werror -I include/uapi -I include
 TESTS_DIR := tools/testing/selftests/net/kcm
 
 .PHONY: lib kcmstat
-.PHONY: all modules tests samples check check-locked check-debug fuzz run bench profile clean install
+.PHONY: all modules tests samples check check-locked check-debug fuzz run bench bench-build profile clean install
 .DEFAULT_GOAL := all
 
 all: modules
@@ -140,20 +140,20 @@ run:
 	echo "run: $(DEMO) on $$kver ($$lane), kernel log in build/vm/$$kver-$$lane-run/console.log"; \
 	scripts/vm/run-vm.sh run $$kver $$lane $(DEMO)
 
-# One VM per lane, one at a time; see scripts/bench/bench.sh for BENCH_*.
-bench: KERNELS = 6.12
-bench:
+# What bench and profile run: the module and kcm_bench.
+bench-build:
 	@scripts/install-deps.sh
 	@$(MAKE) --no-print-directory modules
 	@$(MAKE) --no-print-directory -C $(TESTS_DIR)/bench OUTPUT=$(CURDIR)/build/bench/bin
+
+# One VM per lane, one at a time; see scripts/bench/bench.sh for BENCH_*.
+bench: KERNELS = 6.12
+bench: bench-build
 	@scripts/bench/bench.sh
 
 # One bench case under perf in the VM (scripts/bench/profile.sh; PROFILE=).
 profile: KERNELS = 6.12
-profile:
-	@scripts/install-deps.sh
-	@$(MAKE) --no-print-directory modules
-	@$(MAKE) --no-print-directory -C $(TESTS_DIR)/bench OUTPUT=$(CURDIR)/build/bench/bin
+profile: bench-build
 	@scripts/bench/profile.sh
 
 # Installs our kcm.ko for KVER (default: the running kernel) in updates/,

@@ -632,6 +632,9 @@ static int msg_check(const unsigned char *f, size_t len, uint32_t *origin,
 
 enum { SIDE_SRV, SIDE_CLI };
 
+#define NCONN	3	/* TCP connections over the link */
+#define NKCM	2	/* KCM sockets per side */
+
 struct tally {
 	int side_of[MAX_ORIGINS];	/* the side that sends it */
 	uint32_t count[MAX_ORIGINS];	/* messages it may send */
@@ -788,6 +791,27 @@ static void wait_for(struct tally *t, const uint32_t *want, int idle_ms)
 	kcm_msleep(500);
 }
 
+/*
+ * Waits for the messages as wait_for() does, then stops and joins the
+ * receivers of both sides (started at @t0).
+ */
+static void collect(struct tally *t, const uint32_t *want, atomic_int *stop,
+		    struct worker rcv[2][NKCM], long long t0)
+{
+	int side, i;
+
+	wait_for(t, want, 10000);
+	atomic_store(stop, 1);
+	for (side = 0; side < 2; side++)
+		for (i = 0; i < NKCM; i++) {
+			worker_join(&rcv[side][i]);
+			EXPECT_EQ(rcv[side][i].err, 0);
+		}
+	kcm_diag("%u + %u messages received in %lld ms",
+		 atomic_load(&t->got[SIDE_SRV]), atomic_load(&t->got[SIDE_CLI]),
+		 kcm_now_ms() - t0);
+}
+
 /* ---- /proc/net/kcm ----------------------------------------------------------- */
 
 struct psock_stats {
@@ -820,9 +844,6 @@ static int read_psocks(struct psock_stats *ps, int max)
 }
 
 /* ---- 1. traffic both ways ------------------------------------------------------ */
-
-#define NCONN	3
-#define NKCM	2	/* KCM sockets per side */
 
 /*
  * Three TCP connections over the link; on each side a mux with the three
@@ -886,16 +907,7 @@ static void traffic_both_ways(int family, uint32_t nmsg)
 					 snd[side][i].origin, snd[side][i].sent,
 					 kcm_errname(snd[side][i].err));
 		}
-	wait_for(&t, want, 10000);
-	atomic_store(&stop, 1);
-	for (side = 0; side < 2; side++)
-		for (i = 0; i < NKCM; i++) {
-			worker_join(&rcv[side][i]);
-			EXPECT_EQ(rcv[side][i].err, 0);
-		}
-	kcm_diag("%u + %u messages received in %lld ms",
-		 atomic_load(&t.got[SIDE_SRV]), atomic_load(&t.got[SIDE_CLI]),
-		 kcm_now_ms() - t0);
+	collect(&t, want, &stop, rcv, t0);
 
 	EXPECT_EQ(atomic_load(&t.bad), 0);
 	EXPECT_EQ(atomic_load(&t.dup), 0);
@@ -1196,16 +1208,7 @@ static void reset_mid_stream(int family, uint32_t nmsg)
 
 	want[SIDE_SRV] = sent_cli - (ps[0].tx_msgs - rc.got);
 	want[SIDE_CLI] = NKCM * nmsg + ps[0].rx_msgs;
-	wait_for(&t, want, 10000);
-	atomic_store(&stop, 1);
-	for (side = 0; side < 2; side++)
-		for (i = 0; i < NKCM; i++) {
-			worker_join(&rcv[side][i]);
-			EXPECT_EQ(rcv[side][i].err, 0);
-		}
-	kcm_diag("%u + %u messages received in %lld ms",
-		 atomic_load(&t.got[SIDE_SRV]), atomic_load(&t.got[SIDE_CLI]),
-		 kcm_now_ms() - t0);
+	collect(&t, want, &stop, rcv, t0);
 
 	/* The final counts, before the dead psock goes. */
 	ASSERT_EQ(read_psocks(ps, NCONN), NCONN);
