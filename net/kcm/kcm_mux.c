@@ -167,7 +167,12 @@ static void kcm_mux_rx_drain(struct kcm_mux *mux)
 		skb = psock->rx_held_msg;
 		psock->rx_held_msg = NULL;
 		kcm_mux_rx_queue(kcm, skb, true);
-		strp_unpause(&psock->strp);
+		/* Unattached: its parser is stopped and maybe done already
+		 * (kcm_psock_unattach() runs strp_done() before it takes
+		 * the psock off rx_held); new work would outlive the psock.
+		 */
+		if (!psock->unattached)
+			strp_unpause(&psock->strp);
 	}
 }
 

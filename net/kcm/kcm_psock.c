@@ -220,6 +220,10 @@ int kcm_psock_attach(struct kcm_sock *kcm, int fd, int bpf_fd)
 	if (err)
 		goto err_strp_done;
 
+	/* Once on the mux, a clone's SIOCKCMUNATTACH may unattach and put
+	 * the psock at any moment: keep it until we are done with it.
+	 */
+	kref_get(&psock->ref);
 	kcm_mux_add_psock(mux, psock);
 
 	/* Not connected any more (peer already gone): nothing to send on. */
@@ -227,8 +231,14 @@ int kcm_psock_attach(struct kcm_sock *kcm, int fd, int bpf_fd)
 	      (TCPF_ESTABLISHED | TCPF_SYN_SENT | TCPF_SYN_RECV)))
 		kcm_psock_fail(psock, EPIPE);
 
-	/* Parse what arrived before we were attached. */
-	strp_check_rcv(&psock->strp);
+	/* Parse what arrived before we were attached; not if unattached
+	 * meanwhile, whose strp_done() would not cancel this work.
+	 */
+	spin_lock_bh(&mux->lock);
+	if (!psock->unattached)
+		strp_check_rcv(&psock->strp);
+	spin_unlock_bh(&mux->lock);
+	kcm_psock_put(psock);
 	return 0;
 
 err_strp_done:
