@@ -29,6 +29,14 @@
 #                         (default 4 seeds from the clock); KCM=linux fuzzes
 #                         Linux's kcm.ko instead (check-debug too);
 #                         FUZZ_ENV="KCM_FUZZ_DONTWAIT=1" etc.: kcm_fuzz's env
+#   FUZZ_FAILSLAB=both    fuzz: slab allocations fail at random (failslab), in
+#                         the fuzzer's system calls (task), from our module's
+#                         code in any context (module), or each seed in both
+#                         modes (all: and once without); FUZZ_FAILSLAB_PERCENT
+#                         (5), FUZZ_FAILSLAB_STACKS=1 (count the allocation
+#                         sites); see scripts/debug-kernel/check.sh
+#   CHECK_FAILSLAB_SECONDS=45  check-debug: after the suite, kcm_fuzz with
+#                         failslab this long per mode (0: skip)
 #   BENCH_ICOUNT=1        bench: QEMU -icount shift=0,sleep=off (see scripts/bench/)
 
 KCM ?= ours linux
@@ -36,6 +44,7 @@ KERNELS ?=
 DEMO ?= kcm_demo
 DURATION ?= 600
 export KCM KERNELS VM_JOBS VM_TIMEOUT TEST_TIMEOUT TESTS FUZZ_SEEDS FUZZ_ENV
+export FUZZ_FAILSLAB FUZZ_FAILSLAB_PERCENT FUZZ_FAILSLAB_STACKS CHECK_FAILSLAB_SECONDS
 
 # Evaluated when used, so that `make check` sees kernels install-deps added.
 KVERS = $(shell scripts/kernels.sh $(KERNELS))

@@ -11,6 +11,21 @@
 #                   fewer for short runs); SECONDS is split among them
 #   FUZZ_ENV        environment for kcm_fuzz in the VM, e.g.
 #                   "KCM_FUZZ_DONTWAIT=1 KCM_FUZZ_THREADS=6"
+#   FUZZ_FAILSLAB   fuzz mode: off (default), task, module, both or all:
+#                   slab allocations fail at random (failslab) while
+#                   kcm_fuzz runs; "both" runs every seed once per mode,
+#                   "all" also once without failslab; SECONDS are split
+#                   among all the runs.  task = any allocation in
+#                   the fuzzer threads' system calls; module = allocations
+#                   with our module's .text on the call stack, in any
+#                   context (softirq, work items).  See kcm_fuzz.c.
+#   FUZZ_FAILSLAB_PERCENT  their probability (default 5)
+#   FUZZ_FAILSLAB_STACKS=1  failslab logs the stack of a few injected
+#                   failures a second; the allocation sites are counted in
+#                   build/vm/debug-LANE*/failslab-sites.txt
+#   CHECK_FAILSLAB_SECONDS  suite mode: after the suite, kcm_fuzz runs this
+#                   long with failslab in task mode, then as long in module
+#                   mode (default 45; 0 = not at all)
 #   VM_TIMEOUT      seconds per VM (default 5400 for the suite, fuzz: its
 #                   duration + 1800)
 #   TEST_TIMEOUT    seconds per test binary (default 1800)
@@ -30,6 +45,9 @@
 #    after the tests (before rmmod) counts, whatever it is, since only
 #    objects that became unreferenced while the tests ran can show up
 #    there.  Baseline objects count only if they mention kcm or strp.
+# Not reports: the stacks failslab itself dumps (FUZZ_FAILSLAB_STACKS=1)
+# and, in a run with failslab, the allocation failure warnings of vmalloc
+# and the page allocator (warn_alloc) that injected failures cause.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -55,6 +73,28 @@ rm -rf "$overlay"
 mkdir -p "$overlay/hooks"
 cp "$here/hooks/before-insmod" "$here/hooks/after-tests" "$overlay/hooks/"
 tests=${DEBUG_TESTS:-$root/build/tests}
+
+# fuzz_wrapper FILE BINARY SEED SECONDS FAILSLAB-MODE: a test that runs
+# kcm_fuzz with FUZZ_ENV and, unless the mode is off, failslab.
+fuzz_wrapper() {
+	local env=${FUZZ_ENV:-}
+	if [ "$5" != off ]; then
+		env="$env KCM_FUZZ_FAILSLAB=$5"
+		[ -z "${FUZZ_FAILSLAB_PERCENT:-}" ] ||
+			env="$env KCM_FUZZ_FAILSLAB_PERCENT=$FUZZ_FAILSLAB_PERCENT"
+		[ -z "${FUZZ_FAILSLAB_STACKS:-}" ] ||
+			env="$env KCM_FUZZ_FAILSLAB_STACKS=$FUZZ_FAILSLAB_STACKS"
+	fi
+	printf '#!/bin/sh\nexec env %s %s %s %s\n' "$env" "$2" "$3" "$4" >"$1"
+	chmod +x "$1"
+}
+case ${FUZZ_FAILSLAB:-off} in
+off|task|module)	fs_modes=("${FUZZ_FAILSLAB:-off}") ;;
+both)		fs_modes=(task module) ;;
+all)		fs_modes=(off task module) ;;
+*)	echo "check-debug: FUZZ_FAILSLAB must be off, task, module, both or all" >&2; exit 1 ;;
+esac
+
 if [ "$mode" = fuzz ]; then
 	fuzz=$root/build/fuzz
 	make -s -C "$root/tools/testing/selftests/net/kcm" \
@@ -66,7 +106,7 @@ if [ "$mode" = fuzz ]; then
 		seeds=()
 		for ((i = 0; i < n; i++)); do seeds+=("$(( $(date +%s) * 16 + i ))"); done
 	fi
-	each=$(( duration / ${#seeds[@]} ))
+	each=$(( duration / (${#seeds[@]} * ${#fs_modes[@]}) ))
 	[ "$each" -ge 1 ] || each=1
 	export TEST_TIMEOUT=$((each + 600))
 	mkdir -p "$overlay/fuzz"
@@ -75,15 +115,27 @@ if [ "$mode" = fuzz ]; then
 	rm -rf "$tests"
 	mkdir -p "$tests"
 	for s in "${seeds[@]}"; do
-		printf '#!/bin/sh\nexec env %s /fuzz/kcm_fuzz %s %s\n' \
-			"${FUZZ_ENV:-}" "$s" "$each" >"$tests/fuzz-$s"
-		chmod +x "$tests/fuzz-$s"
+		for m in "${fs_modes[@]}"; do
+			name=fuzz-$s
+			[ "$m" = off ] || name=$name-failslab-$m
+			fuzz_wrapper "$tests/$name" /fuzz/kcm_fuzz "$s" "$each" "$m"
+		done
 	done
-	echo "# fuzz: ${#seeds[@]} seed(s) x $each s: ${seeds[*]}${FUZZ_ENV:+ ($FUZZ_ENV)}"
+	echo "# fuzz: ${#seeds[@]} seed(s) x ${#fs_modes[@]} mode(s) x $each s: ${seeds[*]}${FUZZ_ENV:+ ($FUZZ_ENV)}, failslab ${fs_modes[*]}"
 elif [ ! -d "$tests" ] || [ -z "$(ls -A "$tests" 2>/dev/null)" ]; then
 	echo "check-debug: $tests is empty (make tests)" >&2
 	echo "0 passed, 1 failed"
 	exit 1
+elif [ "${CHECK_FAILSLAB_SECONDS:-45}" -gt 0 ] && [ -x "$tests/kcm_fuzz" ]; then
+	# After the suite (the overlay's names sort after kcm_* and tx_*): the
+	# suite's kcm_fuzz with failslab, in both modes, from a seed of the clock.
+	fs_seed=$(date +%s)
+	mkdir -p "$overlay/tests"
+	for m in task module; do
+		fuzz_wrapper "$overlay/tests/zz-failslab-$m" /tests/kcm_fuzz \
+			"$fs_seed" "${CHECK_FAILSLAB_SECONDS:-45}" "$m"
+	done
+	echo "# check-debug: then kcm_fuzz with failslab, task and module mode, ${CHECK_FAILSLAB_SECONDS:-45} s each, seed $fs_seed"
 fi
 
 # --- the kernel log and kmemleak verdicts ---------------------------------------
@@ -94,26 +146,89 @@ splat_re='BUG:|WARNING:|Oops|Kernel panic|KASAN:|general protection fault|INFO: 
 # Which test ran when the first report appeared (init.sh echoes its kcm-vm:
 # lines to the console too).
 culprit() {
-	tr -d '\r' <"$1" | awk -v re="$splat_re" '
+	awk -v re="$splat_re" '
 		/^kcm-vm: test / { t = $3 }
-		$0 ~ re { print (t == "" ? "boot, before any test" : t); exit }'
+		$0 ~ re && !found { found = 1; print (t == "" ? "boot, before any test" : t) }' "$1"
+}
+
+# failslab_stacks VMDIR: the console log, without what injected allocation
+# failures print and which is not a report: the stacks failslab dumps
+# (FUZZ_FAILSLAB_STACKS=1; "Call Trace:" blocks that go through
+# should_fail_ex) and, when kcm_fuzz ran with failslab, the allocation
+# failure warnings of vmalloc and the page allocator (through warn_alloc).
+# The allocation site of each failslab stack (the innermost frame in kcm,
+# else the allocator's caller), counted per test up to the dmesg that
+# init.sh prints last, goes to VMDIR/failslab-sites.txt (count, test, site).
+failslab_stacks() {
+	local fs=0
+	! grep -q '^# failslab: ' "$1/tap.log" 2>/dev/null || fs=1
+	tr -d '\r' <"$1/console.log" 2>/dev/null |
+	awk -v fs_ran="$fs" -v out="$1/failslab-sites.txt" '
+	function frame(l) {	# " func+0x1/0x2 [mod]" -> "func [mod]"; "" if "?"
+		sub(/^\[[ 0-9.]+\] /, "", l); sub(/^ +/, "", l)
+		if (l ~ /^\? /) return ""
+		sub(/\+0x[0-9a-f]+\/0x[0-9a-f]+/, "", l)
+		return l
+	}
+	function flush(   i, f, site, kind) {
+		kind = ""
+		for (i = 1; i <= n && kind == ""; i++) {
+			f = frame(buf[i])
+			if (f ~ /^should_fail_ex( |$)/) kind = "failslab"
+			else if (f ~ /^warn_alloc( |$)/ && fs_ran) kind = "warn_alloc"
+		}
+		if (kind == "") {
+			for (i = 1; i <= n; i++) print buf[i]
+		} else if (kind == "failslab" && !indmesg) {
+			site = ""
+			for (i = 1; i <= n && site == ""; i++) {
+				f = frame(buf[i])
+				if (f ~ /\[kcm\]$/) site = f
+			}
+			for (i = 1; i <= n && site == ""; i++) {
+				f = frame(buf[i])
+				if (f != "" && f !~ /^(Call Trace|<|RIP|Code|RSP|RAX|RDX|RBP|R10|R13|dump_stack|should_fail|__should_fail|slab_|__slab|kmem_cache_alloc|__kmalloc|kmalloc|__kmem|kasan|__kasan|__pfx_|alloc_slab|kmemleak)/)
+					site = f " (not kcm)"
+			}
+			sites[t "\t" (site == "" ? "?" : site)]++
+			total++
+		}
+		n = 0; inblk = 0
+	}
+	/^kcm-vm: test / { t = $3 }
+	/----- dmesg -----/ { indmesg = 1 }
+	!inblk && /Call Trace:/ { inblk = 1; n = 0 }
+	inblk {
+		buf[++n] = $0
+		if ($0 ~ /<\/TASK>/ || n >= 300) flush()
+		next
+	}
+	{ print }
+	END {
+		if (inblk) flush()
+		for (s in sites)
+			printf "%6d\t%s\n", sites[s], s | "sort -t \"\t\" -k2,2 -k1,1nr >\"" out "\""
+	}'
 }
 
 verdict() {	# VMDIR: replace parse.sh's log verdict by ours
-	local dir=$1 log=$1/console.log tap=$1/tap.log first who n kcm
+	local dir=$1 log=$1/console.clean tap=$1/tap.log first who n kcm
+	failslab_stacks "$dir" >"$log"
 	grep -v ' - kernel log clean' "$dir/results.txt" >"$dir/results.tmp" || true
-	if first=$(tr -d '\r' <"$log" 2>/dev/null | grep -m1 -E "$splat_re"); then
+	# (No pipe into grep -m1: the writer's SIGPIPE would fail the
+	# pipeline and a report would pass for a clean log.)
+	if first=$(grep -m1 -E "$splat_re" "$log"); then
 		who=$(culprit "$log")
 		# The reports themselves, for the person reading the logs.
-		tr -d '\r' <"$log" | grep -n -E -A40 "$splat_re" >"$dir/splats.txt" || true
+		grep -n -E -A40 "$splat_re" "$log" >"$dir/splats.txt" || true
 		echo "not ok - kernel log clean # during $who: ${first//#/}" >>"$dir/results.tmp"
 	else
 		echo "ok - kernel log clean" >>"$dir/results.tmp"
 	fi
 	tr -d '\r' <"$tap" | sed -n 's/^kmemleak| after-tests| //p' >"$dir/kmemleak.txt"
 	tr -d '\r' <"$tap" | sed -n 's/^kmemleak| baseline| //p' >"$dir/kmemleak-baseline.txt"
-	if ! tr -d '\r' <"$tap" | grep -q '^kcm-vm: kmemleak after-tests'; then
-		if tr -d '\r' <"$tap" | grep -q '^kcm-vm: kmemleak unavailable'; then
+	if ! grep -q '^kcm-vm: kmemleak after-tests' "$tap"; then
+		if grep -q '^kcm-vm: kmemleak unavailable' "$tap"; then
 			echo "not ok - kmemleak # /sys/kernel/debug/kmemleak missing" >>"$dir/results.tmp"
 		else
 			echo "not ok - kmemleak # no scan after the tests (VM died?)" >>"$dir/results.tmp"
@@ -157,6 +272,12 @@ for lane in "${lanes[@]}"; do
 	echo "# $name: $(grep -c '^ok' "$dir/results.txt") ok, $(grep -c '^not ok' "$dir/results.txt") not ok ($((SECONDS - start)) s)"
 	sed -E "s|^((not )?ok) - |\1 - debug/$lane |" "$dir/results.txt" >>"$all"
 	[ ! -s "$dir/splats.txt" ] || echo "# $name: kernel reports in ${dir#"$root"/}/splats.txt"
+	# What failslab did, per run (kcm_fuzz prints it).
+	tr -d '\r' <"$dir/tap.log" 2>/dev/null | awk -v name="$name" '
+		/^kcm-vm: test / { t = $3 }
+		/^# failslab: [0-9]+ allocation failures/ { sub(/^# failslab: /, ""); print "# " name ": " t ": " $0 }'
+	[ ! -s "$dir/failslab-sites.txt" ] ||
+		echo "# $name: failslab allocation sites (sampled) in ${dir#"$root"/}/failslab-sites.txt"
 done
 
 total=$(wc -l <"$all")

@@ -7,6 +7,11 @@
  *   (KCM_FUZZ_SECONDS=0 skips the case)
  *   KCM_FUZZ_DONTWAIT=1: KCM sends never block (MSG_DONTWAIT), which keeps
  *   away from races that need a sender asleep waiting for memory
+ *   KCM_FUZZ_FAILSLAB=task|module: slab allocations fail at random while
+ *   the threads run (failslab, see "fault injection" below);
+ *   KCM_FUZZ_FAILSLAB_PERCENT=n their probability (default 5);
+ *   KCM_FUZZ_FAILSLAB_STACKS=1 has failslab log the stack of injected
+ *   failures (ratelimited), so that the allocation sites can be counted
  *
  * Several threads run random operations for SECONDS (default 20) over
  * shared tables of KCM sockets (a few multiplexors and their clones),
@@ -40,6 +45,7 @@
 #include <netinet/tcp.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <dirent.h>
 #include <sys/mman.h>
 #include <sys/sendfile.h>
 #include <sys/time.h>
@@ -144,12 +150,204 @@ static const struct {
 
 static unsigned long op_calls[NOPS];
 static unsigned long op_fails[NOPS];	/* a call returned an error */
+static unsigned long op_nomem[NOPS];	/* ... and it was ENOMEM or ENOBUFS */
 
 static void count(enum op op, long ret)
 {
+	int err = errno;
+
 	__atomic_add_fetch(&op_calls[op], 1, __ATOMIC_RELAXED);
-	if (ret < 0)
-		__atomic_add_fetch(&op_fails[op], 1, __ATOMIC_RELAXED);
+	if (ret >= 0)
+		return;
+	__atomic_add_fetch(&op_fails[op], 1, __ATOMIC_RELAXED);
+	if (err == ENOMEM || err == ENOBUFS)
+		__atomic_add_fetch(&op_nomem[op], 1, __ATOMIC_RELAXED);
+}
+
+/* ---- fault injection (failslab) --------------------------------------------
+ * KCM_FUZZ_FAILSLAB=task: the worker threads mark themselves with
+ * /proc/thread-self/make-it-fail and failslab runs with task-filter=Y: any
+ * slab allocation in their system calls may fail, the module's or not
+ * (socket, TCP, BPF, ...), but nothing in softirq or in work items.
+ * KCM_FUZZ_FAILSLAB=module: task-filter=N, and failslab's stack filter
+ * (require-start/require-end) keeps only allocations with the module's
+ * .text on the call stack, in any context: system calls of any task, the
+ * receive path in softirq, write-space callbacks, work items.
+ * Either way GFP_KERNEL allocations fail too (ignore-gfp-wait=N), and the
+ * count of injected failures is what failslab took off "times".
+ * The main thread (setup, the sanity check at the end) is never failed: it
+ * has no make-it-fail, and the probability is 0 again before it goes on.
+ */
+#define FAILSLAB	"/sys/kernel/debug/failslab/"
+#define FAILSLAB_TIMES	1000000000L	/* more than a run can use up */
+
+enum { FS_OFF, FS_TASK, FS_MODULE };
+static int fs_mode;
+static int fs_percent = 5;
+/* Open from the start: stopping must work when the fuzz has run the
+ * process out of descriptors (or memory).
+ */
+static int fs_prob_fd = -1, fs_times_fd = -1;
+static int fs_stacks;
+static const char *const fs_mode_name[] = { "off", "task", "module" };
+
+static int write_str(const char *path, const char *val)
+{
+	int fd = open(path, O_WRONLY | O_CLOEXEC), err = 0;
+	size_t len = strlen(val);
+
+	if (fd < 0)
+		return -errno;
+	if (write(fd, val, len) != (ssize_t)len)
+		err = errno ? -errno : -EIO;
+	close(fd);
+	return err;
+}
+
+static void fs_set(const char *knob, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static void fs_set(const char *knob, const char *fmt, ...)
+{
+	char path[128], val[64];
+	va_list ap;
+	int err;
+
+	va_start(ap, fmt);
+	vsnprintf(val, sizeof(val), fmt, ap);
+	va_end(ap);
+	snprintf(path, sizeof(path), FAILSLAB "%s", knob);
+	err = write_str(path, val);
+	if (err)
+		KCM_FAIL("failslab: writing %s to %s: %s", val, path,
+			 strerror(-err));
+}
+
+static unsigned long read_hex(const char *path)
+{
+	char *text = kcm_read_file(path);
+	unsigned long v = text ? strtoul(text, NULL, 16) : 0;
+
+	free(text);
+	return v;
+}
+
+/*
+ * The module's .text: from its start (/sys/module/kcm/sections/.text) to the
+ * nearest section the loader placed above it, which cannot overlap it, and
+ * no further than 64 KiB past the module's last text symbol in
+ * /proc/kallsyms (when the next section is far away, the gap may hold
+ * other code, e.g. JITed BPF programs).
+ */
+static void module_text(unsigned long *start, unsigned long *end)
+{
+	const char *dir = "/sys/module/kcm/sections";
+	unsigned long next = ~0UL, last = 0, a;
+	char path[512], line[512], type;
+	struct dirent *de;
+	FILE *f;
+	DIR *d;
+
+	snprintf(path, sizeof(path), "%s/.text", dir);
+	*start = read_hex(path);
+	if (!*start)
+		KCM_FAIL("failslab: no address in %s (kcm not loaded?)", path);
+	d = opendir(dir);
+	if (!d)
+		KCM_FAIL("failslab: %s: %s", dir, strerror(errno));
+	while ((de = readdir(d))) {
+		if (de->d_name[0] == '.' && (!de->d_name[1] ||
+		    !strcmp(de->d_name, "..")))
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+		a = read_hex(path);
+		if (a > *start && a < next)
+			next = a;
+	}
+	closedir(d);
+	f = fopen("/proc/kallsyms", "re");
+	if (!f)
+		KCM_FAIL("failslab: /proc/kallsyms: %s", strerror(errno));
+	while (fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "%lx %c", &a, &type) == 2 &&
+		    (type == 't' || type == 'T') && strstr(line, "\t[kcm]") &&
+		    a > last)
+			last = a;
+	}
+	fclose(f);
+	if (last < *start)
+		KCM_FAIL("failslab: no text symbol of kcm in /proc/kallsyms");
+	*end = next < last + 65536 ? next : last + 65536;
+}
+
+static void failslab_start(void)
+{
+	unsigned long start = 0, end = ~0UL;
+
+	if (access(FAILSLAB "probability", W_OK))
+		KCM_FAIL("failslab: " FAILSLAB "probability: %s (needs CONFIG_FAILSLAB, CONFIG_FAULT_INJECTION_DEBUG_FS, debugfs mounted)",
+			 strerror(errno));
+	if (fs_mode == FS_MODULE) {
+		if (access(FAILSLAB "require-start", W_OK))
+			KCM_FAIL("failslab: no require-start (needs CONFIG_FAULT_INJECTION_STACKTRACE_FILTER)");
+		module_text(&start, &end);
+	}
+	fs_set("probability", "0");	/* off while it is set up */
+	fs_set("interval", "1");
+	fs_set("space", "0");
+	fs_set("times", "%ld", FAILSLAB_TIMES);
+	fs_set("ignore-gfp-wait", "N");
+	fs_set("cache-filter", "N");
+	fs_set("task-filter", fs_mode == FS_TASK ? "Y" : "N");
+	fs_set("stacktrace-depth", "32");
+	fs_set("require-start", "%#lx", start);
+	fs_set("require-end", "%#lx", end);
+	fs_set("reject-start", "0");
+	fs_set("reject-end", "0");
+	if (fs_stacks) {
+		/* A stack each; a few a second are plenty for a census. */
+		fs_set("verbose", "2");
+		fs_set("verbose_ratelimit_interval_ms", "1000");
+		fs_set("verbose_ratelimit_burst", "4");
+	} else {
+		fs_set("verbose", "0");
+	}
+	kcm_diag("failslab: %s mode, %d%% of the %s%s", fs_mode_name[fs_mode],
+		 fs_percent,
+		 fs_mode == FS_TASK ? "worker threads' slab allocations" :
+		 "slab allocations from kcm's text",
+		 fs_stacks ? ", stacks logged (ratelimited)" : "");
+	if (fs_mode == FS_MODULE)
+		kcm_diag("failslab: kcm text %#lx-%#lx", start, end);
+	fs_prob_fd = open(FAILSLAB "probability", O_WRONLY | O_CLOEXEC);
+	fs_times_fd = open(FAILSLAB "times", O_RDONLY | O_CLOEXEC);
+	if (fs_prob_fd < 0 || fs_times_fd < 0)
+		KCM_FAIL("failslab: open: %s", strerror(errno));
+	fs_set("probability", "%d", fs_percent);
+}
+
+/* Off again; returns how many failures were injected. */
+static long failslab_stop(void)
+{
+	char text[32] = "";
+	ssize_t n;
+
+	/* (debugfs attribute files cannot seek: one write, one read.) */
+	if (write(fs_prob_fd, "0", 1) != 1)
+		KCM_FAIL("failslab: writing 0 to probability: %s",
+			 strerror(errno));
+	n = read(fs_times_fd, text, sizeof(text) - 1);
+	if (n <= 0)
+		KCM_FAIL("failslab: reading times: %s", strerror(errno));
+	text[n] = 0;
+	close(fs_prob_fd);
+	close(fs_times_fd);
+	/* The rest back to what a plain failslab user expects. */
+	write_str(FAILSLAB "task-filter", "N");
+	write_str(FAILSLAB "verbose", "0");
+	write_str(FAILSLAB "require-start", "0");
+	write_str(FAILSLAB "require-end", "0xffffffffffffffff");
+	return FAILSLAB_TIMES - strtol(text, NULL, 0);
 }
 
 /* ---- per-thread state ------------------------------------------------------ */
@@ -196,6 +394,55 @@ static void set_timeouts(int fd, int ms)
 
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+}
+
+/*
+ * For a call that may block: a private duplicate of fd whose timeout
+ * (SO_RCVTIMEO or SO_SNDTIMEO, @opt) is finite, or -1.  The caller closes it.
+ *
+ * The number taken from a table may be closed by its owner and handed out
+ * again at any moment, to a socket whose creator has not set its timeouts
+ * yet (new_kcm(), op_clone(), tcp_pair(): the default is forever), or to a
+ * socket that never gets any (a UDP or AF_UNIX socket of op_netns() or
+ * op_scm()).  A blocking call on the bare number could then sleep forever
+ * and pass for a kernel hang (seed 23 with KCM_FUZZ_DONTWAIT=1 once left a
+ * recv asleep on a KCM socket for 30 s; the module's wait honours
+ * SO_RCVTIMEO, so most likely that socket had none).  The duplicate stays the
+ * same file whatever other threads do with the number (as a system call in
+ * progress would), and no thread ever sets a timeout back to forever.
+ * Other threads closing the original number while we use the duplicate is
+ * still the race we want.
+ */
+static unsigned long unbounded_kcm, unbounded_other;
+
+static int bounded_dup(int fd, int opt)
+{
+	struct timeval tv = { 0 };
+	socklen_t len = sizeof(tv);
+	int d = fcntl(fd, F_DUPFD_CLOEXEC, 3), dom = -1;
+
+	if (d < 0)
+		return -1;
+	if (!getsockopt(d, SOL_SOCKET, opt, &tv, &len) && !tv.tv_sec &&
+	    !tv.tv_usec) {
+		/* Counted: how often the trap was there. */
+		len = sizeof(dom);
+		getsockopt(d, SOL_SOCKET, SO_DOMAIN, &dom, &len);
+		__atomic_add_fetch(dom == AF_KCM ? &unbounded_kcm :
+				   &unbounded_other, 1, __ATOMIC_RELAXED);
+		tv.tv_usec = 200 * 1000;
+		setsockopt(d, SOL_SOCKET, opt, &tv, sizeof(tv));
+	}
+	return d;
+}
+
+static void close_dup(int d)
+{
+	int err = errno;	/* count() wants the call's errno */
+
+	if (d > 2)
+		close(d);
+	errno = err;
 }
 
 /* ---- BPF framing programs ------------------------------------------------------ */
@@ -511,7 +758,7 @@ static int send_flags(struct worker *w)
 /* send() or sendmsg() with the message scattered over several iovecs. */
 static void op_send(struct worker *w)
 {
-	int fd = any_kcm(w);
+	int fd = bounded_dup(any_kcm(w), SO_SNDTIMEO);
 	size_t len = make_msg(w, BUF_SIZE);
 	struct iovec iov[4];
 	struct msghdr m = { .msg_iov = iov };
@@ -520,6 +767,7 @@ static void op_send(struct worker *w)
 
 	if (chance(w, 40)) {
 		count(OP_SEND, send(fd, w->buf, len, send_flags(w)));
+		close_dup(fd);
 		return;
 	}
 	for (i = 0; i < 4 && off < len; i++) {
@@ -551,16 +799,18 @@ static void op_send(struct worker *w)
 		m.msg_control = &c;
 		m.msg_controllen = CMSG_SPACE(sizeof(cookie));
 		count(OP_SEND, sendmsg(fd, &m, send_flags(w) | MSG_EOR));
+		close_dup(fd);
 		return;
 	}
 	count(OP_SEND, sendmsg(fd, &m, send_flags(w) | MSG_EOR));
+	close_dup(fd);
 }
 
 static void op_sendmmsg(struct worker *w)
 {
 	struct mmsghdr mm[8];
 	struct iovec iov[8];
-	int n = 1 + rnd(w, 8), i;
+	int n = 1 + rnd(w, 8), i, fd;
 	size_t off = 0;
 
 	memset(mm, 0, sizeof(mm));
@@ -577,7 +827,9 @@ static void op_sendmmsg(struct worker *w)
 		mm[i].msg_hdr.msg_iovlen = 1;
 		off += len;
 	}
-	count(OP_SENDMMSG, sendmmsg(any_kcm(w), mm, i, send_flags(w)));
+	fd = bounded_dup(any_kcm(w), SO_SNDTIMEO);
+	count(OP_SENDMMSG, sendmmsg(fd, mm, i, send_flags(w)));
+	close_dup(fd);
 }
 
 /* A SOCK_SEQPACKET message in pieces (no MSG_EOR until the last one, and
@@ -585,7 +837,7 @@ static void op_sendmmsg(struct worker *w)
  */
 static void op_seqpart(struct worker *w)
 {
-	int fd = any_kcm(w);
+	int fd = bounded_dup(any_kcm(w), SO_SNDTIMEO);
 	size_t len = make_msg(w, BUF_SIZE), off = 0;
 	int pieces = 1 + rnd(w, 5), i, eor = chance(w, 80);
 	long r = 0;
@@ -602,16 +854,20 @@ static void op_seqpart(struct worker *w)
 			off += r;
 	}
 	count(OP_SEQPART, r);
+	close_dup(fd);
 }
 
 static void op_sendfile(struct worker *w)
 {
-	int fd = any_kcm(w);
+	int fd = bounded_dup(any_kcm(w), SO_SNDTIMEO);
 	off_t off = rnd(w, 4096);
 
-	/* sendfile has no MSG_DONTWAIT: make the socket non-blocking. */
+	/* sendfile has no MSG_DONTWAIT: make the socket non-blocking (which
+	 * another thread may undo: the timeout still bounds it).
+	 */
 	set_nonblock(fd, 1);
 	count(OP_SENDFILE, sendfile(fd, w->memfd, &off, 1 + rnd(w, 65536)));
+	close_dup(fd);
 }
 
 static int recv_flags(struct worker *w)
@@ -685,20 +941,26 @@ static void op_recvmmsg(struct worker *w)
 /* A blocking receive bounded by a short SO_RCVTIMEO. */
 static void op_recv_wait(struct worker *w)
 {
-	int fd = any_kcm(w);
+	int fd = bounded_dup(any_kcm(w), SO_RCVTIMEO);
 
 	set_timeouts(fd, 1 + rnd(w, 30));
 	count(OP_RECV_WAIT, recv(fd, w->buf, recv_cap(w),
 				 chance(w, 20) ? MSG_PEEK : 0));
+	close_dup(fd);
 }
 
 static void op_splice(struct worker *w)
 {
+	struct pollfd p = { .fd = w->pipe_rd, .events = POLLIN };
 	long r = splice(any_kcm(w), NULL, w->pipe_wr, NULL, 1 + rnd(w, 65536),
 			SPLICE_F_NONBLOCK);
 
 	count(OP_SPLICE, r);
-	while (read(w->pipe_rd, w->buf, BUF_SIZE) > 0)
+	/* Drain the pipe.  Another thread may have cleared O_NONBLOCK on it
+	 * through a stale number, so read only what poll says is there.
+	 */
+	while (poll(&p, 1, 0) > 0 && (p.revents & POLLIN) &&
+	       read(w->pipe_rd, w->buf, BUF_SIZE) > 0)
 		;
 }
 
@@ -993,6 +1255,11 @@ static void *worker_main(void *arg)
 			kcm_diag("thread %d: memfd write: %s", w->id, strerror(errno));
 	}
 
+	/* From here on this thread's allocations may fail (task mode). */
+	if (fs_mode == FS_TASK &&
+	    write_str("/proc/thread-self/make-it-fail", "1"))
+		kcm_diag("thread %d: make-it-fail: %s", w->id, strerror(errno));
+
 	while (!__atomic_load_n(&stop, __ATOMIC_RELAXED)) {
 		enum op op = pick_op(w);
 
@@ -1004,6 +1271,31 @@ static void *worker_main(void *arg)
 }
 
 #define STUCK_MS 30000
+
+/* The socket a stuck call waits on (the first argument of the socket calls
+ * in /proc/.../syscall): a timeout of 0 is forever, and then the fuzzer,
+ * not the kernel, is to blame.
+ */
+static void report_stuck_fd(const char *syscall)
+{
+	struct timeval rcv = { 0 }, snd = { 0 };
+	socklen_t len = sizeof(rcv);
+	unsigned long nr, fd;
+	int dom = -1, type = -1;
+
+	if (sscanf(syscall, "%lu %lx", &nr, &fd) != 2 || fd > 1 << 20)
+		return;
+	getsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &rcv, &len);
+	len = sizeof(snd);
+	getsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &snd, &len);
+	len = sizeof(dom);
+	getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &dom, &len);
+	len = sizeof(type);
+	getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len);
+	kcm_diag("  fd %lu: domain %d type %d, SO_RCVTIMEO %ld ms, SO_SNDTIMEO %ld ms, flags %#x",
+		 fd, dom, type, rcv.tv_sec * 1000 + rcv.tv_usec / 1000,
+		 snd.tv_sec * 1000 + snd.tv_usec / 1000, fcntl(fd, F_GETFL));
+}
 
 /* Where a stuck thread is: its operation, its system call and arguments
  * (/proc/.../syscall: number, then arguments in hex), and its kernel stack.
@@ -1021,6 +1313,8 @@ static void report_stuck(struct worker *w)
 			 files[j]);
 		text = kcm_read_file(path);
 		kcm_diag("  %s: %s", files[j], text ? text : "(unreadable)");
+		if (text && j == 0)
+			report_stuck_fd(text);
 		free(text);
 	}
 }
@@ -1060,16 +1354,22 @@ KCM_TEST(fuzz, KCM_TIMEOUT(FUZZ_DEFAULT_SECONDS + 90))
 	const char *t = getenv("KCM_FUZZ_THREADS");
 	int nthreads = t && atoi(t) > 0 ? atoi(t) : FUZZ_DEFAULT_THREADS;
 	long long start, end;
+	long injected = 0;
+	char fs_env[80];
 	int i;
 
 	if (!fuzz_seconds)
 		kcm_skip("KCM_FUZZ_SECONDS=0");
 	if (nthreads > FUZZ_MAX_THREADS)
 		nthreads = FUZZ_MAX_THREADS;
-	kcm_diag("seed %llu, %d s, %d threads%s (replay: %skcm_fuzz %llu %d)",
+	snprintf(fs_env, sizeof(fs_env), "KCM_FUZZ_FAILSLAB=%s KCM_FUZZ_FAILSLAB_PERCENT=%d ",
+		 fs_mode_name[fs_mode], fs_percent);
+	kcm_diag("seed %llu, %d s, %d threads%s%s (replay: %s%skcm_fuzz %llu %d)",
 		 fuzz_seed, fuzz_seconds, nthreads,
 		 fuzz_dontwait ? ", sends never block" : "",
-		 fuzz_dontwait ? "KCM_FUZZ_DONTWAIT=1 " : "", fuzz_seed, fuzz_seconds);
+		 fs_mode != FS_OFF ? ", allocations fail" : "",
+		 fuzz_dontwait ? "KCM_FUZZ_DONTWAIT=1 " : "",
+		 fs_mode != FS_OFF ? fs_env : "", fuzz_seed, fuzz_seconds);
 
 	for (i = 0; i < NKCM; i++)
 		kcm_slot[i] = -1;
@@ -1091,6 +1391,8 @@ KCM_TEST(fuzz, KCM_TIMEOUT(FUZZ_DEFAULT_SECONDS + 90))
 		w[i].buf = malloc(BUF_SIZE);
 		ASSERT_TRUE(w[i].buf);
 	}
+	if (fs_mode != FS_OFF)
+		failslab_start();
 	for (i = 0; i < nthreads; i++)
 		ASSERT_EQ(pthread_create(&w[i].tid, NULL, worker_main, &w[i]), 0);
 
@@ -1099,6 +1401,8 @@ KCM_TEST(fuzz, KCM_TIMEOUT(FUZZ_DEFAULT_SECONDS + 90))
 	while (kcm_now_ms() < end)
 		kcm_msleep(100);
 	__atomic_store_n(&stop, 1, __ATOMIC_RELAXED);
+	if (fs_mode != FS_OFF)
+		injected = failslab_stop();
 	/* Every call is non-blocking or has a timeout of at most 200 ms, so
 	 * a thread that has not returned after STUCK_MS is stuck in the
 	 * kernel: say where, and fail.
@@ -1124,8 +1428,31 @@ KCM_TEST(fuzz, KCM_TIMEOUT(FUZZ_DEFAULT_SECONDS + 90))
 	kcm_diag("ran %lld ms", kcm_now_ms() - start);
 
 	for (i = 0; i < NOPS; i++)
-		kcm_diag("%-16s %8lu calls %8lu errors", ops[i].name,
-			 op_calls[i], op_fails[i]);
+		kcm_diag("%-16s %8lu calls %8lu errors %8lu ENOMEM/ENOBUFS",
+			 ops[i].name, op_calls[i], op_fails[i], op_nomem[i]);
+	/* Every request of op_attach_bad() has a defect that no race and no
+	 * failed allocation can repair (a number that is not a KCM socket, a
+	 * socket that is no established TCP socket, a program of the wrong
+	 * type): none may succeed.
+	 */
+	EXPECT_EQ(op_fails[OP_ATTACH_BAD], op_calls[OP_ATTACH_BAD]);
+	kcm_diag("blocking calls that found their socket with no timeout (set to 200 ms): %lu KCM, %lu other",
+		 unbounded_kcm, unbounded_other);
+	if (fs_mode != FS_OFF) {
+		unsigned long calls = 0, nomem = 0;
+
+		for (i = 0; i < NOPS; i++) {
+			calls += op_calls[i];
+			nomem += op_nomem[i];
+		}
+		kcm_diag("failslab: %ld allocation failures injected (%s mode, %d%%); %lu of %lu calls returned ENOMEM/ENOBUFS",
+			 injected, fs_mode_name[fs_mode], fs_percent, nomem,
+			 calls);
+		/* None at all: the filter matched nothing, the run proved
+		 * nothing about the failure paths.
+		 */
+		EXPECT_GT(injected, 0);
+	}
 
 	for (i = 0; i < NKCM; i++)
 		slot_put(kcm_slot, i, -1);
@@ -1160,6 +1487,7 @@ __attribute__((constructor)) static void fuzz_args(int argc, char **argv)
 	const char *s = getenv("KCM_FUZZ_SEED");
 	const char *d = getenv("KCM_FUZZ_SECONDS");
 	const char *nw = getenv("KCM_FUZZ_DONTWAIT");
+	const char *fs;
 	char *end;
 	int i, pos = 0;
 
@@ -1168,6 +1496,19 @@ __attribute__((constructor)) static void fuzz_args(int argc, char **argv)
 		fuzz_seed_given = 1;
 	}
 	fuzz_dontwait = nw && *nw && strcmp(nw, "0");
+	fs = getenv("KCM_FUZZ_FAILSLAB");
+	if (fs && !strcmp(fs, "task"))
+		fs_mode = FS_TASK;
+	else if (fs && !strcmp(fs, "module"))
+		fs_mode = FS_MODULE;
+	else if (fs && *fs && strcmp(fs, "off") && strcmp(fs, "0"))
+		fprintf(stderr, "kcm_fuzz: KCM_FUZZ_FAILSLAB=%s: want task, module or off\n",
+			fs);
+	fs = getenv("KCM_FUZZ_FAILSLAB_PERCENT");
+	if (fs && atoi(fs) > 0 && atoi(fs) <= 100)
+		fs_percent = atoi(fs);
+	fs = getenv("KCM_FUZZ_FAILSLAB_STACKS");
+	fs_stacks = fs && *fs && strcmp(fs, "0");
 	if (d && *d)
 		fuzz_seconds = atoi(d) > 0 ? atoi(d) : 0;	/* 0: skip */
 	for (i = 1; argv && i < argc; i++) {

@@ -563,7 +563,12 @@ int kcm_bpf_load(int prog_type, const struct bpf_insn *insns, int cnt)
 		attr.log_buf = (uint64_t)(uintptr_t)bpf_log;
 		attr.log_size = sizeof(bpf_log);
 		attr.log_level = 1;
-		syscall(__NR_bpf, BPF_PROG_LOAD, &attr, sizeof(attr));
+		/* A transient failure (ENOMEM under failslab) may not happen
+		 * again: a program loaded now is not the caller's, close it.
+		 */
+		fd = syscall(__NR_bpf, BPF_PROG_LOAD, &attr, sizeof(attr));
+		if (fd >= 0)
+			close(fd);
 		kcm_diag("BPF_PROG_LOAD(type %d): %s", prog_type,
 			 strerror(err));
 		if (bpf_log[0])
