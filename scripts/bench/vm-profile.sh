@@ -14,9 +14,11 @@ tcpext() {
 		else for (i = 2; i <= NF; i++) print n[i], $i }' /proc/net/netstat
 }
 tcpext >/tmp/tcpext.before
+ctxt0=$(awk '/^ctxt/ { print $2 }' /proc/stat)
 # shellcheck disable=SC2086
 perf record -q -a -g -e cpu-clock -F 2000 -o /tmp/perf.data -- \
 	/samples/kcm_bench $BENCH_PROFILE || echo "# kcm-profile: perf record failed: $?"
+echo "# context switches: $(($(awk '/^ctxt/ { print $2 }' /proc/stat) - ctxt0))"
 echo "# ---- TcpExt counters that changed ----"
 tcpext | awk 'NR == FNR { b[$1] = $2; next } $2 != b[$1] { print "# ", $1, $2 - b[$1] }' \
 	/tmp/tcpext.before -
