@@ -791,6 +791,21 @@ static void wait_for(struct tally *t, const uint32_t *want, int idle_ms)
 	kcm_msleep(500);
 }
 
+/* Joins the senders of both sides; each must have sent all it had. */
+static void join_senders(struct worker snd[2][NKCM])
+{
+	int side, i;
+
+	for (side = 0; side < 2; side++)
+		for (i = 0; i < NKCM; i++) {
+			worker_join(&snd[side][i]);
+			if (snd[side][i].err)
+				KCM_FAIL("origin %u: send of message %u: %s",
+					 snd[side][i].origin, snd[side][i].sent,
+					 kcm_errname(snd[side][i].err));
+		}
+}
+
 /*
  * Waits for the messages as wait_for() does, then stops and joins the
  * receivers of both sides (started at @t0).
@@ -846,6 +861,32 @@ static int read_psocks(struct psock_stats *ps, int max)
 /* ---- 1. traffic both ways ------------------------------------------------------ */
 
 /*
+ * One side's mux, in that side's namespace: a KCM socket and its clone,
+ * with conns[first..NCONN-1] attached; the sockets send origins origin0
+ * and origin0 + 1, @nmsg messages each.
+ */
+static void mux_side(struct link *l, struct tally *t, int side,
+		     const int *conns, int first, uint32_t origin0,
+		     uint32_t nmsg, int *kcm)
+{
+	int i, prog;
+
+	enter_ns(side == SIDE_SRV ? l->ns_srv : l->ns_cli);
+	prog = kcm_prog_len32();
+	kcm[0] = kcm_socket(SOCK_DGRAM);
+	kcm[1] = ASSERT_OK(kcm_clone(kcm[0]));
+	for (i = first; i < NCONN; i++)
+		ASSERT_OK(kcm_attach(kcm[0], conns[i], prog));
+	close(prog);
+	for (i = 0; i < NKCM; i++) {
+		t->side_of[origin0 + i] = side;
+		t->count[origin0 + i] = nmsg;
+		kcm_set_rcvtimeo(kcm[i], 100);
+		kcm_set_sndtimeo(kcm[i], 20000);
+	}
+}
+
+/*
  * Three TCP connections over the link; on each side a mux with the three
  * TCP sockets attached and two KCM sockets, each with a sending and a
  * receiving thread.  Both sides send @nmsg messages per KCM socket at
@@ -860,33 +901,20 @@ static void traffic_both_ways(int family, uint32_t nmsg)
 	atomic_int stop = 0;
 	struct link l;
 	long long t0;
-	int side, i, prog;
+	int side, i;
 
 	link_setup(&l, family);
 	link_connect(&l, NCONN, srv, cli);
 	memset(&t, 0, sizeof(t));
 
 	for (side = 0; side < 2; side++) {
-		enter_ns(side == SIDE_SRV ? l.ns_srv : l.ns_cli);
-		prog = kcm_prog_len32();
-		kcm[side][0] = kcm_socket(SOCK_DGRAM);
-		kcm[side][1] = ASSERT_OK(kcm_clone(kcm[side][0]));
-		for (i = 0; i < NCONN; i++)
-			ASSERT_OK(kcm_attach(kcm[side][0],
-					     side == SIDE_SRV ? srv[i] : cli[i],
-					     prog));
-		close(prog);
+		mux_side(&l, &t, side, side == SIDE_SRV ? srv : cli, 0,
+			 side * NKCM, nmsg, kcm[side]);
 		for (i = 0; i < NKCM; i++) {
-			uint32_t origin = side * NKCM + i;
-
-			t.side_of[origin] = side;
-			t.count[origin] = nmsg;
-			kcm_set_rcvtimeo(kcm[side][i], 100);
-			kcm_set_sndtimeo(kcm[side][i], 20000);
 			snd[side][i] = (struct worker){
 				.t = &t, .stop = &stop, .fd = kcm[side][i],
-				.side = side, .origin = origin, .nmsg = nmsg,
-				.seed = l.seed,
+				.side = side, .origin = side * NKCM + i,
+				.nmsg = nmsg, .seed = l.seed,
 			};
 			rcv[side][i] = snd[side][i];
 		}
@@ -899,14 +927,7 @@ static void traffic_both_ways(int family, uint32_t nmsg)
 			worker_start(&rcv[side][i], receiver_fn);
 			worker_start(&snd[side][i], sender_fn);
 		}
-	for (side = 0; side < 2; side++)
-		for (i = 0; i < NKCM; i++) {
-			worker_join(&snd[side][i]);
-			if (snd[side][i].err)
-				KCM_FAIL("origin %u: send of message %u: %s",
-					 snd[side][i].origin, snd[side][i].sent,
-					 kcm_errname(snd[side][i].err));
-		}
+	join_senders(snd);
 	collect(&t, want, &stop, rcv, t0);
 
 	EXPECT_EQ(atomic_load(&t.bad), 0);
@@ -1102,7 +1123,7 @@ static void reset_mid_stream(int family, uint32_t nmsg)
 	unsigned long long tx_sum = 0, sent_cli = 0;
 	atomic_int stop = 0, err_seen = 0;
 	struct link l;
-	int side, i, prog, rev, err;
+	int side, i, rev, err;
 	long long t0, t1;
 
 	link_setup(&l, family);
@@ -1112,27 +1133,19 @@ static void reset_mid_stream(int family, uint32_t nmsg)
 	memset(after_err, 0, sizeof(after_err));
 
 	for (side = 0; side < 2; side++) {
-		enter_ns(side == SIDE_SRV ? l.ns_srv : l.ns_cli);
-		prog = kcm_prog_len32();
-		kcm[side][0] = kcm_socket(SOCK_DGRAM);
-		kcm[side][1] = ASSERT_OK(kcm_clone(kcm[side][0]));
-		/* Client: connection 0 first, so it is the first psock. */
-		for (i = side == SIDE_SRV ? 1 : 0; i < NCONN; i++)
-			ASSERT_OK(kcm_attach(kcm[side][0],
-					     side == SIDE_SRV ? srv[i] : cli[i],
-					     prog));
-		close(prog);
-		for (i = 0; i < NKCM; i++) {
-			uint32_t origin = (side == SIDE_CLI ? 0 : 2) + i;
+		uint32_t origin0 = side == SIDE_CLI ? 0 : 2;
 
-			t.side_of[origin] = side;
-			t.count[origin] = nmsg;
-			kcm_set_rcvtimeo(kcm[side][i], 100);
-			kcm_set_sndtimeo(kcm[side][i], 20000);
+		/* Client: connection 0 first, so it is the first psock; the
+		 * server's connection 0 stays a plain TCP socket (rawconn).
+		 */
+		mux_side(&l, &t, side, side == SIDE_SRV ? srv : cli,
+			 side == SIDE_SRV ? 1 : 0, origin0, nmsg, kcm[side]);
+		for (i = 0; i < NKCM; i++) {
 			snd[side][i] = (struct worker){
 				.t = &t, .stop = &stop, .fd = kcm[side][i],
-				.side = side, .origin = origin, .nmsg = nmsg,
-				.seed = l.seed, .err_seen = &err_seen,
+				.side = side, .origin = origin0 + i,
+				.nmsg = nmsg, .seed = l.seed,
+				.err_seen = &err_seen,
 			};
 			rcv[side][i] = snd[side][i];
 			if (side == SIDE_CLI)
@@ -1174,14 +1187,7 @@ static void reset_mid_stream(int family, uint32_t nmsg)
 		 kcm_errname(err));
 	EXPECT_TRUE(err == ECONNRESET || err == EPIPE);
 
-	for (side = 0; side < 2; side++)
-		for (i = 0; i < NKCM; i++) {
-			worker_join(&snd[side][i]);
-			if (snd[side][i].err)
-				KCM_FAIL("origin %u: send of message %u: %s",
-					 snd[side][i].origin, snd[side][i].sent,
-					 kcm_errname(snd[side][i].err));
-		}
+	join_senders(snd);
 	ASSERT_EQ(pthread_join(rc.th, NULL), 0);
 	EXPECT_EQ(rc.err, 0);
 	EXPECT_EQ(rc.disorder, 0);
