@@ -314,8 +314,11 @@ static void *fo_reader_fn(void *arg)
  *  - no message arrived twice;
  *  - every message sent after POLLERR showed arrived; the only messages
  *    missing are ones sent before, that were on their way on connection 0.
+ * The POLLERR check is a case of its own: on Linux's kcm.ko the reset's
+ * error is sometimes gone by the time the application polls (2 runs in 6
+ * on 6.1: revents POLLIN|POLLHUP only), while the rest holds there too.
  */
-KCM_TEST(reset_one_of_three, KCM_TIMEOUT(90))
+static void reset_one_of_three(int want_pollerr)
 {
 	static struct fo fo;
 	struct fo_sender fs[F_SEND];
@@ -361,7 +364,8 @@ KCM_TEST(reset_one_of_three, KCM_TIMEOUT(90))
 		 atomic_load(&fo.sent_total));
 
 	rev = kcm_poll1(fo.tcp[0], POLLIN, 3000);
-	EXPECT_TRUE(rev & POLLERR);
+	if (want_pollerr)
+		EXPECT_TRUE(rev & POLLERR);
 	atomic_store(&fo.err_seen, 1);
 	kcm_diag("attached side of connection 0: revents %#x after %u messages",
 		 rev, atomic_load(&fo.sent_total));
@@ -410,6 +414,17 @@ KCM_TEST(reset_one_of_three, KCM_TIMEOUT(90))
 	EXPECT_EQ(lost_after, 0);
 	/* The survivors carried the traffic after the reset. */
 	EXPECT_GT(frames[1] + frames[2], 0);
+}
+
+KCM_TEST(reset_one_of_three, KCM_TIMEOUT(90))
+{
+	reset_one_of_three(0);
+}
+
+KCM_TEST(reset_one_of_three_pollerr, KCM_TIMEOUT(90),
+	 KCM_LINUX_BUG("the error of a connection reset under traffic can be gone before the application polls: no POLLERR"))
+{
+	reset_one_of_three(1);
 }
 
 /*
