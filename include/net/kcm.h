@@ -118,15 +118,19 @@ struct kcm_psock {
 	void (*saved_write_space)(struct sock *sk);
 	void (*saved_state_change)(struct sock *sk);
 
-	/* Parser state, used only under the TCP socket lock (kcm_rx.c). */
+	/* Parser state, used only under the TCP socket lock (kcm_rx.c).
+	 * rx_pending is set only within a parser pass: its end hands it on.
+	 */
 	struct sk_buff *view;		/* message prefix the program sees */
 	u32 rx_kept;			/* bytes of the partial message in TCP */
 	bool rx_spill;			/* partial message consumed as it comes */
+	struct sk_buff *rx_pending;	/* small message(s) not yet steered */
+	unsigned int rx_batch_size;	/* next batch's allocation, or 0 */
 
 	/* Under mux->lock. */
 	struct list_head mux_node;	/* in mux->psocks */
 	struct list_head rx_node;	/* in mux->rx_held while held */
-	struct sk_buff *rx_held_msg;	/* parsed, waiting for a socket */
+	struct sk_buff_head rx_held;	/* parsed, waiting for a socket */
 	struct kcm_sock *rx_target;	/* this pass's socket, woken at its end */
 	struct list_head tx_node;	/* in mux->tx_idle while idle */
 	struct kcm_sock *tx_kcm;	/* socket that reserved us */
@@ -166,18 +170,40 @@ struct kcm_sock {
 	u64 tx_bytes;
 };
 
-/* Control block of a message skb, once the parser has handed it over. */
+/*
+ * Control block of a message skb, once the parser has handed it over.  On
+ * receive an skb holds one message, or is a batch: small messages copied one
+ * after the other, each after its length as a u32 (kcm_rx.c).  offset and
+ * len are those of the message being read.
+ */
 struct kcm_msg_cb {
 	u64 cookie;			/* psock cookie (rx) or target (tx) */
 	u32 offset;			/* first byte not yet read */
 	u32 len;			/* bytes not yet read */
 	u32 charge;			/* rx: charged to the socket's rmem */
+	u32 msgs;			/* rx: messages not yet consumed */
+	bool batch;
 };
 
 static inline struct kcm_msg_cb *kcm_msg_cb(struct sk_buff *skb)
 {
 	BUILD_BUG_ON(sizeof(struct kcm_msg_cb) > sizeof(skb->cb));
 	return (struct kcm_msg_cb *)skb->cb;
+}
+
+/* Bytes of a receive skb not yet read, a batch's length words included. */
+static inline u32 kcm_msg_unread(struct sk_buff *skb)
+{
+	struct kcm_msg_cb *cb = kcm_msg_cb(skb);
+
+	return cb->batch ? skb->len - cb->offset : cb->len;
+}
+
+/* Message bytes of a receive skb not yet read. */
+static inline u32 kcm_msg_payload(struct sk_buff *skb)
+{
+	return kcm_msg_unread(skb) -
+	       (kcm_msg_cb(skb)->msgs - 1) * sizeof(u32);
 }
 
 static inline struct kcm_sock *kcm_sk(const struct sock *sk)

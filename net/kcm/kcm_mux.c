@@ -120,9 +120,9 @@ static void kcm_mux_rx_queue(struct kcm_sock *kcm, struct sk_buff *skb,
 	struct kcm_msg_cb *cb = kcm_msg_cb(skb);
 	struct sock *sk = &kcm->sk;
 
-	kcm->rx_msgs++;
-	kcm->rx_bytes += cb->len;
-	cb->charge = cb->len + sizeof(struct sk_buff);
+	kcm->rx_msgs += cb->msgs;
+	kcm->rx_bytes += kcm_msg_payload(skb);
+	cb->charge = kcm_msg_unread(skb) + sizeof(struct sk_buff);
 	skb->sk = sk;
 	skb->destructor = kcm_rx_skb_destructor;
 	atomic_add(cb->charge, &sk->sk_rmem_alloc);
@@ -163,10 +163,11 @@ static void kcm_mux_rx_drain(struct kcm_mux *mux)
 						 struct kcm_psock, rx_node);
 		if (!psock)
 			break;
-		list_del_init(&psock->rx_node);
-		skb = psock->rx_held_msg;
-		psock->rx_held_msg = NULL;
+		skb = __skb_dequeue(&psock->rx_held);
 		kcm_mux_rx_queue(kcm, skb, true);
+		if (!skb_queue_empty(&psock->rx_held))
+			continue;
+		list_del_init(&psock->rx_node);
 		/* Unattached: its parser is stopped and maybe done already
 		 * (kcm_psock_unattach() runs strp_done() before it takes
 		 * the psock off rx_held); new work would outlive the psock.
@@ -262,9 +263,10 @@ static void kcm_mux_rx_wake_target(struct kcm_psock *psock)
 }
 
 /*
- * Steers a message parsed on psock.  Runs under the TCP socket lock, from
- * the parser; when no socket can take it, the psock keeps the message and
- * its parser pauses.
+ * Steers a message (or a batch of them) parsed on psock.  Runs under the
+ * TCP socket lock, from the parser; when no socket can take it, the psock
+ * keeps it and its parser pauses.  The pass may still hand on what it had
+ * parsed before the pause: that waits behind the held skb.
  */
 void kcm_mux_rx_deliver(struct kcm_mux *mux, struct kcm_psock *psock,
 			struct sk_buff *skb)
@@ -272,8 +274,12 @@ void kcm_mux_rx_deliver(struct kcm_mux *mux, struct kcm_psock *psock,
 	struct kcm_sock *kcm;
 
 	spin_lock_bh(&mux->lock);
-	psock->stats.rx_msgs++;
-	psock->stats.rx_bytes += kcm_msg_cb(skb)->len;
+	psock->stats.rx_msgs += kcm_msg_cb(skb)->msgs;
+	psock->stats.rx_bytes += kcm_msg_payload(skb);
+	if (!skb_queue_empty(&psock->rx_held)) {
+		__skb_queue_tail(&psock->rx_held, skb);
+		goto out;
+	}
 
 	kcm = psock->rx_target;
 	if (!kcm || !kcm->rx_ready) {
@@ -285,10 +291,11 @@ void kcm_mux_rx_deliver(struct kcm_mux *mux, struct kcm_psock *psock,
 		kcm_mux_rx_queue(kcm, skb, false);
 		psock->rx_target = kcm;
 	} else {
-		psock->rx_held_msg = skb;
+		__skb_queue_tail(&psock->rx_held, skb);
 		list_add_tail(&psock->rx_node, &mux->rx_held);
 		strp_pause(&psock->strp);
 	}
+out:
 	spin_unlock_bh(&mux->lock);
 }
 
@@ -357,7 +364,7 @@ void kcm_mux_add_psock(struct kcm_mux *mux, struct kcm_psock *psock)
 }
 
 /*
- * Forgets psock, whose parser is done: its held message goes to another
+ * Forgets psock, whose parser is done: its held messages go to another
  * socket, the socket that has it reserved sends elsewhere, and its counters
  * are kept in the mux's totals.
  */
@@ -369,10 +376,9 @@ void kcm_mux_remove_psock(struct kcm_mux *mux, struct kcm_psock *psock)
 	mux->stats.unattach++;
 	list_del_init(&psock->tx_node);
 	kcm_mux_rx_wake_target(psock);
-	if (psock->rx_held_msg) {
+	if (!skb_queue_empty(&psock->rx_held)) {
 		list_del_init(&psock->rx_node);
-		__skb_queue_tail(&mux->rx_orphans, psock->rx_held_msg);
-		psock->rx_held_msg = NULL;
+		skb_queue_splice_tail_init(&psock->rx_held, &mux->rx_orphans);
 		kcm_mux_rx_drain(mux);
 	}
 	if (psock->tx_kcm) {

@@ -206,6 +206,7 @@ int kcm_psock_attach(struct kcm_sock *kcm, int fd, int bpf_fd)
 	psock->prog = prog;
 	psock->cookie = kcm_psock_cookie(sock->sk);
 	INIT_LIST_HEAD(&psock->rx_node);
+	__skb_queue_head_init(&psock->rx_held);
 	INIT_LIST_HEAD(&psock->tx_node);
 
 	err = strp_init(&psock->strp, sock->sk, &kcm_rx_strp_callbacks);

@@ -163,6 +163,82 @@ static int kcm_rx_read_sock(struct strparser *strp, read_descriptor_t *desc,
 	return seq - start;
 }
 
+/*
+ * Small messages are copied out of the TCP skbs into batches: one linear skb
+ * holds the small messages of a pass, each after its length, until it is
+ * full; a new one, twice as large, takes the rest.  The reader then copies
+ * from plain memory, and the messages cost one allocation and one free a
+ * batch instead of a clone each, which the reader frees on its own CPU.
+ * A message alone in its pass is not copied: it stays the parser's clone.
+ * Sizes are those of the whole allocation, skb_shared_info included.
+ */
+#define KCM_RX_COPY_MAX		512
+#define KCM_RX_BATCH_MIN	2048
+#define KCM_RX_BATCH_MAX	16384
+
+/* Hands on the pass's pending message or batch. */
+static void kcm_rx_flush(struct kcm_psock *psock)
+{
+	struct sk_buff *skb = psock->rx_pending;
+
+	if (!skb)
+		return;
+	psock->rx_pending = NULL;
+	kcm_mux_rx_deliver(psock->mux, psock, skb);
+}
+
+static void kcm_rx_batch_copy(struct sk_buff *batch, struct sk_buff *skb)
+{
+	struct kcm_msg_cb *cb = kcm_msg_cb(skb);
+
+	skb_put_data(batch, &cb->len, sizeof(u32));
+	skb_copy_bits(skb, cb->offset, skb_put(batch, cb->len), cb->len);
+	kcm_msg_cb(batch)->msgs++;
+}
+
+/* A batch starting with the message of first, or NULL. */
+static struct sk_buff *kcm_rx_batch_start(struct kcm_psock *psock,
+					  struct sk_buff *first)
+{
+	unsigned int size = psock->rx_batch_size ?: KCM_RX_BATCH_MIN;
+	struct kcm_msg_cb *cb;
+	struct sk_buff *batch;
+
+	batch = alloc_skb(SKB_WITH_OVERHEAD(size), GFP_ATOMIC);
+	if (!batch)
+		return NULL;
+	psock->rx_batch_size = min(size * 2, KCM_RX_BATCH_MAX);
+
+	cb = kcm_msg_cb(batch);
+	cb->cookie = psock->cookie;
+	cb->offset = sizeof(u32);
+	cb->len = kcm_msg_cb(first)->len;
+	cb->msgs = 0;
+	cb->batch = true;
+	kcm_rx_batch_copy(batch, first);
+	consume_skb(first);
+	return batch;
+}
+
+/* Adds a small message to the pass's batch. */
+static void kcm_rx_batch_add(struct kcm_psock *psock, struct sk_buff *skb)
+{
+	struct sk_buff *batch = psock->rx_pending;
+
+	if (batch && !kcm_msg_cb(batch)->batch) {
+		batch = kcm_rx_batch_start(psock, batch);
+		if (batch)
+			psock->rx_pending = batch;
+	}
+	if (!batch || skb_tailroom(batch) < sizeof(u32) + kcm_msg_cb(skb)->len) {
+		kcm_rx_flush(psock);
+		psock->rx_pending = skb;
+		return;
+	}
+	kcm_rx_batch_copy(batch, skb);
+	consume_skb(skb);
+}
+
 static void kcm_rx_rcv_msg(struct strparser *strp, struct sk_buff *skb)
 {
 	struct kcm_psock *psock = container_of(strp, struct kcm_psock, strp);
@@ -172,12 +248,23 @@ static void kcm_rx_rcv_msg(struct strparser *strp, struct sk_buff *skb)
 	cb->cookie = psock->cookie;
 	cb->offset = stm.offset;
 	cb->len = stm.full_len;
+	cb->msgs = 1;
+	cb->batch = false;
+	if (cb->len <= KCM_RX_COPY_MAX) {
+		kcm_rx_batch_add(psock, skb);
+		return;
+	}
+	kcm_rx_flush(psock);
 	kcm_mux_rx_deliver(psock->mux, psock, skb);
 }
 
 static int kcm_rx_read_sock_done(struct strparser *strp, int err)
 {
-	kcm_mux_rx_batch_end(container_of(strp, struct kcm_psock, strp));
+	struct kcm_psock *psock = container_of(strp, struct kcm_psock, strp);
+
+	kcm_rx_flush(psock);
+	psock->rx_batch_size = 0;
+	kcm_mux_rx_batch_end(psock);
 	return err;
 }
 
@@ -191,6 +278,7 @@ static void kcm_rx_abort(struct strparser *strp, int err)
 {
 	struct kcm_psock *psock = container_of(strp, struct kcm_psock, strp);
 
+	kcm_rx_flush(psock);
 	strp_stop(strp);
 	psock->stats.rx_aborts++;
 	kcm_psock_fail(psock, -err);
@@ -231,20 +319,33 @@ static struct sk_buff *kcm_rx_wait(struct sock *sk, long timeo, int *err)
 	return skb;
 }
 
-/* Consumes len bytes of skb, the head of kcm's queue; true when finished. */
-static bool kcm_rx_consume(struct kcm_sock *kcm, struct sk_buff *skb,
+/*
+ * Consumes len bytes of skb, the head of kcm's queue.  Once its message is
+ * read, the next message of a batch becomes current, and the socket is
+ * charged only for what is left.
+ */
+static void kcm_rx_consume(struct kcm_sock *kcm, struct sk_buff *skb,
 			   unsigned int len)
 {
 	struct kcm_msg_cb *cb = kcm_msg_cb(skb);
+	struct sock *sk = &kcm->sk;
+	u32 charge;
 
 	cb->offset += len;
 	cb->len -= len;
 	if (cb->len)
-		return false;
-	skb_unlink(skb, &kcm->sk.sk_receive_queue);
-	consume_skb(skb);
+		return;
+	if (--cb->msgs) {
+		memcpy(&cb->len, skb->data + cb->offset, sizeof(u32));
+		cb->offset += sizeof(u32);
+		charge = kcm_msg_unread(skb) + sizeof(struct sk_buff);
+		atomic_sub(cb->charge - charge, &sk->sk_rmem_alloc);
+		cb->charge = charge;
+	} else {
+		skb_unlink(skb, &sk->sk_receive_queue);
+		consume_skb(skb);
+	}
 	kcm_mux_rx_space(kcm);
-	return true;
 }
 
 int kcm_rx_recvmsg(struct socket *sock, struct msghdr *msg, size_t len,

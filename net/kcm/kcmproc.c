@@ -172,6 +172,25 @@ static int kcm_proc_stats_show(struct seq_file *seq, void *v)
 	return 0;
 }
 
+/*
+ * Messages queued on a KCM socket, as Linux counts them (its queue holds an
+ * skb a message; a batch of ours holds several).  The reader may be
+ * consuming one meanwhile: the count is a snapshot.
+ */
+static unsigned int kcm_proc_queued_msgs(struct sock *sk)
+{
+	struct sk_buff_head *q = &sk->sk_receive_queue;
+	unsigned int msgs = 0;
+	struct sk_buff *skb;
+	unsigned long flags;
+
+	spin_lock_irqsave(&q->lock, flags);
+	skb_queue_walk(q, skb)
+		msgs += READ_ONCE(kcm_msg_cb(skb)->msgs);
+	spin_unlock_irqrestore(&q->lock, flags);
+	return msgs;
+}
+
 static void kcm_proc_show_sock(struct seq_file *seq, struct kcm_sock *kcm)
 {
 	struct kcm_proc_sums s = {
@@ -183,7 +202,7 @@ static void kcm_proc_show_sock(struct seq_file *seq, struct kcm_sock *kcm)
 	seq_printf(seq, "   kcm-%-7u", kcm->index);
 	kcm_proc_values(seq, &s, NULL, 0);
 	seq_printf(seq, " %-8u %-8d %-8u %-8d ",
-		   skb_queue_len(&sk->sk_receive_queue),
+		   kcm_proc_queued_msgs(sk),
 		   atomic_read(&sk->sk_rmem_alloc),
 		   skb_queue_len(&sk->sk_write_queue),
 		   READ_ONCE(sk->sk_wmem_queued));
@@ -216,7 +235,7 @@ static void kcm_proc_show_psock(struct seq_file *seq, struct kcm_psock *psock)
 		seq_puts(seq, "TxStop ");
 	if (psock->strp.stopped)
 		seq_puts(seq, "RxStop ");
-	if (psock->rx_held_msg)
+	if (!skb_queue_empty(&psock->rx_held))
 		seq_puts(seq, "RdyRx ");
 	if (psock->strp.paused)
 		seq_puts(seq, "RxPause ");

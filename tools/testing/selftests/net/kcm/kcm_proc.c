@@ -456,6 +456,57 @@ KCM_TEST(proc_psock_counters)
 	}
 }
 
+/*
+ * Messages that arrive in one write are counted one by one, on the psock
+ * and on the socket, and Recv-Q counts messages while they wait.
+ */
+KCM_TEST(proc_counters_one_write)
+{
+	enum { N = 200, SIZE = 64 };
+	char *buf = kcm_xmalloc(N * SIZE);
+	struct lines ls, st;
+	const char *r;
+	struct mux m;
+	int i;
+
+	kcm_new_netns();
+	mux_with_psock(&m, SOCK_DGRAM);
+	/* Room for all of them on Linux too, which charges each message the
+	 * truesize of the whole TCP skb it came in.
+	 */
+	kcm_set_int_opt(m.kcm, SOL_SOCKET, SO_RCVBUFFORCE, 16 << 20);
+	for (i = 0; i < N; i++)
+		kcm_msg_build(buf + i * SIZE, SIZE, 0, i);
+	kcm_write_all(m.peer, buf, N * SIZE);
+	ASSERT_TRUE(kcm_poll1(m.kcm, POLLIN, 5000) & POLLIN);
+	kcm_msleep(100);
+
+	read_lines(PROC_KCM, &ls);
+	r = row_of(&ls, "   kcm-");
+	EXPECT_EQ(column(kcm_hdr, r, "Recv-Q", 1), N);
+	EXPECT_GT(column(kcm_hdr, r, "Rmem", 1), N * SIZE);
+	for (i = 0; i < N; i++)
+		ASSERT_EQ(kcm_recv_timeout(m.kcm, buf, SIZE, 0, 5000), SIZE);
+
+	read_lines(PROC_KCM, &ls);
+	r = row_of(&ls, "   psock-");
+	EXPECT_EQ(column(kcm_hdr, r, "RX-Msgs", 1), N);
+	EXPECT_EQ(column(kcm_hdr, r, "RX-Bytes", 1), N * SIZE);
+	r = row_of(&ls, "   kcm-");
+	EXPECT_EQ(column(kcm_hdr, r, "RX-Msgs", 1), N);
+	EXPECT_EQ(column(kcm_hdr, r, "RX-Bytes", 1), N * SIZE);
+	EXPECT_EQ(column(kcm_hdr, r, "Recv-Q", 1), 0);
+	EXPECT_EQ(column(kcm_hdr, r, "Rmem", 1), 0);
+	read_lines(PROC_STATS, &st);
+	EXPECT_EQ(column(psock_hdr, st.l[3], "RX-Msgs", 0), N);
+	EXPECT_EQ(column(psock_hdr, st.l[3], "RX-Bytes", 0), N * SIZE);
+	if (kcm_case_failed) {
+		dump(PROC_KCM);
+		dump(PROC_STATS);
+	}
+	free(buf);
+}
+
 /* The mux row of /proc/net/kcm and the MUX totals of kcm_stats. */
 KCM_TEST(proc_mux_counters,
 	 KCM_LINUX_BUG("mux RX-Bytes lags: a psock's last message is counted only when its next one starts"))
