@@ -11,7 +11,8 @@
  *
  * Where the code lives: kcmsock.c (socket family, ioctls, options),
  * kcm_mux.c (steering and reservation), kcm_psock.c (attach, unattach,
- * failure), kcm_rx.c (receive path), kcm_tx.c (transmit path), kcmproc.c
+ * failure), kcm_parser.c (receive: TCP bytes to messages), kcm_rx.c
+ * (receive: messages to the reader), kcm_tx.c (transmit path), kcmproc.c
  * (/proc/net/kcm and /proc/net/kcm_stats).
  *
  * Locks, outermost first:
@@ -20,7 +21,7 @@
  *   KCM sk lock     lock_sock() of a KCM socket; its transmit state and the
  *                   consumption side of its receive queue.
  *   TCP sk lock     lock_sock() or bh_lock_sock() of an attached socket;
- *                   held by the stream parser while it calls us, and by the
+ *                   held by the stream parser during a pass, and by the
  *                   transmit path while it pushes bytes.
  *   kcm_mux.lock    BH spinlock; every list of the mux, the receive-ready
  *                   state of its KCM sockets, psock reservations and the
@@ -44,7 +45,6 @@
 #include <linux/kref.h>
 #include <linux/workqueue.h>
 #include <net/sock.h>
-#include <net/strparser.h>
 #include <uapi/linux/kcm.h>
 
 struct bpf_prog;
@@ -59,6 +59,13 @@ struct kcm_psock_stats {
 	u64 unreserved;
 	u32 rx_aborts;
 	u32 tx_aborts;
+	/* The parser's: allocation failures, passes that ended on a partial
+	 * header, messages longer than the receive buffer, time limits hit.
+	 */
+	u32 rx_mem_fail;
+	u32 rx_need_more;
+	u32 rx_too_big;
+	u32 rx_timeouts;
 };
 
 /* Counters kept by the mux itself. */
@@ -90,7 +97,6 @@ struct kcm_mux {
 
 	struct kcm_mux_stats stats;
 	struct kcm_psock_stats gone;	/* counters of unattached psocks */
-	struct strp_aggr_stats gone_strp;
 };
 
 /* Per network namespace state. */
@@ -109,7 +115,6 @@ struct kcm_psock {
 	struct sock *sk;		/* the TCP socket */
 	struct file *file;		/* keeps sk alive while attached */
 	struct bpf_prog *prog;
-	struct strparser strp;
 	u32 index;
 	u64 cookie;			/* SO_COOKIE of sk */
 
@@ -118,14 +123,22 @@ struct kcm_psock {
 	void (*saved_write_space)(struct sock *sk);
 	void (*saved_state_change)(struct sock *sk);
 
-	/* Parser state, used only under the TCP socket lock (kcm_rx.c).
-	 * rx_pending is set only within a parser pass: its end hands it on.
+	/* Parser state (kcm_parser.c), under the TCP socket lock, but for
+	 * rx_paused: set by the parser, cleared by the mux under mux->lock.
+	 * rx_batch is set only within a pass, whose end hands it on.
 	 */
+	struct work_struct rx_work;	/* a pass in process context */
+	struct delayed_work rx_timeout;	/* message assembly time limit */
 	struct sk_buff *view;		/* message prefix the program sees */
-	u32 rx_kept;			/* bytes of the partial message in TCP */
-	bool rx_spill;			/* partial message consumed as it comes */
-	struct sk_buff *rx_pending;	/* small message(s) not yet steered */
-	unsigned int rx_batch_size;	/* next batch's allocation, or 0 */
+	struct sk_buff *rx_batch;	/* small messages not yet steered */
+	struct sk_buff *rx_head;	/* message taken out as it arrives */
+	struct sk_buff *rx_tail;	/* last of rx_head's fragments */
+	u32 rx_offset;			/* of its first byte in rx_head */
+	u32 rx_have;			/* its bytes in rx_head */
+	u32 rx_len;			/* length of the message begun, or 0 */
+	bool rx_timing;			/* rx_timeout runs for it */
+	bool rx_stopped;
+	bool rx_paused;
 
 	/* Under mux->lock. */
 	struct list_head mux_node;	/* in mux->psocks */
@@ -137,7 +150,10 @@ struct kcm_psock {
 	bool failed;			/* error posted: no more sending */
 	bool unattached;
 
-	struct kcm_psock_stats stats;	/* rx under mux->lock, tx under tx_kcm */
+	/* rx_msgs, rx_bytes under mux->lock, the parser's under the TCP
+	 * socket lock, tx under tx_kcm.
+	 */
+	struct kcm_psock_stats stats;
 };
 
 struct kcm_sock {
@@ -240,8 +256,16 @@ void kcm_psock_unattach(struct kcm_psock *psock);
 void kcm_psock_fail(struct kcm_psock *psock, int err);
 void kcm_psock_put(struct kcm_psock *psock);
 
+/* kcm_parser.c */
+void kcm_parser_init(struct kcm_psock *psock);
+void kcm_parser_start(struct kcm_psock *psock);
+void kcm_parser_data_ready(struct kcm_psock *psock);
+void kcm_parser_pause(struct kcm_psock *psock);
+void kcm_parser_resume(struct kcm_psock *psock);
+void kcm_parser_stop(struct kcm_psock *psock);
+void kcm_parser_done(struct kcm_psock *psock);
+
 /* kcm_rx.c */
-extern const struct strp_callbacks kcm_rx_strp_callbacks;
 int kcm_rx_recvmsg(struct socket *sock, struct msghdr *msg, size_t len,
 		   int flags);
 ssize_t kcm_rx_splice_read(struct socket *sock, loff_t *ppos,

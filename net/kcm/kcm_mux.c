@@ -60,6 +60,10 @@ static void kcm_psock_stats_add(struct kcm_psock_stats *to,
 	to->unreserved += from->unreserved;
 	to->rx_aborts += from->rx_aborts;
 	to->tx_aborts += from->tx_aborts;
+	to->rx_mem_fail += from->rx_mem_fail;
+	to->rx_need_more += from->rx_need_more;
+	to->rx_too_big += from->rx_too_big;
+	to->rx_timeouts += from->rx_timeouts;
 }
 
 /* The namespace's totals keep what a mux counted when it goes away. */
@@ -73,7 +77,6 @@ static void kcm_net_keep_stats(struct kcm_net *knet, struct kcm_mux *mux)
 	to->unattach_rsvd += mux->stats.unattach_rsvd;
 	to->rx_ready_drops += mux->stats.rx_ready_drops;
 	kcm_psock_stats_add(&knet->gone.gone, &mux->gone);
-	aggregate_strp_stats(&mux->gone_strp, &knet->gone.gone_strp);
 }
 
 /* Called when the last KCM socket has left: nothing else can reach mux. */
@@ -169,11 +172,12 @@ static void kcm_mux_rx_drain(struct kcm_mux *mux)
 			continue;
 		list_del_init(&psock->rx_node);
 		/* Unattached: its parser is stopped and maybe done already
-		 * (kcm_psock_unattach() runs strp_done() before it takes
-		 * the psock off rx_held); new work would outlive the psock.
+		 * (kcm_psock_unattach() runs kcm_parser_done() before it
+		 * takes the psock off rx_held); new work would outlive the
+		 * psock.
 		 */
 		if (!psock->unattached)
-			strp_unpause(&psock->strp);
+			kcm_parser_resume(psock);
 	}
 }
 
@@ -293,7 +297,7 @@ void kcm_mux_rx_deliver(struct kcm_mux *mux, struct kcm_psock *psock,
 	} else {
 		__skb_queue_tail(&psock->rx_held, skb);
 		list_add_tail(&psock->rx_node, &mux->rx_held);
-		strp_pause(&psock->strp);
+		kcm_parser_pause(psock);
 	}
 out:
 	spin_unlock_bh(&mux->lock);
@@ -388,7 +392,6 @@ void kcm_mux_remove_psock(struct kcm_mux *mux, struct kcm_psock *psock)
 	kcm_mux_tx_wake_directed(mux, psock);
 
 	kcm_psock_stats_add(&mux->gone, &psock->stats);
-	save_strp_stats(&psock->strp, &mux->gone_strp);
 	spin_unlock_bh(&mux->lock);
 }
 

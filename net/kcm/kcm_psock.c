@@ -30,7 +30,7 @@ static void kcm_psock_data_ready(struct sock *sk)
 	read_lock_bh(&sk->sk_callback_lock);
 	psock = sk->sk_user_data;
 	if (likely(psock))
-		strp_data_ready(&psock->strp);
+		kcm_parser_data_ready(psock);
 	read_unlock_bh(&sk->sk_callback_lock);
 }
 
@@ -209,9 +209,7 @@ int kcm_psock_attach(struct kcm_sock *kcm, int fd, int bpf_fd)
 	__skb_queue_head_init(&psock->rx_held);
 	INIT_LIST_HEAD(&psock->tx_node);
 
-	err = strp_init(&psock->strp, sock->sk, &kcm_rx_strp_callbacks);
-	if (err)
-		goto err_free_view;
+	kcm_parser_init(psock);
 
 	mutex_lock(&knet->lock);
 	psock->index = knet->next_psock_index++;
@@ -219,7 +217,7 @@ int kcm_psock_attach(struct kcm_sock *kcm, int fd, int bpf_fd)
 
 	err = kcm_psock_hook(psock);
 	if (err)
-		goto err_strp_done;
+		goto err_free_view;
 
 	/* Once on the mux, a clone's SIOCKCMUNATTACH may unattach and put
 	 * the psock at any moment: keep it until we are done with it.
@@ -233,18 +231,15 @@ int kcm_psock_attach(struct kcm_sock *kcm, int fd, int bpf_fd)
 		kcm_psock_fail(psock, EPIPE);
 
 	/* Parse what arrived before we were attached; not if unattached
-	 * meanwhile, whose strp_done() would not cancel this work.
+	 * meanwhile, whose kcm_parser_done() would not cancel this work.
 	 */
 	spin_lock_bh(&mux->lock);
 	if (!psock->unattached)
-		strp_check_rcv(&psock->strp);
+		kcm_parser_start(psock);
 	spin_unlock_bh(&mux->lock);
 	kcm_psock_put(psock);
 	return 0;
 
-err_strp_done:
-	strp_stop(&psock->strp);
-	strp_done(&psock->strp);
 err_free_view:
 	kfree_skb(psock->view);
 err_free_psock:
@@ -270,9 +265,9 @@ void kcm_psock_unattach(struct kcm_psock *psock)
 	 * transmit path sees unattached before it sends again.
 	 */
 	lock_sock(sk);
-	strp_stop(&psock->strp);
+	kcm_parser_stop(psock);
 	release_sock(sk);
-	strp_done(&psock->strp);
+	kcm_parser_done(psock);
 
 	kcm_mux_remove_psock(psock->mux, psock);
 	kcm_psock_put(psock);

@@ -97,9 +97,11 @@ static void kcm_proc_values(struct seq_file *seq,
 	kcm_proc_print(seq, sums, cols, n);
 }
 
+/* RX-Intr, RX-Unrecov and RX-BadLen stay 0: they count failures of
+ * Linux's parser that ours does not have.
+ */
 static void kcm_proc_add_psock(struct kcm_proc_sums *s,
-			       const struct kcm_psock_stats *ps,
-			       const struct strp_aggr_stats *ss)
+			       const struct kcm_psock_stats *ps)
 {
 	s->rx_msgs += ps->rx_msgs;
 	s->rx_bytes += ps->rx_bytes;
@@ -109,22 +111,16 @@ static void kcm_proc_add_psock(struct kcm_proc_sums *s,
 	s->unreserved += ps->unreserved;
 	s->rx_aborts += ps->rx_aborts;
 	s->tx_aborts += ps->tx_aborts;
-	s->rx_intr += ss->interrupted;
-	s->rx_unrecov += ss->unrecov_intr;
-	s->rx_mem_fail += ss->mem_fail;
-	s->rx_need_more += ss->need_more_hdr;
-	s->rx_bad_len += ss->bad_hdr_len;
-	s->rx_too_big += ss->msg_too_big;
-	s->rx_timeouts += ss->msg_timeouts;
+	s->rx_mem_fail += ps->rx_mem_fail;
+	s->rx_need_more += ps->rx_need_more;
+	s->rx_too_big += ps->rx_too_big;
+	s->rx_timeouts += ps->rx_timeouts;
 }
 
 static void kcm_proc_psock_sums(struct kcm_proc_sums *s,
 				struct kcm_psock *psock)
 {
-	struct strp_aggr_stats ss = {};
-
-	save_strp_stats(&psock->strp, &ss);
-	kcm_proc_add_psock(s, &psock->stats, &ss);
+	kcm_proc_add_psock(s, &psock->stats);
 }
 
 /* Sums of a mux and of all its psocks, past and present.  Under mux->lock. */
@@ -137,7 +133,7 @@ static void kcm_proc_mux_sums(struct kcm_proc_sums *s, struct kcm_mux *mux)
 	s->unattach += mux->stats.unattach;
 	s->unattach_rsvd += mux->stats.unattach_rsvd;
 	s->rx_ready_drops += mux->stats.rx_ready_drops;
-	kcm_proc_add_psock(s, &mux->gone, &mux->gone_strp);
+	kcm_proc_add_psock(s, &mux->gone);
 	list_for_each_entry(psock, &mux->psocks, mux_node)
 		kcm_proc_psock_sums(s, psock);
 }
@@ -233,11 +229,11 @@ static void kcm_proc_show_psock(struct seq_file *seq, struct kcm_psock *psock)
 		   READ_ONCE(sk->sk_wmem_queued));
 	if (psock->failed)
 		seq_puts(seq, "TxStop ");
-	if (psock->strp.stopped)
+	if (psock->rx_stopped)
 		seq_puts(seq, "RxStop ");
 	if (!skb_queue_empty(&psock->rx_held))
 		seq_puts(seq, "RdyRx ");
-	if (psock->strp.paused)
+	if (psock->rx_paused)
 		seq_puts(seq, "RxPause ");
 	if (psock->tx_kcm)
 		seq_printf(seq, "Rsvd-%u ", psock->tx_kcm->index);

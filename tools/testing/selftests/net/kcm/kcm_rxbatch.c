@@ -127,8 +127,8 @@ KCM_TEST(batch_small_and_large_in_order,
 
 	setup(&s, SOCK_DGRAM);
 	for (i = 0; i < N; i++)
-		sizes[i] = i % 17 == 5 ? 600 + kcm_rand(&rs) % 3000 :
-			   KCM_MSG_MIN + kcm_rand(&rs) % (513 - KCM_MSG_MIN);
+		sizes[i] = i % 17 == 5 ? 2100 + kcm_rand(&rs) % 3000 :
+			   KCM_MSG_MIN + kcm_rand(&rs) % (2049 - KCM_MSG_MIN);
 	write_batch(s.peer, sizes, N, 0);
 	for (i = 0; i < N; i++)
 		expect_msg(s.kcm, i, sizes[i]);
