@@ -174,6 +174,7 @@ struct kcm_sock {
 
 	/* Under the KCM socket lock. */
 	bool rx_origin;			/* KCM_RECV_ORIGIN */
+	bool rx_batch_recv;		/* KCM_RECV_BATCH */
 	struct sk_buff *tx_partial;	/* message not yet complete */
 	u64 tx_partial_cookie;		/* KCM_ORIGIN of tx_partial, or 0 */
 	u32 tx_sent;			/* bytes of the head message sent */

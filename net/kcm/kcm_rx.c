@@ -39,24 +39,22 @@ static struct sk_buff *kcm_rx_wait(struct sock *sk, long timeo, int *err)
 }
 
 /*
- * Consumes len bytes of skb, the head of kcm's queue.  Once its message is
- * read, the next message of a batch becomes current, and the socket is
- * charged only for what is left.
+ * The first n messages of skb from its current one are read; byte end of
+ * skb follows the last of them.  The next message of a batch becomes
+ * current, and the socket is charged only for what is left; a read skb is
+ * freed.
  */
-static void kcm_rx_consume(struct kcm_sock *kcm, struct sk_buff *skb,
-			   unsigned int len)
+static void kcm_rx_done_msgs(struct kcm_sock *kcm, struct sk_buff *skb,
+			     u32 n, u32 end)
 {
 	struct kcm_msg_cb *cb = kcm_msg_cb(skb);
 	struct sock *sk = &kcm->sk;
 	u32 charge;
 
-	cb->offset += len;
-	cb->len -= len;
-	if (cb->len)
-		return;
-	if (--cb->msgs) {
-		memcpy(&cb->len, skb->data + cb->offset, sizeof(u32));
-		cb->offset += sizeof(u32);
+	cb->msgs -= n;
+	if (cb->msgs) {
+		memcpy(&cb->len, skb->data + end, sizeof(u32));
+		cb->offset = end + sizeof(u32);
 		charge = kcm_msg_unread(skb) + sizeof(struct sk_buff);
 		atomic_sub(cb->charge - charge, &sk->sk_rmem_alloc);
 		cb->charge = charge;
@@ -64,7 +62,123 @@ static void kcm_rx_consume(struct kcm_sock *kcm, struct sk_buff *skb,
 		skb_unlink(skb, &sk->sk_receive_queue);
 		consume_skb(skb);
 	}
+}
+
+/* Consumes len bytes of the current message of skb, the head of kcm's
+ * queue.
+ */
+static void kcm_rx_consume(struct kcm_sock *kcm, struct sk_buff *skb,
+			   unsigned int len)
+{
+	struct kcm_msg_cb *cb = kcm_msg_cb(skb);
+
+	cb->offset += len;
+	cb->len -= len;
+	if (cb->len)
+		return;
+	kcm_rx_done_msgs(kcm, skb, 1, cb->offset);
 	kcm_mux_rx_space(kcm);
+}
+
+/*
+ * How many of skb's messages, from its current one on and each after its
+ * length word, fit in room bytes.  *end is set past the last of them.
+ */
+static u32 kcm_rx_batch_span(struct sk_buff *skb, size_t room, u32 *end)
+{
+	struct kcm_msg_cb *cb = kcm_msg_cb(skb);
+	u32 len = cb->len, at = cb->offset;
+	u32 n = 0;
+
+	*end = at;
+	while (sizeof(u32) + len <= room) {
+		room -= sizeof(u32) + len;
+		*end = at + len;
+		if (++n == cb->msgs)
+			break;
+		memcpy(&len, skb->data + *end, sizeof(u32));
+		at = *end + sizeof(u32);
+	}
+	return n;
+}
+
+/* The skb after skb in sk's receive queue, or NULL. */
+static struct sk_buff *kcm_rx_next_skb(struct sock *sk, struct sk_buff *skb)
+{
+	unsigned long flags;
+
+	spin_lock_irqsave(&sk->sk_receive_queue.lock, flags);
+	skb = skb_peek_next(skb, &sk->sk_receive_queue);
+	spin_unlock_irqrestore(&sk->sk_receive_queue.lock, flags);
+	return skb;
+}
+
+/*
+ * The first message does not fit the buffer, length word included: what
+ * fits of both is copied, and the message is consumed but for a peek.
+ */
+static int kcm_rx_batch_trunc(struct kcm_sock *kcm, struct sk_buff *skb,
+			      struct msghdr *msg, size_t size, int flags)
+{
+	struct kcm_msg_cb *cb = kcm_msg_cb(skb);
+	size_t head = min(size, sizeof(u32));
+	size_t body = min_t(size_t, size - head, cb->len);
+	int err;
+
+	err = memcpy_to_msg(msg, &cb->len, head);
+	if (!err)
+		err = skb_copy_datagram_msg(skb, cb->offset, msg, body);
+	if (err)
+		return err;
+	msg->msg_flags |= MSG_TRUNC;
+	if (!(flags & MSG_PEEK))
+		kcm_rx_consume(kcm, skb, cb->len);
+	return head + body;
+}
+
+/*
+ * KCM_RECV_BATCH: copies whole messages, each after its length as a u32,
+ * while they fit in size bytes; with KCM_RECV_ORIGIN only those that came
+ * from the first one's TCP socket.  skb is the head of kcm's queue.  Bytes
+ * are consumed once copied, so a fault returns what was read before it.
+ */
+static int kcm_rx_recv_batch(struct kcm_sock *kcm, struct sk_buff *skb,
+			     struct msghdr *msg, size_t size, int flags)
+{
+	u64 cookie = kcm_msg_cb(skb)->cookie;
+	struct sock *sk = &kcm->sk;
+	size_t copied = 0;
+	int err = 0;
+
+	do {
+		struct kcm_msg_cb *cb = kcm_msg_cb(skb);
+		struct sk_buff *next;
+		u32 n, end;
+
+		n = kcm_rx_batch_span(skb, size - copied, &end);
+		if (!n)
+			break;
+		err = memcpy_to_msg(msg, &cb->len, sizeof(u32));
+		if (!err)
+			err = skb_copy_datagram_msg(skb, cb->offset, msg,
+						    end - cb->offset);
+		if (err)
+			break;
+		copied += sizeof(u32) + end - cb->offset;
+
+		next = n == cb->msgs ? kcm_rx_next_skb(sk, skb) : NULL;
+		if (!(flags & MSG_PEEK))
+			kcm_rx_done_msgs(kcm, skb, n, end);
+		skb = next;
+	} while (skb && (!kcm->rx_origin ||
+			 kcm_msg_cb(skb)->cookie == cookie));
+
+	if (!copied)
+		return err ?: kcm_rx_batch_trunc(kcm, skb, msg, size, flags);
+	if (!(flags & MSG_PEEK))
+		kcm_mux_rx_space(kcm);
+	msg->msg_flags |= MSG_EOR;
+	return copied;
 }
 
 int kcm_rx_recvmsg(struct socket *sock, struct msghdr *msg, size_t len,
@@ -84,6 +198,16 @@ int kcm_rx_recvmsg(struct socket *sock, struct msghdr *msg, size_t len,
 	skb = kcm_rx_wait(sk, sock_rcvtimeo(sk, flags & MSG_DONTWAIT), &err);
 	if (!skb)
 		goto out;
+
+	if (kcm->rx_batch_recv) {
+		u64 cookie = kcm_msg_cb(skb)->cookie;
+
+		err = kcm_rx_recv_batch(kcm, skb, msg, len, flags);
+		if (err >= 0 && kcm->rx_origin)
+			put_cmsg(msg, SOL_KCM, KCM_ORIGIN, sizeof(cookie),
+				 &cookie);
+		goto out;
+	}
 
 	cb = kcm_msg_cb(skb);
 	copied = min_t(size_t, len, cb->len);

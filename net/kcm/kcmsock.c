@@ -230,6 +230,13 @@ static int kcm_setsockopt(struct socket *sock, int level, int optname,
 		kcm->rx_origin = val != 0;
 		release_sock(&kcm->sk);
 		return 0;
+	case KCM_RECV_BATCH:
+		if (sock->type != SOCK_DGRAM)
+			return -EOPNOTSUPP;
+		lock_sock(&kcm->sk);
+		kcm->rx_batch_recv = val != 0;
+		release_sock(&kcm->sk);
+		return 0;
 	default:
 		return -ENOPROTOOPT;
 	}
@@ -244,6 +251,9 @@ static int kcm_option_value(struct kcm_sock *kcm, int optname, int *val)
 		return 0;
 	case KCM_RECV_ORIGIN:
 		*val = READ_ONCE(kcm->rx_origin);
+		return 0;
+	case KCM_RECV_BATCH:
+		*val = READ_ONCE(kcm->rx_batch_recv);
 		return 0;
 	default:
 		return -ENOPROTOOPT;

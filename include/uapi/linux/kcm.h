@@ -34,6 +34,17 @@
  * KCM_ORIGIN (cmsg type, SOL_KCM): given to sendmsg with a __u64 socket
  *	cookie, sends the message on the attached TCP socket with that cookie
  *	and on no other.
+ * KCM_RECV_BATCH (int, SOL_KCM, SOCK_DGRAM sockets only): when non-zero,
+ *	one recvmsg returns as many whole messages as fit in its buffer, in
+ *	order, each preceded by its length as a __u32 in host byte order,
+ *	with no padding.  The return value is the bytes copied, headers
+ *	included.  If the first message does not fit, its header and what
+ *	fits of it are copied, MSG_TRUNC is set and the message is consumed,
+ *	as a SOCK_DGRAM recvmsg does.  With KCM_RECV_ORIGIN on, the messages
+ *	of one call all came from one TCP socket, named by one KCM_ORIGIN
+ *	control message.  MSG_PEEK copies the same and consumes nothing.
+ *	Off by default; setting it on a SOCK_SEQPACKET socket fails with
+ *	EOPNOTSUPP.
  */
 #ifndef _UAPI_LINUX_KCM_H
 #define _UAPI_LINUX_KCM_H
@@ -63,5 +74,6 @@ struct kcm_clone {
 /* Extensions of this implementation: see above */
 #define KCM_RECV_ORIGIN		100
 #define KCM_ORIGIN		101
+#define KCM_RECV_BATCH		102
 
 #endif /* _UAPI_LINUX_KCM_H */
