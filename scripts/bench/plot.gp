@@ -18,4 +18,5 @@ set datafile missing "NaN"
 set arrow from graph 0, first 1 to graph 1, first 1 nohead lt 0 lw 2 front
 plot datafile using 2:xtic(1) title "ours / linux", \
      '' using 3 title "ours / linux, user-normalised", \
-     '' using 4 title "ours / userspace framing"
+     '' using 4 title "ours / userspace framing", \
+     '' using 5 title "ours with KCM\\_RECV\\_BATCH / userspace framing"

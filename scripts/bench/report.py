@@ -7,10 +7,11 @@
 # printed) and OUTDIR/ratios.dat (input of plot.gp).
 #
 # A cell is the median over the reps whose status is ok; "stalled" if every
-# rep stalled, "stall k/n" if k of n did, "misframed k/n" if the module
-# delivered messages whose length disagrees with their prefix, "MISMATCH"
-# or "ERROR" if a rep lost or invented messages or failed (a benchmark or
-# module bug).  Ratios compare medians of ok runs only.
+# rep stalled, "stall k/n" if k of n did, "skipped" if every rep was (the
+# module lacks the feature), "misframed k/n" if the module delivered
+# messages whose length disagrees with their prefix, "MISMATCH" or "ERROR"
+# if a rep lost or invented messages or failed (a benchmark or module bug).
+# Ratios compare medians of ok runs only.
 import os
 import re
 import sys
@@ -67,6 +68,8 @@ def cell(kver, lane, w, v, s, c, t, metric):
 		return 'MISMATCH', None
 	if 'misframed' in st:
 		return f'misframed {st.count("misframed")}/{len(st)}', None
+	if st.count('skipped') == len(st):
+		return 'skipped', None
 	med = median(ok)
 	nst = st.count('stalled')
 	if nst == len(st):
@@ -107,15 +110,16 @@ for kver in kvers:
 		   ' linux = Debian\'s kcm.ko,')
 	out.append('user/tcp = user-space framing / plain TCP, measured in the ours VM'
 		   ' (user@L: user in the linux VM);')
-	out.append('o/l norm = (ours/user) / (linux/user@L), which cancels VM-to-VM drift')
+	out.append('o/l norm = (ours/user) / (linux/user@L), which cancels VM-to-VM drift;')
+	out.append('ours-b = ours with KCM_RECV_BATCH (many messages per recvmsg; not in Linux)')
 	for w in ('stream', 'echo'):
 		if w == 'stream':
 			out.append('')
 			out.append('STREAM: messages/s received by the server; size = payload bytes'
 				   ' (0 = mixed 16 B..64 KiB)')
-			hdr = ('size', 'C', 'T', 'ours', 'linux', 'user', 'user@L', 'ours MB/s',
-			       'user MB/s', 'tcp MB/s', 'ours/linux', 'o/l norm', 'ours/user',
-			       'user/tcp')
+			hdr = ('size', 'C', 'T', 'ours', 'ours-b', 'linux', 'user', 'user@L',
+			       'ours MB/s', 'user MB/s', 'tcp MB/s', 'ours/linux', 'o/l norm',
+			       'ours/user', 'oursb/user', 'user/tcp')
 		else:
 			out.append('')
 			out.append('ECHO: requests/s (C requests in flight); latency p50/p99/p99.9 in us')
@@ -139,16 +143,17 @@ for kver in kvers:
 			if w == 'stream':
 				m = 'msgs_s'
 				o_t, o = cell(kver, 'ours', w, 'kcm', s, c, t, m)
+				ob_t, ob = cell(kver, 'ours', w, 'kcmb', s, c, t, m)
 				l_t, l = cell(kver, 'linux', w, 'kcm', s, c, t, m)
 				u_t, u = cell(kver, 'ours', w, 'user', s, c, t, m)
 				ul_t, ul = cell(kver, 'linux', w, 'user', s, c, t, m)
 				tc_t, tc = cell(kver, 'ours', w, 'tcp', s, c, t, 'mb_s')
 				om_t, _ = cell(kver, 'ours', w, 'kcm', s, c, t, 'mb_s')
 				um_t, um = cell(kver, 'ours', w, 'user', s, c, t, 'mb_s')
-				rows.append((str(s), str(c), str(t), o_t, l_t, u_t, ul_t, om_t, um_t,
-					     tc_t, ratio(o, l), norm(o, u, l, ul), ratio(o, u),
-					     ratio(um, tc)))
-				dat.append((f'stream {s or "mix"}/{c}/{t}', o, l, u, ul))
+				rows.append((str(s), str(c), str(t), o_t, ob_t, l_t, u_t, ul_t, om_t,
+					     um_t, tc_t, ratio(o, l), norm(o, u, l, ul), ratio(o, u),
+					     ratio(ob, u), ratio(um, tc)))
+				dat.append((f'stream {s or "mix"}/{c}/{t}', o, l, u, ul, ob))
 			else:
 				m = 'rps'
 				o_t, o = cell(kver, 'ours', w, 'kcm', s, c, t, m)
@@ -162,7 +167,7 @@ for kver in kvers:
 						   else ps[0][0])
 				rows.append((str(s), str(c), str(t), o_t, l_t, u_t, ul_t, *lat,
 					     ratio(o, l), norm(o, u, l, ul), ratio(o, u)))
-				dat.append((f'echo {s}/{c}/{t}', o, l, u, ul))
+				dat.append((f'echo {s}/{c}/{t}', o, l, u, ul, None))
 		widths = [max(len(r[i]) for r in rows) for i in range(len(hdr))]
 		for r in rows:
 			out.append('  '.join(x.rjust(wd) for x, wd in zip(r, widths)))
@@ -202,14 +207,15 @@ text = '\n'.join(out) + '\n'
 with open(os.path.join(outdir, 'table.txt'), 'w') as f:
 	f.write(text)
 with open(os.path.join(outdir, 'ratios.dat'), 'w') as f:
-	f.write('# "workload size/C/T" ours/linux ours/linux(user-normalised) ours/user;'
-		' NaN: stalled or missing\n')
+	f.write('# "workload size/C/T" ours/linux ours/linux(user-normalised) ours/user'
+		' ours-b/user; NaN: stalled or missing\n')
 
 	def r(x):
 		return f'{x:.4f}' if x is not None else 'NaN'
-	for name, o, l, u, ul in dat:
+	for name, o, l, u, ul, ob in dat:
 		ol = o / l if o and l else None
 		n = (o / u) / (l / ul) if o and u and l and ul else None
 		ou = o / u if o and u else None
-		f.write(f'"{name}" {r(ol)} {r(n)} {r(ou)}\n')
+		obu = ob / u if ob and u else None
+		f.write(f'"{name}" {r(ol)} {r(n)} {r(ou)} {r(obu)}\n')
 sys.stdout.write(text)

@@ -4,7 +4,7 @@
  *
  * Messages on the wire are a 4-byte big-endian payload length followed by
  * the payload.  C client connections over loopback TCP talk to a server
- * with T worker threads, in one of four variants:
+ * with T worker threads, in one of five variants:
  *
  *   kcm   one multiplexor, T KCM sockets (the first plus clones), one
  *         thread per socket calling recvmmsg(); every server-side TCP
@@ -16,6 +16,15 @@
  *   kcmd  as kcm, with KCM_RECV_ORIGIN on: echo replies go back on the
  *         connection each request came from (KCM_ORIGIN), and each client
  *         checks that every reply is its own (our extension only).
+ *   kcmb  as kcm, with KCM_RECV_BATCH on (stream only, our extension): a
+ *         recvmsg returns as many whole messages as fit, each behind a
+ *         host-order __u32 length.  recvmmsg gets BATCH_VLEN = 4 buffers
+ *         of BATCH_BUF = 256 KiB (more than the default receive buffer,
+ *         net.core.rmem_default = 208 KiB, so one call can take all that
+ *         is queued) instead of RECV_VLEN of MAX_MSG: the same 1 MiB per
+ *         thread, but up to thousands of small messages per call.  Every
+ *         buffer must be whole messages back to back (MSG_TRUNC or a
+ *         partial leftover is lost framing: status misframed).
  *
  * Workloads:
  *
@@ -34,12 +43,12 @@
  *   KCMBENCH workload=W variant=V size=S conns=C threads=T status=S key=value...
  * where status is ok, stalled, misframed (the server got messages whose
  * length disagrees with their prefix: framing was lost), mismatch (counts
- * differ) or error.
+ * differ), error, or skipped (kcmb on a module without KCM_RECV_BATCH).
  * A run in which nothing moves for the stall timeout (default 3 s), or
  * whose drain after the stop takes longer than that, ends with
  * status=stalled (stall=noprogress or stall=drain) instead of hanging.
  *
- * Usage: kcm_bench -w stream|echo -v kcm|user|tcp|kcmd -s SIZE -c C -t T
+ * Usage: kcm_bench -w stream|echo -v kcm|user|tcp|kcmd|kcmb -s SIZE -c C -t T
  *                  [-d SECONDS] [-g STALL_SECONDS] [-r REP]
  */
 #ifndef _GNU_SOURCE
@@ -79,15 +88,17 @@
 #define STREAM_BATCH	65536		/* bytes of fixed-size messages per batch */
 #define MIXED_BATCH	(1 << 20)	/* bytes of mixed-size messages per batch */
 #define RECV_VLEN	16		/* recvmmsg batch */
+#define BATCH_VLEN	4		/* kcmb: recvmmsg batch */
+#define BATCH_BUF	(256 * 1024)	/* kcmb: bytes per recvmsg */
 #define CONN_BUF	(4 * MAX_MSG)	/* user variant per-connection buffer */
 #define MAX_CONNS	64
 #define MAX_THREADS	16
 
 enum workload { W_STREAM, W_ECHO };
-enum variant { V_KCM, V_USER, V_TCP, V_KCMD };
+enum variant { V_KCM, V_USER, V_TCP, V_KCMD, V_KCMB };
 
 static const char *const wl_name[] = { "stream", "echo" };
-static const char *const var_name[] = { "kcm", "user", "tcp", "kcmd" };
+static const char *const var_name[] = { "kcm", "user", "tcp", "kcmd", "kcmb" };
 
 /* ---- configuration and shared state ------------------------------------- */
 
@@ -150,12 +161,24 @@ static uint64_t get(uint64_t *p)
 	return __atomic_load_n(p, __ATOMIC_RELAXED);
 }
 
+static int uses_kcm(void)
+{
+	return var == V_KCM || var == V_KCMD || var == V_KCMB;
+}
+
+/* The start of this run's KCMBENCH line, up to its status. */
+static void print_status(const char *status)
+{
+	printf("KCMBENCH workload=%s variant=%s size=%d conns=%d threads=%d rep=%d status=%s",
+	       wl_name[wl], var_name[var], msg_size, nconns, nthreads, rep, status);
+}
+
 static void die(const char *fmt, ...)
 {
 	va_list ap;
 
-	printf("KCMBENCH workload=%s variant=%s size=%d conns=%d threads=%d rep=%d status=error reason=\"",
-	       wl_name[wl], var_name[var], msg_size, nconns, nthreads, rep);
+	print_status("error");
+	printf(" reason=\"");
 	va_start(ap, fmt);
 	vprintf(fmt, ap);
 	va_end(ap);
@@ -291,6 +314,15 @@ static void setup_kcm(void)
 			       sizeof(one)))
 			die("KCM_RECV_ORIGIN");
 
+		/* kcmb: Linux's kcm.ko has no such option; do not run. */
+		if (var == V_KCMB &&
+		    setsockopt(kcm_fd[i], SOL_KCM, KCM_RECV_BATCH, &one,
+			       sizeof(one))) {
+			print_status("skipped");
+			printf(" reason=\"no KCM_RECV_BATCH (Linux's kcm.ko)\"\n");
+			exit(0);
+		}
+
 		/* recvmmsg wakes up now and then to notice server_quit. */
 		if (setsockopt(kcm_fd[i], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)))
 			die("SO_RCVTIMEO");
@@ -322,9 +354,38 @@ static void reply_directed(int fd, struct msghdr *req, size_t len)
 		;
 }
 
+/*
+ * kcmb: count the messages of one batch, [__u32 length][message]...  Returns
+ * the number of bad frames: messages whose prefix disagrees with their
+ * length, plus one for a batch that is empty or ends in a partial header or
+ * message.
+ */
+static uint64_t parse_batch(const unsigned char *p, size_t len,
+			    uint64_t *msgs, uint64_t *bytes)
+{
+	size_t off = 0;
+	uint64_t bad = 0;
+	uint32_t mlen;
+
+	while (len - off >= HDR) {
+		memcpy(&mlen, p + off, sizeof(mlen));
+		if (mlen > len - off - HDR)
+			break;
+		off += HDR;
+		if (mlen < HDR || get_be32(p + off) + HDR != mlen)
+			bad++;
+		(*msgs)++;
+		*bytes += mlen;
+		off += mlen;
+	}
+	return bad + (!len || off != len);
+}
+
 static void *kcm_server(void *arg)
 {
 	int fd = kcm_fd[(long)arg];
+	int vlen = var == V_KCMB ? BATCH_VLEN : RECV_VLEN;
+	size_t bsize = var == V_KCMB ? BATCH_BUF : MAX_MSG;
 	struct mmsghdr mm[RECV_VLEN];
 	struct iovec iov[RECV_VLEN];
 	unsigned char *bufs;
@@ -335,16 +396,16 @@ static void *kcm_server(void *arg)
 		struct cmsghdr align;
 	} ctl[RECV_VLEN];
 
-	bufs = malloc((size_t)RECV_VLEN * MAX_MSG);
+	bufs = malloc(vlen * bsize);
 	if (!bufs)
 		die("malloc");
 	while (!server_quit) {
 		int n;
 
 		memset(mm, 0, sizeof(mm));
-		for (i = 0; i < RECV_VLEN; i++) {
-			iov[i].iov_base = bufs + (size_t)i * MAX_MSG;
-			iov[i].iov_len = MAX_MSG;
+		for (i = 0; i < vlen; i++) {
+			iov[i].iov_base = bufs + i * bsize;
+			iov[i].iov_len = bsize;
 			mm[i].msg_hdr.msg_iov = &iov[i];
 			mm[i].msg_hdr.msg_iovlen = 1;
 			if (var == V_KCMD) {
@@ -352,15 +413,23 @@ static void *kcm_server(void *arg)
 				mm[i].msg_hdr.msg_controllen = sizeof(ctl[i].buf);
 			}
 		}
-		n = recvmmsg(fd, mm, RECV_VLEN, MSG_WAITFORONE, NULL);
+		n = recvmmsg(fd, mm, vlen, MSG_WAITFORONE, NULL);
 		if (n <= 0)
 			continue;	/* timeout (EAGAIN) or EINTR */
-		uint64_t bytes = 0, bad = 0;
+		uint64_t msgs = 0, bytes = 0, bad = 0;
 
 		for (i = 0; i < n; i++) {
 			unsigned char *m = iov[i].iov_base;
 			unsigned int len = mm[i].msg_len;
 
+			if (var == V_KCMB) {
+				if (mm[i].msg_hdr.msg_flags & MSG_TRUNC)
+					bad++;
+				else
+					bad += parse_batch(m, len, &msgs, &bytes);
+				continue;
+			}
+			msgs++;
 			bytes += len;
 			if (len < HDR || get_be32(m) + HDR != len ||
 			    (mm[i].msg_hdr.msg_flags & MSG_TRUNC))
@@ -371,7 +440,7 @@ static void *kcm_server(void *arg)
 				while (send(fd, m, len, 0) < 0 && errno == EINTR)
 					;
 		}
-		add(&srv_msgs, n);
+		add(&srv_msgs, msgs);
 		add(&srv_bytes, bytes);
 		if (bad)
 			add(&srv_badframes, bad);
@@ -671,7 +740,7 @@ static void make_conns(void)
 		setsockopt(client_fd[i], IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 		setsockopt(server_fd[i], IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 		fcntl(client_fd[i], F_SETFL, O_NONBLOCK);
-		if (var != V_KCM && var != V_KCMD)
+		if (!uses_kcm())
 			fcntl(server_fd[i], F_SETFL, O_NONBLOCK);
 	}
 	close(lfd);
@@ -719,8 +788,8 @@ static double pct_us(const uint64_t *v, size_t n, double p)
 static void usage(const char *prog)
 {
 	fprintf(stderr,
-		"usage: %s -w stream|echo -v kcm|user|tcp|kcmd -s SIZE(0=mixed) -c CONNS -t THREADS\n"
-		"          [-d SECONDS] [-g STALL_SECONDS] [-r REP]\n", prog);
+		"usage: %s -w stream|echo -v kcm|user|tcp|kcmd|kcmb -s SIZE(0=mixed) -c CONNS -t THREADS\n"
+		"          [-d SECONDS] [-g STALL_SECONDS] [-r REP]   (kcmb: stream only)\n", prog);
 	exit(2);
 }
 
@@ -784,7 +853,7 @@ int main(int argc, char **argv)
 	while ((opt = getopt(argc, argv, "w:v:s:c:t:d:g:r:")) != -1) {
 		switch (opt) {
 		case 'w': i = lookup(optarg, wl_name, 2); if (i < 0) usage(argv[0]); wl = i; break;
-		case 'v': i = lookup(optarg, var_name, 4); if (i < 0) usage(argv[0]); var = i; break;
+		case 'v': i = lookup(optarg, var_name, 5); if (i < 0) usage(argv[0]); var = i; break;
 		case 's': msg_size = atoi(optarg); break;
 		case 'c': nconns = atoi(optarg); break;
 		case 't': nthreads = atoi(optarg); break;
@@ -796,17 +865,17 @@ int main(int argc, char **argv)
 	}
 	if (nconns < 1 || nconns > MAX_CONNS || nthreads < 1 ||
 	    nthreads > MAX_THREADS || msg_size < 0 || msg_size > MAX_PAYLOAD ||
-	    (wl == W_ECHO && msg_size && msg_size < 12) || duration <= 0)
+	    (wl == W_ECHO && msg_size && msg_size < 12) ||
+	    (wl == W_ECHO && var == V_KCMB) || duration <= 0)
 		usage(argv[0]);
 	signal(SIGPIPE, SIG_IGN);
 
 	make_conns();
-	if (var == V_KCM || var == V_KCMD)
+	if (uses_kcm())
 		setup_kcm();
 	for (i = 0; i < nthreads; i++)
 		if (pthread_create(&srv[i], NULL,
-				   var == V_KCM || var == V_KCMD ?
-				   kcm_server : epoll_server,
+				   uses_kcm() ? kcm_server : epoll_server,
 				   (void *)(long)i))
 			die("pthread_create");
 
@@ -882,8 +951,7 @@ int main(int argc, char **argv)
 	else
 		status = "ok";
 
-	printf("KCMBENCH workload=%s variant=%s size=%d conns=%d threads=%d rep=%d status=%s",
-	       wl_name[wl], var_name[var], msg_size, nconns, nthreads, rep, status);
+	print_status(status);
 	if (!strcmp(status, "stalled"))
 		printf(" stall=%s", stall_why);
 	if (wl == W_STREAM) {
@@ -922,7 +990,7 @@ int main(int argc, char **argv)
 	}
 	fflush(stdout);
 	/* A stalled KCM run: leave the module's view of it in the log. */
-	if ((var == V_KCM || var == V_KCMD) && strcmp(status, "ok"))
+	if (uses_kcm() && strcmp(status, "ok"))
 		dump_kcm_proc();
 	/*
 	 * Exit without joining the server threads: one stuck in a stalled
