@@ -4,7 +4,8 @@
  *
  * Linux 6.5 replaced ->sendpage with sendmsg(MSG_SPLICE_PAGES).  Debian's
  * 6.1 defines MSG_SPLICE_PAGES without TCP honouring it, so the version,
- * not the flag, decides.
+ * not the flag, decides.  Linux 6.12 has skb fragments the CPU cannot
+ * read (device memory).
  */
 #ifndef _KCM_COMPAT_H
 #define _KCM_COMPAT_H
@@ -59,6 +60,16 @@ static inline int kcm_compat_tcp_send_pages(struct sock *sk,
 
 	iov_iter_bvec(&msg.msg_iter, ITER_SOURCE, bv, nr, len);
 	return tcp_sendmsg_locked(sk, &msg, len);
+#endif
+}
+
+/* Linux 6.12 can receive into device memory that the CPU cannot read. */
+static inline bool kcm_compat_frags_readable(const struct sk_buff *skb)
+{
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 12, 0)
+	return skb_frags_readable(skb);
+#else
+	return true;
 #endif
 }
 

@@ -37,6 +37,8 @@
 #include <net/kcm.h>
 #include <net/tcp.h>
 
+#include "compat.h"
+
 /*
  * The program sees the message at offset 0: at the head of a TCP skb's
  * linear part the skb itself is shifted for the run; elsewhere a prefix of
@@ -62,12 +64,18 @@
  * A place in the TCP receive queue: stream byte seq, at offset in skb.
  * Offsets come from sequence numbers, never from adding up lengths: an skb
  * may begin with bytes that its predecessor holds already (a retransmitted
- * segment that overlapped what had arrived).
+ * segment that overlapped what had arrived).  data and room are the bytes
+ * from there that lie one after the other in memory, to the end of the
+ * linear part or of the page fragment; data is NULL where they are not
+ * mapped (a fragment list, fragments the CPU cannot read, highmem), and
+ * skb_copy_bits() copies them.
  */
 struct kcm_rx_pos {
 	struct sk_buff *skb;
 	u32 offset;
 	u32 seq;
+	const u8 *data;
+	u32 room;
 };
 
 /* Where stream byte seq is in skb; skb->len or more if not in it. */
@@ -80,6 +88,35 @@ static u32 kcm_parser_offset(struct sk_buff *skb, u32 seq)
 	return offset;
 }
 
+/* Sets data and room for pos->offset in pos->skb. */
+static void kcm_parser_map(struct kcm_rx_pos *pos)
+{
+	struct sk_buff *skb = pos->skb;
+	u32 start = skb_headlen(skb);
+	int i;
+
+	if (pos->offset < start) {
+		pos->data = skb->data + pos->offset;
+		pos->room = start - pos->offset;
+		return;
+	}
+	pos->data = NULL;
+	pos->room = 0;
+	if (IS_ENABLED(CONFIG_HIGHMEM) || !kcm_compat_frags_readable(skb))
+		return;
+	for (i = 0; i < skb_shinfo(skb)->nr_frags; i++) {
+		const skb_frag_t *frag = &skb_shinfo(skb)->frags[i];
+		u32 end = start + skb_frag_size(frag);
+
+		if (pos->offset < end) {
+			pos->data = skb_frag_address(frag) + pos->offset - start;
+			pos->room = end - pos->offset;
+			return;
+		}
+		start = end;
+	}
+}
+
 /* Moves pos on to the first skb from pos->skb on that holds pos->seq;
  * pos->skb is NULL if none does.
  */
@@ -87,8 +124,10 @@ static void kcm_parser_settle(struct sock *sk, struct kcm_rx_pos *pos)
 {
 	while (pos->skb) {
 		pos->offset = kcm_parser_offset(pos->skb, pos->seq);
-		if (pos->offset < pos->skb->len)
+		if (pos->offset < pos->skb->len) {
+			kcm_parser_map(pos);
 			return;
+		}
 		pos->skb = skb_queue_is_last(&sk->sk_receive_queue, pos->skb) ?
 			   NULL : pos->skb->next;
 	}
@@ -121,6 +160,12 @@ static void kcm_parser_advance(struct sock *sk, struct kcm_rx_pos *pos,
 			       u32 len)
 {
 	pos->seq += len;
+	if (len < pos->room) {
+		pos->offset += len;
+		pos->data += len;
+		pos->room -= len;
+		return;
+	}
 	kcm_parser_settle(sk, pos);
 }
 
@@ -128,14 +173,34 @@ static void kcm_parser_advance(struct sock *sk, struct kcm_rx_pos *pos,
 static void kcm_parser_copy(struct sock *sk, struct kcm_rx_pos pos, void *to,
 			    u32 len)
 {
-	while (len) {
-		u32 n = min(len, pos.skb->len - pos.offset);
+	for (;;) {
+		u32 n;
 
-		skb_copy_bits(pos.skb, pos.offset, to, n);
-		to += n;
+		if (pos.data) {
+			n = min(len, pos.room);
+			memcpy(to, pos.data, n);
+		} else {
+			n = min(len, pos.skb->len - pos.offset);
+			skb_copy_bits(pos.skb, pos.offset, to, n);
+		}
 		len -= n;
+		if (!len)
+			return;
+		to += n;
 		kcm_parser_advance(sk, &pos, n);
 	}
+}
+
+/*
+ * Runs the program on skb.  The pass has disabled migration; the program
+ * finds the control block's scratch area zeroed, as bpf_prog_run_save_cb()
+ * would leave it, and the caller restores what it needs of it.
+ */
+static int kcm_parser_run(struct bpf_prog *prog, struct sk_buff *skb)
+{
+	if (unlikely(prog->cb_access))
+		memset(bpf_skb_cb(skb), 0, BPF_SKB_CB_LEN);
+	return bpf_prog_run(prog, skb);
 }
 
 /* Runs the program on the first len bytes of the message at pos; false if
@@ -154,8 +219,8 @@ static bool kcm_parser_run_view(struct kcm_psock *psock,
 		psock->view = view;
 	}
 	__skb_trim(view, 0);
-	kcm_parser_copy(psock->sk, *pos, skb_put(view, len), len);
-	*ret = bpf_prog_run_save_cb(psock->prog, view);
+	kcm_parser_copy(psock->sk, *pos, __skb_put(view, len), len);
+	*ret = kcm_parser_run(psock->prog, view);
 	return true;
 }
 
@@ -170,7 +235,7 @@ static int kcm_parser_run_skb(struct kcm_psock *psock, struct sk_buff *skb,
 
 	memcpy(cb, skb->cb, sizeof(cb));
 	__skb_pull(skb, offset);
-	ret = bpf_prog_run_save_cb(psock->prog, skb);
+	ret = kcm_parser_run(psock->prog, skb);
 	__skb_push(skb, offset);
 	memcpy(skb->cb, cb, sizeof(cb));
 	return ret;
@@ -261,8 +326,8 @@ static int kcm_parser_take_small(struct kcm_psock *psock,
 		cb->batch = true;
 		psock->rx_batch = batch;
 	}
-	skb_put_data(batch, &len, sizeof(u32));
-	kcm_parser_copy(psock->sk, *pos, skb_put(batch, len), len);
+	memcpy(__skb_put(batch, sizeof(u32)), &len, sizeof(u32));
+	kcm_parser_copy(psock->sk, *pos, __skb_put(batch, len), len);
 	kcm_msg_cb(batch)->msgs++;
 	return 0;
 }
@@ -409,7 +474,9 @@ static int kcm_parser_skip(read_descriptor_t *desc, struct sk_buff *skb,
 	return n;
 }
 
-/* One pass over the received bytes.  Under the TCP socket lock. */
+/* One pass over the received bytes, with migration disabled for the
+ * program runs.  Under the TCP socket lock.
+ */
 static int kcm_parser_pass(struct kcm_psock *psock)
 {
 	struct sock *sk = psock->sk;
@@ -420,6 +487,7 @@ static int kcm_parser_pass(struct kcm_psock *psock)
 	u32 seq = start;
 	int err = 0;
 
+	migrate_disable();
 	if (!kcm_parser_find(sk, seq, &pos))
 		goto out;
 
@@ -500,6 +568,7 @@ static int kcm_parser_pass(struct kcm_psock *psock)
 out:
 	kcm_parser_flush(psock);
 	kcm_mux_rx_batch_end(psock);
+	migrate_enable();
 	return err;
 }
 
