@@ -1026,10 +1026,14 @@ static void op_sockopt(struct worker *w)
 	int v = bufs[rnd(w, sizeof(bufs) / sizeof(bufs[0]))];
 	long r;
 
-	switch (rnd(w, 7)) {
-	case 6:			/* our extension; Linux refuses it */
+	switch (rnd(w, 8)) {
+	case 6:			/* our extensions; Linux refuses them */
 		v = rnd(w, 2);
 		r = setsockopt(fd, SOL_KCM, KCM_RECV_ORIGIN, &v, sizeof(v));
+		break;
+	case 7:
+		v = rnd(w, 2);
+		r = setsockopt(fd, SOL_KCM, KCM_RECV_BATCH, &v, sizeof(v));
 		break;
 	case 0:
 		r = setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &v, sizeof(v));
