@@ -16,8 +16,9 @@
  *   - a small one is copied into a batch, a linear skb that holds the small
  *     messages of the pass one after the other, each after its length
  *     (see struct kcm_msg_cb), sized for the bytes the pass has;
- *   - a large one becomes a clone of the TCP skb it lies in, or an empty
- *     skb whose fragment list holds clones of the TCP skbs it spans.
+ *   - a large one, or one alone in its pass, becomes a clone of the TCP
+ *     skb it lies in, or an empty skb whose fragment list holds clones of
+ *     the TCP skbs it spans.
  *
  * Nothing is allocated for a message that is not whole yet: its bytes wait
  * in the TCP socket, where unattach leaves them for user space.  Only a
@@ -397,6 +398,17 @@ static int kcm_parser_take_large(struct kcm_psock *psock,
 	return 0;
 }
 
+/*
+ * The whole message begun is copied into a batch: it is small and not
+ * alone in the pass.  For a lone message (request-response traffic) a
+ * clone of its TCP skb is one allocation, a batch two.
+ */
+static bool kcm_parser_batched(struct kcm_psock *psock, u32 avail)
+{
+	return psock->rx_len <= KCM_RX_COPY_MAX &&
+	       (psock->rx_batch || avail > psock->rx_len);
+}
+
 /* The partial message may wait in TCP (see the top of this file). */
 static bool kcm_parser_keep(struct sock *sk, u32 len)
 {
@@ -544,7 +556,7 @@ static int kcm_parser_pass(struct kcm_psock *psock)
 			continue;
 		}
 
-		if (psock->rx_len <= KCM_RX_COPY_MAX)
+		if (kcm_parser_batched(psock, avail))
 			ret = kcm_parser_take_small(psock, &pos, psock->rx_len,
 						    avail);
 		else
@@ -562,12 +574,13 @@ static int kcm_parser_pass(struct kcm_psock *psock)
 	if ((seq != end || psock->rx_head) && !psock->rx_stopped &&
 	    !READ_ONCE(psock->rx_paused))
 		kcm_parser_start_timer(psock);
+out:
+	/* Readers first: consuming may send a window update before. */
+	kcm_parser_flush(psock);
+	kcm_mux_rx_batch_end(psock);
 	desc.count = seq - start;
 	if (desc.count)
 		tcp_read_sock(sk, &desc, kcm_parser_skip);
-out:
-	kcm_parser_flush(psock);
-	kcm_mux_rx_batch_end(psock);
 	migrate_enable();
 	return err;
 }
