@@ -50,25 +50,6 @@ static void setup(struct rx *s, int family)
 	kcm_set_int_opt(s->kcm, SOL_KCM, KCM_RECV_BATCH, 1);
 }
 
-/* Writes messages seq0.. of @sizes from connection @conn in one write. */
-static void write_msgs(int peer, const size_t *sizes, int n, uint32_t conn,
-		       uint32_t seq0)
-{
-	size_t total = 0, off = 0;
-	char *buf;
-	int i;
-
-	for (i = 0; i < n; i++)
-		total += sizes[i];
-	buf = kcm_xmalloc(total);
-	for (i = 0; i < n; i++) {
-		kcm_msg_build(buf + off, sizes[i], conn, seq0 + i);
-		off += sizes[i];
-	}
-	kcm_write_all(peer, buf, total);
-	free(buf);
-}
-
 static void write_same(int peer, size_t size, int n, uint32_t conn)
 {
 	size_t *sizes = kcm_xmalloc(n * sizeof(*sizes));
@@ -76,7 +57,7 @@ static void write_same(int peer, size_t size, int n, uint32_t conn)
 
 	for (i = 0; i < n; i++)
 		sizes[i] = size;
-	write_msgs(peer, sizes, n, conn, 0);
+	kcm_write_msgs(peer, sizes, n, conn, 0);
 	free(sizes);
 }
 
@@ -182,7 +163,7 @@ static void mixed_sizes(int family)
 			   KCM_MSG_MIN + kcm_rand(&rs) % 2100;
 		total += sizes[i];
 	}
-	write_msgs(s.peer, sizes, N, 1, 0);
+	kcm_write_msgs(s.peer, sizes, N, 1, 0);
 	while (seq < N) {
 		ssize_t n = recv_batch(s.kcm, buf, 65536, 0, &flags);
 		int m;
@@ -288,7 +269,7 @@ KCM_TEST(batch_first_message_too_long, KCM_EXT)
 	ssize_t n;
 
 	setup(&s, AF_INET);
-	write_msgs(s.peer, sizes, 3, 4, 0);
+	kcm_write_msgs(s.peer, sizes, 3, 4, 0);
 	wait_queued(s.kcm, 1000 + HDR);
 
 	n = recv_batch(s.kcm, buf, 100, 0, &flags);

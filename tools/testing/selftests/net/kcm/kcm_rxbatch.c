@@ -24,24 +24,6 @@ static void setup(struct rx *s, int type)
 	ASSERT_OK(kcm_attach(s->kcm, s->tcp, s->prog));
 }
 
-/* Writes messages seq0.. of @sizes back to back in one write. */
-static void write_batch(int peer, const size_t *sizes, int n, uint32_t seq0)
-{
-	size_t total = 0, off = 0;
-	char *buf;
-	int i;
-
-	for (i = 0; i < n; i++)
-		total += sizes[i];
-	buf = kcm_xmalloc(total);
-	for (i = 0; i < n; i++) {
-		kcm_msg_build(buf + off, sizes[i], 3, seq0 + i);
-		off += sizes[i];
-	}
-	kcm_write_all(peer, buf, total);
-	free(buf);
-}
-
 static void fill_sizes(size_t *sizes, int n, size_t size)
 {
 	int i;
@@ -91,7 +73,7 @@ KCM_TEST(batch_recvmmsg_in_order)
 
 	setup(&s, SOCK_DGRAM);
 	fill_sizes(sizes, N, 64);
-	write_batch(s.peer, sizes, N, 0);
+	kcm_write_msgs(s.peer, sizes, N, 3, 0);
 	while (got < N) {
 		memset(mm, 0, sizeof(mm));
 		for (i = 0; i < CAP; i++) {
@@ -129,7 +111,7 @@ KCM_TEST(batch_small_and_large_in_order,
 	for (i = 0; i < N; i++)
 		sizes[i] = i % 17 == 5 ? 2100 + kcm_rand(&rs) % 3000 :
 			   KCM_MSG_MIN + kcm_rand(&rs) % (2049 - KCM_MSG_MIN);
-	write_batch(s.peer, sizes, N, 0);
+	kcm_write_msgs(s.peer, sizes, N, 3, 0);
 	for (i = 0; i < N; i++)
 		expect_msg(s.kcm, i, sizes[i]);
 	expect_nothing(s.kcm);
@@ -150,7 +132,7 @@ KCM_TEST(batch_dgram_truncate)
 
 	setup(&s, SOCK_DGRAM);
 	fill_sizes(sizes, N, 200);
-	write_batch(s.peer, sizes, N, 0);
+	kcm_write_msgs(s.peer, sizes, N, 3, 0);
 	for (i = 0; i < N; i += 2) {
 		expect_msg(s.kcm, i, 200);
 		ASSERT_EQ(recvmsg(s.kcm, &mh, MSG_DONTWAIT), 50);
@@ -178,7 +160,7 @@ KCM_TEST(batch_seqpacket_pieces, KCM_LINUX_BUG(SEQPACKET_PARTIAL_BUG))
 
 	setup(&s, SOCK_SEQPACKET);
 	fill_sizes(sizes, N, SIZE);
-	write_batch(s.peer, sizes, N, 0);
+	kcm_write_msgs(s.peer, sizes, N, 3, 0);
 	ASSERT_TRUE(kcm_poll1(s.kcm, POLLIN, 10000) & POLLIN);
 	kcm_msleep(50);
 	for (i = 0; i < N; i++) {
@@ -213,7 +195,7 @@ KCM_TEST(batch_peek)
 
 	setup(&s, SOCK_DGRAM);
 	fill_sizes(sizes, N, 64);
-	write_batch(s.peer, sizes, N, 0);
+	kcm_write_msgs(s.peer, sizes, N, 3, 0);
 	ASSERT_TRUE(kcm_poll1(s.kcm, POLLIN, 10000) & POLLIN);
 	kcm_msleep(50);
 	for (i = 0; i < N; i++) {
@@ -243,7 +225,7 @@ KCM_TEST(batch_recv_disable_moves_rest)
 	b = ASSERT_OK(kcm_clone(s.kcm));
 	kcm_set_int_opt(b, SOL_KCM, KCM_RECV_DISABLE, 1);
 	fill_sizes(sizes, N, 64);
-	write_batch(s.peer, sizes, N, 0);
+	kcm_write_msgs(s.peer, sizes, N, 3, 0);
 	for (i = 0; i < READ; i++)
 		expect_msg(s.kcm, i, 64);
 	kcm_set_int_opt(b, SOL_KCM, KCM_RECV_DISABLE, 0);
@@ -274,7 +256,7 @@ KCM_TEST(batch_small_rcvbuf_rounds)
 	kcm_set_int_opt(s.kcm, SOL_SOCKET, SO_RCVBUF, 4096);
 	fill_sizes(sizes, N, 100);
 	for (r = 0; r < ROUNDS; r++) {
-		write_batch(s.peer, sizes, N, r * N);
+		kcm_write_msgs(s.peer, sizes, N, 3, r * N);
 		for (i = 0; i < N; i++)
 			expect_msg(s.kcm, r * N + i, 100);
 	}

@@ -720,6 +720,24 @@ void kcm_msg_build(void *buf, size_t size, uint32_t conn, uint32_t seq)
 		b[i] = filler(conn, seq, i);
 }
 
+void kcm_write_msgs(int fd, const size_t *sizes, int n, uint32_t conn,
+		    uint32_t seq0)
+{
+	size_t total = 0, off = 0;
+	char *buf;
+	int i;
+
+	for (i = 0; i < n; i++)
+		total += sizes[i];
+	buf = kcm_xmalloc(total);
+	for (i = 0; i < n; i++) {
+		kcm_msg_build(buf + off, sizes[i], conn, seq0 + i);
+		off += sizes[i];
+	}
+	kcm_write_all(fd, buf, total);
+	free(buf);
+}
+
 int kcm_msg_check(const void *buf, size_t len, uint32_t *conn, uint32_t *seq)
 {
 	const unsigned char *b = buf;

@@ -254,6 +254,9 @@ void kcm_send_framed(int fd, const void *payload, size_t len);
  */
 #define KCM_MSG_MIN 16
 void kcm_msg_build(void *buf, size_t size, uint32_t conn, uint32_t seq);
+/* Writes messages seq0.. of sizes[0..n) of connection @conn in one write. */
+void kcm_write_msgs(int fd, const size_t *sizes, int n, uint32_t conn,
+		    uint32_t seq0);
 int kcm_msg_check(const void *buf, size_t len, uint32_t *conn, uint32_t *seq);
 
 /*
