@@ -36,6 +36,12 @@ fi
 [ -f "$kernel" ] || { echo "intree: $kernel missing" >&2; exit 1; }
 
 # --- kselftests ------------------------------------------------------------------
+# kselftest's install copies with rsync, which a fresh machine may lack.
+if ! command -v rsync >/dev/null; then
+	echo "intree: rsync missing, installing it with apt-get"
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends rsync
+fi
 install=$tree/tools/testing/selftests/kselftest_install
 echo "  KSFT    make -C tools/testing/selftests TARGETS=net/kcm install"
 rm -rf "$install"
