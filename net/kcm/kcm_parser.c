@@ -352,8 +352,8 @@ static u32 kcm_parser_chain(struct kcm_psock *psock, struct sk_buff *head,
 		if (pos->offset && head->len) {
 			piece = alloc_skb(n, GFP_ATOMIC);
 			if (piece)
-				skb_copy_bits(pos->skb, pos->offset,
-					      skb_put(piece, n), n);
+				kcm_parser_copy(psock->sk, *pos,
+						skb_put(piece, n), n);
 		} else {
 			piece = skb_clone(pos->skb, GFP_ATOMIC);
 		}
@@ -496,15 +496,14 @@ static int kcm_parser_pass(struct kcm_psock *psock)
 	u32 end = kcm_parser_end(sk);
 	read_descriptor_t desc = {};
 	struct kcm_rx_pos pos;
-	u32 seq = start;
 	int err = 0;
 
 	migrate_disable();
-	if (!kcm_parser_find(sk, seq, &pos))
+	if (!kcm_parser_find(sk, start, &pos))
 		goto out;
 
 	while (!psock->rx_stopped && !READ_ONCE(psock->rx_paused)) {
-		u32 avail = end - seq;
+		u32 avail = end - pos.seq;
 		int ret;
 
 		if (!avail)
@@ -515,7 +514,6 @@ static int kcm_parser_pass(struct kcm_psock *psock)
 				err = ret;
 				break;
 			}
-			seq += ret;
 			continue;
 		}
 
@@ -566,19 +564,18 @@ static int kcm_parser_pass(struct kcm_psock *psock)
 			err = ret;
 			break;
 		}
-		seq += psock->rx_len;
 		kcm_parser_advance(sk, &pos, psock->rx_len);
 		kcm_parser_msg_done(psock);
 	}
 
-	if ((seq != end || psock->rx_head) && !psock->rx_stopped &&
+	if ((pos.seq != end || psock->rx_head) && !psock->rx_stopped &&
 	    !READ_ONCE(psock->rx_paused))
 		kcm_parser_start_timer(psock);
 out:
 	/* Readers first: consuming may send a window update before. */
 	kcm_parser_flush(psock);
 	kcm_mux_rx_batch_end(psock);
-	desc.count = seq - start;
+	desc.count = pos.seq - start;
 	if (desc.count)
 		tcp_read_sock(sk, &desc, kcm_parser_skip);
 	migrate_enable();
