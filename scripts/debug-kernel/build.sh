@@ -36,15 +36,22 @@ exec 9>"$out/.lock"
 flock 9
 
 # --- 1. sources ----------------------------------------------------------------
-if [ ! -f "$tarball" ]; then
-	echo "debug-kernel: $tarball missing, installing linux-source-6.12 with apt"
+# The sources and the tools the kernel build needs: each checked, since a
+# machine may have some of them (linux-source without flex, say).
+missing=()
+for p in linux-source-6.12 flex bison bc libelf-dev libssl-dev; do
+	status=$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)
+	[ "$status" = installed ] || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+	echo "debug-kernel: installing ${missing[*]} with apt"
 	if [ "$(id -u)" -ne 0 ]; then
 		echo "debug-kernel: must run as root to install packages" >&2
 		exit 1
 	fi
 	apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-		linux-source-6.12 flex bison bc libelf-dev libssl-dev
+		"${missing[@]}"
 fi
 if [ ! -f "$src/Makefile" ]; then
 	echo "  UNPACK  ${tarball##*/} -> ${src#"$root"/}"
