@@ -122,6 +122,7 @@ struct kcm_psock {
 	void (*saved_data_ready)(struct sock *sk);
 	void (*saved_write_space)(struct sock *sk);
 	void (*saved_state_change)(struct sock *sk);
+	void (*saved_error_report)(struct sock *sk);
 
 	/* Parser state (kcm_parser.c), under the TCP socket lock, but for
 	 * rx_paused: set by the parser, cleared by the mux under mux->lock.

@@ -2,12 +2,14 @@
 /*
  * Kernel Connection Multiplexor: attaching and unattaching TCP sockets.
  *
- * Attaching takes over the TCP socket's data-ready, write-space and
- * state-change callbacks (under its sk_callback_lock, with sk_user_data
- * pointing at the psock) and starts a stream parser on it.  Unattaching
- * gives them back.  A psock that fails (parser error, disconnect, send
- * error) posts the error on its TCP socket, so that user space sees POLLERR
- * and SO_ERROR, and the mux sends nothing more on it.
+ * Attaching takes over the TCP socket's data-ready, write-space,
+ * state-change and error-report callbacks (under its sk_callback_lock, with
+ * sk_user_data pointing at the psock) and starts a stream parser on it.
+ * Unattaching gives them back, and so does the application disconnecting
+ * the socket (the stream is over; the socket is the application's again).
+ * A psock that fails (parser error, peer gone, send error) posts the error
+ * on its TCP socket, so that user space sees POLLERR and SO_ERROR, and the
+ * mux sends nothing more on it.
  */
 
 #include <linux/bpf.h>
@@ -34,19 +36,24 @@ static void kcm_psock_data_ready(struct sock *sk)
 	read_unlock_bh(&sk->sk_callback_lock);
 }
 
+/* The socket that has psock reserved may send again.  Under mux->lock. */
+static void kcm_psock_wake_sender(struct kcm_psock *psock)
+{
+	lockdep_assert_held(&psock->mux->lock);
+	if (psock->tx_kcm)
+		queue_work(kcm_wq, &psock->tx_kcm->tx_work);
+}
+
 static void kcm_psock_write_space(struct sock *sk)
 {
 	struct kcm_psock *psock;
-	struct kcm_mux *mux;
 
 	read_lock_bh(&sk->sk_callback_lock);
 	psock = sk->sk_user_data;
 	if (likely(psock)) {
-		mux = psock->mux;
-		spin_lock_bh(&mux->lock);
-		if (psock->tx_kcm)
-			queue_work(kcm_wq, &psock->tx_kcm->tx_work);
-		spin_unlock_bh(&mux->lock);
+		spin_lock_bh(&psock->mux->lock);
+		kcm_psock_wake_sender(psock);
+		spin_unlock_bh(&psock->mux->lock);
 	}
 	read_unlock_bh(&sk->sk_callback_lock);
 }
@@ -60,14 +67,73 @@ static void kcm_psock_state_change(struct sock *sk)
 	psock = sk->sk_user_data;
 	if (likely(psock)) {
 		saved = psock->saved_state_change;
-		/* A disconnect stops sending; what was received before it
-		 * is still parsed and delivered.
-		 */
-		if (sk->sk_state != TCP_ESTABLISHED)
+		if (sk->sk_state == TCP_ESTABLISHED) {
+			/* Attached while connecting: a message reserved
+			 * meanwhile may go now.
+			 */
+			spin_lock_bh(&psock->mux->lock);
+			kcm_psock_wake_sender(psock);
+			spin_unlock_bh(&psock->mux->lock);
+		} else {
+			/* A disconnect stops sending; what was received
+			 * before it is still parsed and delivered.
+			 */
 			kcm_psock_fail(psock, EPIPE);
+		}
 	}
 	read_unlock_bh(&sk->sk_callback_lock);
-	if (saved)
+	/* Unattached meanwhile: sk's own callback is back in place. */
+	if (!saved)
+		saved = READ_ONCE(sk->sk_state_change);
+	if (saved != kcm_psock_state_change)
+		saved(sk);
+}
+
+/*
+ * tcp_disconnect() reports with the socket closed but not shut down, as
+ * nothing else does (tcp_done() shuts it down): the application ended the
+ * stream itself, with connect(AF_UNSPEC) or a shutdown() while connecting.
+ * It holds the socket's process lock, which also keeps the psock alive:
+ * unattaching takes that lock before it puts the psock.
+ */
+static bool kcm_psock_disconnected(struct sock *sk)
+{
+	return sk->sk_state == TCP_CLOSE && !READ_ONCE(sk->sk_shutdown) &&
+	       sock_owned_by_user_nocheck(sk);
+}
+
+static void kcm_psock_unhook(struct kcm_psock *psock);
+static bool kcm_psock_stop_tx(struct kcm_psock *psock);
+
+/*
+ * What the application does next with a disconnected socket (connect it
+ * again, listen on it) is not KCM's: the callbacks go back at once, so that
+ * a new stream is never parsed as the old one's rest and a listener's
+ * children never inherit them.  The psock stays on the mux, stopped and
+ * failed, until it is unattached; the socket keeps TCP's own error.
+ */
+static void kcm_psock_error_report(struct sock *sk)
+{
+	void (*saved)(struct sock *sk) = NULL;
+	struct kcm_psock *psock;
+	bool disconnected = false;
+
+	read_lock_bh(&sk->sk_callback_lock);
+	psock = sk->sk_user_data;
+	if (likely(psock)) {
+		saved = psock->saved_error_report;
+		disconnected = kcm_psock_disconnected(sk);
+	}
+	read_unlock_bh(&sk->sk_callback_lock);
+
+	if (disconnected) {
+		kcm_psock_unhook(psock);
+		kcm_parser_stop(psock);
+		kcm_psock_stop_tx(psock);
+	}
+	if (!saved)
+		saved = READ_ONCE(sk->sk_error_report);
+	if (saved != kcm_psock_error_report)
 		saved(sk);
 }
 
@@ -96,27 +162,34 @@ void kcm_psock_put(struct kcm_psock *psock)
 }
 
 /*
- * Marks psock failed and posts err on its TCP socket, once.  The socket that
- * has it reserved is woken to send its message again elsewhere.  Callable
- * from any context that may take mux->lock.
+ * Marks psock failed, once: the mux sends nothing more on it, and the
+ * socket that has it reserved is woken to send its message elsewhere.
+ * True the first time.  Callable from any context that may take mux->lock.
  */
-void kcm_psock_fail(struct kcm_psock *psock, int err)
+static bool kcm_psock_stop_tx(struct kcm_psock *psock)
 {
 	struct kcm_mux *mux = psock->mux;
-	struct sock *sk = psock->sk;
 
 	spin_lock_bh(&mux->lock);
 	if (psock->failed) {
 		spin_unlock_bh(&mux->lock);
-		return;
+		return false;
 	}
 	psock->failed = true;
 	list_del_init(&psock->tx_node);
-	if (psock->tx_kcm)
-		queue_work(kcm_wq, &psock->tx_kcm->tx_work);
+	kcm_psock_wake_sender(psock);
 	kcm_mux_tx_wake_directed(mux, psock);
 	spin_unlock_bh(&mux->lock);
+	return true;
+}
 
+/* Marks psock failed and posts err on its TCP socket, once. */
+void kcm_psock_fail(struct kcm_psock *psock, int err)
+{
+	struct sock *sk = psock->sk;
+
+	if (!kcm_psock_stop_tx(psock))
+		return;
 	WRITE_ONCE(sk->sk_err, err);
 	sk_error_report(sk);
 }
@@ -147,23 +220,31 @@ static int kcm_psock_hook(struct kcm_psock *psock)
 	psock->saved_data_ready = sk->sk_data_ready;
 	psock->saved_write_space = sk->sk_write_space;
 	psock->saved_state_change = sk->sk_state_change;
+	psock->saved_error_report = sk->sk_error_report;
 	sk->sk_user_data = psock;
-	sk->sk_data_ready = kcm_psock_data_ready;
-	sk->sk_write_space = kcm_psock_write_space;
-	sk->sk_state_change = kcm_psock_state_change;
+	WRITE_ONCE(sk->sk_data_ready, kcm_psock_data_ready);
+	WRITE_ONCE(sk->sk_write_space, kcm_psock_write_space);
+	WRITE_ONCE(sk->sk_state_change, kcm_psock_state_change);
+	WRITE_ONCE(sk->sk_error_report, kcm_psock_error_report);
 	write_unlock_bh(&sk->sk_callback_lock);
 	return 0;
 }
 
+/* Gives sk's callbacks back, if psock still has them: a disconnect gave
+ * them back already, and the socket may have been attached again since.
+ */
 static void kcm_psock_unhook(struct kcm_psock *psock)
 {
 	struct sock *sk = psock->sk;
 
 	write_lock_bh(&sk->sk_callback_lock);
-	sk->sk_user_data = NULL;
-	sk->sk_data_ready = psock->saved_data_ready;
-	sk->sk_write_space = psock->saved_write_space;
-	sk->sk_state_change = psock->saved_state_change;
+	if (sk->sk_user_data == psock) {
+		sk->sk_user_data = NULL;
+		WRITE_ONCE(sk->sk_data_ready, psock->saved_data_ready);
+		WRITE_ONCE(sk->sk_write_space, psock->saved_write_space);
+		WRITE_ONCE(sk->sk_state_change, psock->saved_state_change);
+		WRITE_ONCE(sk->sk_error_report, psock->saved_error_report);
+	}
 	write_unlock_bh(&sk->sk_callback_lock);
 }
 

@@ -25,6 +25,7 @@
 #define _GNU_SOURCE
 #endif
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -377,6 +378,61 @@ KCM_TEST(unload_refused_with_attached_tcp)
 	close(tcp);
 	close(peer);
 
+	ASSERT_OK(mod_load());
+	mod_expect_live();
+	mod_finish();
+}
+
+/*
+ * An attached socket disconnected with connect(AF_UNSPEC), then bound and
+ * listening: its callbacks are TCP's own again at once, so that a child it
+ * accepts inherits nothing of kcm's.  After unattach, close and unload,
+ * data on that child and on a new child arrives as on any TCP socket (with
+ * kcm's callbacks inherited, it ran freed module text).
+ */
+KCM_TEST(unload_after_attached_socket_listens,
+	 KCM_LINUX_BUG("the child keeps kcm's callbacks: page fault in freed module text, kernel panic"))
+{
+	struct sockaddr_in sin = { .sin_family = AF_INET };
+	int kcm, tcp, peer, client, child, client2, child2;
+	unsigned char out[RX_SIZE], in[RX_SIZE];
+
+	mod_prepare();
+	kcm = kcm_socket(SOCK_DGRAM);
+	tcp = attach_pair(kcm, &peer);
+	ASSERT_OK(connect(tcp, (struct sockaddr *)&(struct sockaddr){
+				 .sa_family = AF_UNSPEC }, sizeof(struct sockaddr)));
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	ASSERT_OK(bind(tcp, (struct sockaddr *)&sin, sizeof(sin)));
+	ASSERT_OK(listen(tcp, 4));
+	client = kcm_tcp_connect_to(tcp);
+	ASSERT_OK(child = accept(tcp, NULL, NULL));
+
+	ASSERT_OK(kcm_unattach(kcm, tcp));
+	close(kcm);
+	mod_unload(MOD_UNLOAD_MS);
+	mod_expect_gone();
+
+	kcm_msg_build(out, sizeof(out), 9, 1);
+	kcm_set_rcvtimeo(child, 5000);
+	kcm_write_all(client, out, sizeof(out));
+	kcm_read_all(child, in, sizeof(in));
+	ASSERT_MEMEQ(in, out, sizeof(out));
+
+	client2 = kcm_tcp_connect_to(tcp);
+	ASSERT_TRUE(kcm_poll1(tcp, POLLIN, 5000) & POLLIN);
+	ASSERT_OK(child2 = accept(tcp, NULL, NULL));
+	kcm_set_rcvtimeo(child2, 5000);
+	kcm_write_all(client2, out, sizeof(out));
+	kcm_read_all(child2, in, sizeof(in));
+	ASSERT_MEMEQ(in, out, sizeof(out));
+
+	close(client);
+	close(child);
+	close(client2);
+	close(child2);
+	close(tcp);
+	close(peer);
 	ASSERT_OK(mod_load());
 	mod_expect_live();
 	mod_finish();
