@@ -28,9 +28,10 @@
  * once, at the end of the pass.
  *
  * Failures stop the parser and post an error on the TCP socket: a message
- * longer than its receive buffer (EMSGSIZE), a message not assembled within
- * its SO_RCVTIMEO (ETIMEDOUT, counted from its first byte), a program error
- * (posted as it is, as Linux does).
+ * longer than its receive buffer, or a program answer of 2^31 or more that
+ * is not an errno (EMSGSIZE), a message not assembled within its
+ * SO_RCVTIMEO (ETIMEDOUT, counted from its first byte), a program error
+ * from -4095 to -1 (posted as it is, as Linux does).
  */
 
 #include <linux/filter.h>
@@ -486,6 +487,30 @@ static int kcm_parser_skip(read_descriptor_t *desc, struct sk_buff *skb,
 	return n;
 }
 
+/*
+ * Consumes count bytes of whole messages.  tcp_read_sock() stops short at
+ * a peer's urgent byte, which it leaves for MSG_OOB; the framing read the
+ * stream as it is, the urgent byte as a byte of its message (as
+ * SO_OOBINLINE would), so the byte is consumed inline: the urgent mark is
+ * dropped, as tcp_recvmsg() drops it once past it.
+ */
+static void kcm_parser_consume(struct sock *sk, u32 count)
+{
+	read_descriptor_t desc = { .count = count };
+	struct tcp_sock *tp = tcp_sk(sk);
+
+	for (;;) {
+		tcp_read_sock(sk, &desc, kcm_parser_skip);
+		if (!desc.count)
+			return;
+		if (WARN_ON_ONCE(!READ_ONCE(tp->urg_data) ||
+				 tp->urg_seq != tp->copied_seq))
+			return;
+		WRITE_ONCE(tp->urg_data, 0);
+		tcp_fast_path_check(sk);
+	}
+}
+
 /* One pass over the received bytes, with migration disabled for the
  * program runs.  Under the TCP socket lock.
  */
@@ -494,7 +519,6 @@ static int kcm_parser_pass(struct kcm_psock *psock)
 	struct sock *sk = psock->sk;
 	u32 start = tcp_sk(sk)->copied_seq;
 	u32 end = kcm_parser_end(sk);
-	read_descriptor_t desc = {};
 	struct kcm_rx_pos pos;
 	int err = 0;
 
@@ -527,11 +551,14 @@ static int kcm_parser_pass(struct kcm_psock *psock)
 				psock->stats.rx_need_more++;
 				break;
 			}
-			if (ret < 0) {
+			if (ret < 0 && ret >= -MAX_ERRNO) {
 				kcm_parser_abort(psock, ret);
 				break;
 			}
-			if (ret > READ_ONCE(sk->sk_rcvbuf)) {
+			/* Longer than the buffer, or 2^31 or more read as
+			 * unsigned (not an errno: a length field that big).
+			 */
+			if (ret < 0 || ret > READ_ONCE(sk->sk_rcvbuf)) {
 				psock->stats.rx_too_big++;
 				kcm_parser_abort(psock, -EMSGSIZE);
 				break;
@@ -575,9 +602,8 @@ out:
 	/* Readers first: consuming may send a window update before. */
 	kcm_parser_flush(psock);
 	kcm_mux_rx_batch_end(psock);
-	desc.count = pos.seq - start;
-	if (desc.count)
-		tcp_read_sock(sk, &desc, kcm_parser_skip);
+	if (pos.seq != start)
+		kcm_parser_consume(sk, pos.seq - start);
 	migrate_enable();
 	return err;
 }

@@ -232,6 +232,45 @@ KCM_TEST(err_program_returns_negative_errno)
 	check_error(&e, EBADMSG, 1);
 }
 
+/*
+ * A length field of 2^31 or more read by the documented "load word + 4":
+ * a negative int that is no errno.  It is a length no buffer can hold:
+ * EMSGSIZE, not the number itself as an errno.
+ */
+KCM_TEST(err_program_returns_huge_length,
+	 KCM_LINUX_BUG("posts the negated length as the error: SO_ERROR 33554232"))
+{
+	struct errcase e;
+	unsigned char m[200];
+
+	setup(&e, -1, 0, 0);
+	kcm_msg_build(m, sizeof(m), 1, 0);
+	m[0] = 0xfe;	/* length field 0xfe0000c4: + 4, still >= 2^31 */
+	kcm_write_all(e.p1, m, sizeof(m));
+	check_error(&e, EMSGSIZE, 1);
+}
+
+/* Just below -4095: not an errno either. */
+KCM_TEST(err_program_returns_below_errno_range,
+	 KCM_LINUX_BUG("posts 4096, which is no errno"))
+{
+	struct errcase e;
+
+	setup(&e, kcm_prog_const(-4096), 0, 0);
+	send_msg(e.p1, 1, 0);
+	check_error(&e, EMSGSIZE, 1);
+}
+
+/* -4095 is the last errno, posted as it is. */
+KCM_TEST(err_program_returns_max_errno)
+{
+	struct errcase e;
+
+	setup(&e, kcm_prog_const(-4095), 0, 0);
+	send_msg(e.p1, 1, 0);
+	check_error(&e, 4095, 1);
+}
+
 /* The peer closes: Linux's kcm.ko posts EPIPE. */
 KCM_TEST(err_peer_close)
 {
