@@ -1,0 +1,654 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * AF_KCM: carrying a stream whatever the peer and the application do.
+ *
+ * The cases here began as reports from tests written outside the project:
+ * a stall under load with recvmmsg(), a stall under backpressure with tiny
+ * buffers, an ETIMEDOUT that was never posted, and a TCP socket that went
+ * on to listen with our callbacks.  Each case accounts for every message
+ * (connection id, sequence number, content) and, when nothing moves for
+ * too long, dumps /proc/net/kcm before it fails.
+ */
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <linux/sockios.h>
+#include <unistd.h>
+
+#include "kcm_test.h"
+
+static void dump_proc(const char *why)
+{
+	static const char *const files[] = {
+		"/proc/net/kcm", "/proc/net/kcm_stats",
+	};
+	unsigned int i;
+
+	kcm_diag("%s; state follows", why);
+	for (i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+		char *text = kcm_read_file(files[i]), *line, *save;
+
+		kcm_diag("%s:", files[i]);
+		if (!text)
+			continue;
+		for (line = strtok_r(text, "\n", &save); line;
+		     line = strtok_r(NULL, "\n", &save))
+			kcm_diag("  %s", line);
+		free(text);
+	}
+}
+
+/* Bytes waiting in a TCP socket's receive queue. */
+static int tcp_inq(int fd)
+{
+	int n = -1;
+
+	ioctl(fd, SIOCINQ, &n);
+	return n;
+}
+
+/*
+ * What TCP says of one end of a stalled connection: its windows, what it
+ * has unacknowledged and whether it is probing a closed window.
+ */
+static void dump_tcp(const char *name, int fd)
+{
+	struct tcp_info ti;
+	socklen_t len = sizeof(ti);
+	int inq = -1, outq = -1;
+
+	memset(&ti, 0, sizeof(ti));
+	if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len)) {
+		kcm_diag("%s: TCP_INFO: %s", name, kcm_errname(errno));
+		return;
+	}
+	ioctl(fd, SIOCINQ, &inq);
+	ioctl(fd, SIOCOUTQ, &outq);
+	kcm_diag("%s: state %u inq %d outq %d unacked %u probes %u backoff %u rto %u ms",
+		 name, ti.tcpi_state, inq, outq, ti.tcpi_unacked,
+		 ti.tcpi_probes, ti.tcpi_backoff, ti.tcpi_rto / 1000);
+	kcm_diag("%s: snd_mss %u rcv_mss %u rcv_space %u rcv_ssthresh %u snd_cwnd %u",
+		 name, ti.tcpi_snd_mss, ti.tcpi_rcv_mss, ti.tcpi_rcv_space,
+		 ti.tcpi_rcv_ssthresh, ti.tcpi_snd_cwnd);
+}
+
+/* ---- a stream under load, read with recvmmsg() ------------------------- */
+
+#define LOAD_CONNS	4
+#define LOAD_READERS	2
+#define LOAD_MSG	64
+#define LOAD_BUF	(64 * 1024)
+#define LOAD_VLEN	32
+
+struct load {
+	int kcm[LOAD_READERS];
+	int peer[LOAD_CONNS], tcp[LOAD_CONNS];
+	atomic_int stop_send;
+	atomic_int stop_read;
+	atomic_ullong sent[LOAD_CONNS];		/* messages written */
+	atomic_ullong got[LOAD_CONNS];		/* messages received */
+	_Atomic(uint64_t) *seen[LOAD_CONNS];	/* a bit per sequence number */
+	atomic_int bad;
+};
+
+/* Sequence numbers a connection may use: its bitmap's size. */
+#define LOAD_SEQ_MAX	(1u << 24)
+
+struct load_worker {
+	struct load *l;
+	int i;
+	uint32_t next[LOAD_CONNS];	/* a reader's next seq at least */
+	pthread_t th;
+};
+
+static void *load_send(void *arg)
+{
+	struct load_worker *w = arg;
+	struct load *l = w->l;
+	char *buf = kcm_xmalloc(LOAD_BUF);
+	uint32_t seq = 0;
+
+	while (!atomic_load(&l->stop_send) &&
+	       seq < LOAD_SEQ_MAX - LOAD_BUF / LOAD_MSG) {
+		size_t off;
+
+		for (off = 0; off + LOAD_MSG <= LOAD_BUF; off += LOAD_MSG)
+			kcm_msg_build(buf + off, LOAD_MSG, w->i, seq++);
+		kcm_write_all(l->peer[w->i], buf, off);
+		atomic_fetch_add(&l->sent[w->i], off / LOAD_MSG);
+	}
+	free(buf);
+	return NULL;
+}
+
+/*
+ * One message, checked for content, received once, and in order among
+ * those of its connection that this reader got: a reader's socket queues a
+ * psock's messages in stream order, but two readers' calls interleave.
+ */
+static void load_account(struct load_worker *w, const char *buf, size_t len)
+{
+	struct load *l = w->l;
+	uint32_t conn, seq;
+	uint64_t bit;
+
+	if (kcm_msg_check(buf, len, &conn, &seq) || conn >= LOAD_CONNS ||
+	    seq >= LOAD_SEQ_MAX) {
+		if (!atomic_exchange(&l->bad, 1))
+			kcm_diag("malformed message of %zu bytes", len);
+		return;
+	}
+	if (seq < w->next[conn] && !atomic_exchange(&l->bad, 1))
+		kcm_diag("reader %d, conn %u: seq %u after %u", w->i, conn,
+			 seq, w->next[conn] - 1);
+	w->next[conn] = seq + 1;
+	bit = 1ull << (seq % 64);
+	if ((atomic_fetch_or(&l->seen[conn][seq / 64], bit) & bit) &&
+	    !atomic_exchange(&l->bad, 1))
+		kcm_diag("conn %u: seq %u received twice", conn, seq);
+	atomic_fetch_add(&l->got[conn], 1);
+}
+
+static void *load_read(void *arg)
+{
+	struct load_worker *w = arg;
+	struct load *l = w->l;
+	static __thread char bufs[LOAD_VLEN][LOAD_MSG * 2];
+	struct mmsghdr mm[LOAD_VLEN];
+	struct iovec iov[LOAD_VLEN];
+	int i, n;
+
+	for (i = 0; i < LOAD_VLEN; i++) {
+		iov[i].iov_base = bufs[i];
+		iov[i].iov_len = sizeof(bufs[i]);
+	}
+	while (!atomic_load(&l->stop_read)) {
+		memset(mm, 0, sizeof(mm));
+		for (i = 0; i < LOAD_VLEN; i++) {
+			mm[i].msg_hdr.msg_iov = &iov[i];
+			mm[i].msg_hdr.msg_iovlen = 1;
+		}
+		n = recvmmsg(l->kcm[w->i], mm, LOAD_VLEN, MSG_WAITFORONE, NULL);
+		if (n < 0) {
+			if (errno == EAGAIN || errno == EINTR)
+				continue;
+			if (!atomic_exchange(&l->bad, 1))
+				kcm_diag("recvmmsg: %s", kcm_errname(errno));
+			break;
+		}
+		for (i = 0; i < n; i++)
+			load_account(w, bufs[i], mm[i].msg_len);
+	}
+	return NULL;
+}
+
+static unsigned long long load_total(atomic_ullong *v)
+{
+	unsigned long long t = 0;
+	int i;
+
+	for (i = 0; i < LOAD_CONNS; i++)
+		t += atomic_load(&v[i]);
+	return t;
+}
+
+/*
+ * Clients write 64 KiB of back-to-back 64-byte messages as fast as they
+ * can; two threads read with recvmmsg(MSG_WAITFORONE) and SO_RCVTIMEO.
+ * Every message written must arrive, in order per connection, and nothing
+ * may stand still for 10 s.
+ */
+static void load_run(int family, int ms)
+{
+	struct load_worker snd[LOAD_CONNS], rcv[LOAD_READERS];
+	unsigned long long last = 0;
+	struct load *l = calloc(1, sizeof(*l));
+	long long moved, end;
+	int prog, i;
+
+
+	ASSERT_TRUE(l);
+	for (i = 0; i < LOAD_CONNS; i++)
+		ASSERT_TRUE(l->seen[i] = calloc(LOAD_SEQ_MAX / 64,
+						sizeof(*l->seen[i])));
+	prog = kcm_prog_len32();
+	l->kcm[0] = kcm_socket(SOCK_DGRAM);
+	for (i = 1; i < LOAD_READERS; i++)
+		ASSERT_OK(l->kcm[i] = kcm_clone(l->kcm[0]));
+	for (i = 0; i < LOAD_READERS; i++)
+		kcm_set_rcvtimeo(l->kcm[i], 100);
+	for (i = 0; i < LOAD_CONNS; i++) {
+		kcm_tcp_pair(family, &l->peer[i], &l->tcp[i]);
+		ASSERT_OK(kcm_attach(l->kcm[0], l->tcp[i], prog));
+	}
+
+	for (i = 0; i < LOAD_READERS; i++) {
+		rcv[i] = (struct load_worker){ .l = l, .i = i };
+		ASSERT_EQ(pthread_create(&rcv[i].th, NULL, load_read, &rcv[i]), 0);
+	}
+	for (i = 0; i < LOAD_CONNS; i++) {
+		snd[i] = (struct load_worker){ .l = l, .i = i };
+		ASSERT_EQ(pthread_create(&snd[i].th, NULL, load_send, &snd[i]), 0);
+	}
+
+	/* Send for ms; a sender blocked by a stall is seen below. */
+	end = kcm_now_ms() + ms;
+	moved = kcm_now_ms();
+	for (;;) {
+		unsigned long long got = load_total(l->got);
+		long long now = kcm_now_ms();
+
+		if (now >= end && !atomic_load(&l->stop_send))
+			atomic_store(&l->stop_send, 1);
+		if (got != last) {
+			last = got;
+			moved = now;
+		}
+		if (atomic_load(&l->stop_send) &&
+		    got == load_total(l->sent) && now >= end + 200)
+			break;
+		if (now - moved > 10000) {
+			kcm_diag("no message for 10 s: received %llu of %llu written",
+				 got, load_total(l->sent));
+			for (i = 0; i < LOAD_CONNS; i++)
+				kcm_diag("conn %d: sent %llu got %llu, TCP inq %d",
+					 i, atomic_load(&l->sent[i]),
+					 atomic_load(&l->got[i]),
+					 tcp_inq(l->tcp[i]));
+			for (i = 0; i < LOAD_CONNS; i++) {
+				dump_tcp("receiver", l->tcp[i]);
+				dump_tcp("peer", l->peer[i]);
+			}
+			dump_proc("stall");
+			KCM_FAIL("stream stalled");
+		}
+		if (atomic_load(&l->bad))
+			KCM_FAIL("a message was lost, repeated or damaged");
+		kcm_msleep(50);
+	}
+	atomic_store(&l->stop_read, 1);
+	for (i = 0; i < LOAD_CONNS; i++)
+		pthread_join(snd[i].th, NULL);
+	for (i = 0; i < LOAD_READERS; i++)
+		pthread_join(rcv[i].th, NULL);
+	ASSERT_EQ(atomic_load(&l->bad), 0);
+	/* Received once each, as many as sent: every message, exactly. */
+	for (i = 0; i < LOAD_CONNS; i++) {
+		ASSERT_EQ(atomic_load(&l->got[i]), atomic_load(&l->sent[i]));
+		close(l->peer[i]);
+		close(l->tcp[i]);
+		free(l->seen[i]);
+	}
+	for (i = 0; i < LOAD_READERS; i++)
+		close(l->kcm[i]);
+	close(prog);
+	KCM_LOG("%llu messages", last);
+	ASSERT_GT(last, 0);
+	free(l);
+}
+
+KCM_TEST(load_recvmmsg_v4, KCM_TIMEOUT(120),
+	 KCM_LINUX_BUG("stalls: 512 messages per connection, then nothing for 10 s"))
+{
+	int run;
+
+	for (run = 0; run < 3; run++)
+		load_run(AF_INET, 2000);
+}
+
+KCM_TEST(load_recvmmsg_v6, KCM_TIMEOUT(60),
+	 KCM_LINUX_BUG("stalls: 512 messages per connection, then nothing for 10 s"))
+{
+	load_run(AF_INET6, 2000);
+}
+
+/* ---- backpressure with tiny buffers ------------------------------------ */
+
+#define BP_MSGS	6000
+#define BP_SIZE	200
+
+/*
+ * A non-blocking peer writes what TCP accepts; the application reads one
+ * message at a time.  The stream must go on to the end: within 3 s there
+ * is always either a message to read or room for the peer to write.  (A
+ * loop that waits for a message after every refused write would wait for
+ * bytes it has not written yet whenever all it wrote has been read and the
+ * last message is partial: that is the test's deadlock, not a stall.)
+ */
+static void backpressure(int family)
+{
+	int kcm, peer, tcp, prog;
+	char *stream, buf[BP_SIZE * 2];
+	size_t total = (size_t)BP_MSGS * BP_SIZE, off = 0;
+	uint32_t seq = 0, conn, s;
+	int i;
+
+	stream = kcm_xmalloc(total);
+	for (i = 0; i < BP_MSGS; i++)
+		kcm_msg_build(stream + (size_t)i * BP_SIZE, BP_SIZE, 0, i);
+
+	kcm = kcm_socket(SOCK_DGRAM);
+	prog = kcm_prog_len32();
+	kcm_tcp_pair(family, &peer, &tcp);
+	kcm_set_int_opt(kcm, SOL_SOCKET, SO_RCVBUF, 8192);
+	kcm_set_int_opt(tcp, SOL_SOCKET, SO_RCVBUF, 65536);
+	kcm_set_int_opt(peer, SOL_SOCKET, SO_SNDBUF, 16384);
+	kcm_set_nonblock(peer, 1);
+	kcm_set_rcvtimeo(kcm, 3000);
+	ASSERT_OK(kcm_attach(kcm, tcp, prog));
+
+	while (seq < BP_MSGS) {
+		struct pollfd pfd[2] = {
+			{ .fd = kcm, .events = POLLIN },
+			{ .fd = peer, .events = off < total ? POLLOUT : 0 },
+		};
+		ssize_t n;
+
+		while (off < total) {
+			n = send(peer, stream + off, total - off, 0);
+			if (n < 0) {
+				ASSERT_EQ(errno, EAGAIN);
+				break;
+			}
+			off += n;
+		}
+		n = poll(pfd, 2, 3000);
+		ASSERT_OK(n);
+		if (!n) {
+			kcm_diag("message %u: none to read and no room to write for 3 s; %zu of %zu bytes written",
+				 seq, off, total);
+			dump_tcp("receiver", tcp);
+			dump_tcp("peer", peer);
+			dump_proc("stall");
+			KCM_FAIL("stream stalled under backpressure");
+		}
+		if (!(pfd[0].revents & POLLIN))
+			continue;
+		n = recv(kcm, buf, sizeof(buf), 0);
+		if (n < 0)
+			KCM_FAIL("recv of message %u after POLLIN: %s", seq,
+				 kcm_errname(errno));
+		if (n != BP_SIZE || kcm_msg_check(buf, n, &conn, &s) ||
+		    s != seq)
+			KCM_FAIL("message %u: got %zd bytes, seq %u", seq, n, s);
+		seq++;
+	}
+	ASSERT_EQ(off, total);
+	free(stream);
+}
+
+KCM_TEST(backpressure_tiny_buffers_v4, KCM_TIMEOUT(120),
+	 KCM_LINUX_BUG("stalls: nothing to read, no room to write"))
+{
+	backpressure(AF_INET);
+}
+
+KCM_TEST(backpressure_tiny_buffers_v6, KCM_TIMEOUT(120),
+	 KCM_LINUX_BUG("stalls: nothing to read, no room to write"))
+{
+	backpressure(AF_INET6);
+}
+
+/* ---- a time limit set before attach ------------------------------------- */
+
+/*
+ * SO_RCVTIMEO set on the TCP socket before SIOCKCMATTACH is the time limit
+ * of message assembly: a message that stays partial is aborted with
+ * ETIMEDOUT on the TCP socket.  before: the partial bytes arrive before the
+ * attach (parsed by the attach's first pass), else after it.
+ */
+static void timeout_preset(int family, bool before)
+{
+	int kcm, peer, tcp, prog, revents;
+	char msg[104];
+
+	kcm = kcm_socket(SOCK_DGRAM);
+	prog = kcm_prog_len32();
+	kcm_tcp_pair(family, &peer, &tcp);
+	kcm_set_rcvtimeo(tcp, 200);
+	kcm_msg_build(msg, sizeof(msg), 1, 1);
+	if (before) {
+		kcm_write_all(peer, msg, 20);
+		kcm_msleep(100);
+	}
+	ASSERT_OK(kcm_attach(kcm, tcp, prog));
+	if (!before)
+		kcm_write_all(peer, msg, 20);
+
+	/* Not POLLIN: the partial message is readable on the TCP socket. */
+	revents = kcm_poll1(tcp, 0, 3000);
+	if (!(revents & POLLERR)) {
+		dump_tcp("receiver", tcp);
+		dump_proc("no POLLERR 3 s after a partial message");
+	}
+	EXPECT_TRUE(revents & POLLERR);
+	EXPECT_EQ(kcm_so_error(tcp), ETIMEDOUT);
+}
+
+KCM_TEST(timeout_preset_after_attach_v4)
+{
+	timeout_preset(AF_INET, false);
+}
+
+KCM_TEST(timeout_preset_before_attach_v4)
+{
+	timeout_preset(AF_INET, true);
+}
+
+KCM_TEST(timeout_preset_after_attach_v6)
+{
+	timeout_preset(AF_INET6, false);
+}
+
+/* ---- an attached socket that is disconnected and reused ----------------- */
+
+/*
+ * Something done by another thread after a delay, so that a poll() already
+ * asleep must be woken by the socket's own callbacks.
+ */
+struct later {
+	pthread_t th;
+	int ms;
+	int fd;			/* write: where; connect: the listener */
+	const char *data;
+	size_t len;
+	int connected;		/* connect: the new socket */
+};
+
+static void *later_write_fn(void *arg)
+{
+	struct later *l = arg;
+
+	kcm_msleep(l->ms);
+	kcm_write_all(l->fd, l->data, l->len);
+	return NULL;
+}
+
+static void *later_connect_fn(void *arg)
+{
+	struct later *l = arg;
+
+	kcm_msleep(l->ms);
+	l->connected = kcm_tcp_connect_to(l->fd);
+	return NULL;
+}
+
+static void later_start(struct later *l, void *(*fn)(void *))
+{
+	ASSERT_EQ(pthread_create(&l->th, NULL, fn, l), 0);
+}
+
+/* Sleeps in poll() for POLLIN on fd while l writes or connects. */
+static void poll_woken_by(int fd, struct later *l, void *(*fn)(void *))
+{
+	l->ms = 200;
+	later_start(l, fn);
+	ASSERT_TRUE(kcm_poll1(fd, POLLIN, 3000) & POLLIN);
+	pthread_join(l->th, NULL);
+}
+
+/*
+ * connect(AF_UNSPEC) ends the attached socket's stream.  Whatever the
+ * application then does with that TCP socket is not KCM's: here it
+ * listens and accepts.  The listener and its child must behave as plain
+ * TCP sockets (accept woken, the child's data readable), before and after
+ * the KCM socket is gone.
+ */
+static void disconnect_listen(int family)
+{
+	struct sockaddr_storage ss = { .ss_family = family };
+	int kcm, peer, tcp, prog, client, child;
+	struct later lc, lw;
+	socklen_t alen;
+	char msg[64], got[64];
+
+	kcm = kcm_socket(SOCK_DGRAM);
+	prog = kcm_prog_len32();
+	kcm_tcp_pair(family, &peer, &tcp);
+	ASSERT_OK(kcm_attach(kcm, tcp, prog));
+
+	/* One message through KCM first: the psock worked. */
+	kcm_msg_build(msg, sizeof(msg), 0, 0);
+	kcm_write_all(peer, msg, sizeof(msg));
+	ASSERT_EQ(kcm_recv_timeout(kcm, got, sizeof(got), 0, 5000), sizeof(msg));
+
+	ASSERT_OK(connect(tcp, (struct sockaddr *)&(struct sockaddr){
+				 .sa_family = AF_UNSPEC }, sizeof(struct sockaddr)));
+	alen = family == AF_INET ? sizeof(struct sockaddr_in) :
+				   sizeof(struct sockaddr_in6);
+	if (family == AF_INET)
+		((struct sockaddr_in *)&ss)->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	else
+		((struct sockaddr_in6 *)&ss)->sin6_addr = in6addr_loopback;
+	ASSERT_OK(bind(tcp, (struct sockaddr *)&ss, alen));
+	ASSERT_OK(listen(tcp, 4));
+
+	/* accept() is woken by the listener's data-ready. */
+	lc = (struct later){ .fd = tcp };
+	poll_woken_by(tcp, &lc, later_connect_fn);
+	client = lc.connected;
+	ASSERT_OK(client);
+	ASSERT_OK(child = accept(tcp, NULL, NULL));
+
+	lw = (struct later){ .fd = client, .data = "first", .len = 5 };
+	poll_woken_by(child, &lw, later_write_fn);
+	ASSERT_EQ(recv(child, got, sizeof(got), MSG_DONTWAIT), 5);
+	ASSERT_MEMEQ(got, "first", 5);
+	/* Nothing of it reached KCM. */
+	ASSERT_ERRNO(kcm_recv_timeout(kcm, got, sizeof(got), 0, 300), EAGAIN);
+
+	/* The KCM side goes away entirely; the child carries on. */
+	kcm_unattach(kcm, tcp);
+	close(kcm);
+	kcm_msleep(100);
+	lw = (struct later){ .fd = client, .data = "second", .len = 6 };
+	poll_woken_by(child, &lw, later_write_fn);
+	ASSERT_EQ(recv(child, got, sizeof(got), MSG_DONTWAIT), 6);
+	ASSERT_MEMEQ(got, "second", 6);
+	close(client);
+	close(child);
+	close(tcp);
+	close(peer);
+}
+
+KCM_TEST(disconnect_then_listen_v4,
+	 KCM_LINUX_BUG("keeps its callbacks: accept() is never woken"))
+{
+	disconnect_listen(AF_INET);
+}
+
+KCM_TEST(disconnect_then_listen_v6,
+	 KCM_LINUX_BUG("keeps its callbacks: accept() is never woken"))
+{
+	disconnect_listen(AF_INET6);
+}
+
+/*
+ * A disconnected attached socket connected again to another peer: the new
+ * stream is not glued to the old partial message, and does not reach KCM
+ * at all: its bytes are the application's, on the TCP socket.
+ */
+KCM_TEST(disconnect_then_reconnect,
+	 KCM_LINUX_BUG("delivers the new connection's bytes to KCM"))
+{
+	int kcm, peer, tcp, prog, lfd, peer2;
+	struct sockaddr_storage ss;
+	socklen_t alen = sizeof(ss);
+	char msg[104], got[128];
+
+	kcm = kcm_socket(SOCK_DGRAM);
+	prog = kcm_prog_len32();
+	kcm_tcp_pair(AF_INET, &peer, &tcp);
+	ASSERT_OK(kcm_attach(kcm, tcp, prog));
+	kcm_msg_build(msg, sizeof(msg), 0, 0);
+	kcm_write_all(peer, msg, 20);
+	kcm_msleep(100);
+
+	ASSERT_OK(connect(tcp, (struct sockaddr *)&(struct sockaddr){
+				 .sa_family = AF_UNSPEC }, sizeof(struct sockaddr)));
+	lfd = kcm_tcp_listener(AF_INET, 1);
+	ASSERT_OK(getsockname(lfd, (struct sockaddr *)&ss, &alen));
+	ASSERT_OK(connect(tcp, (struct sockaddr *)&ss, alen));
+	ASSERT_OK(peer2 = accept(lfd, NULL, NULL));
+
+	kcm_msg_build(msg, sizeof(msg), 1, 7);
+	kcm_write_all(peer2, msg, sizeof(msg));
+	ASSERT_ERRNO(kcm_recv_timeout(kcm, got, sizeof(got), 0, 500), EAGAIN);
+	ASSERT_TRUE(kcm_poll1(tcp, POLLIN, 3000) & POLLIN);
+	kcm_read_all(tcp, got, sizeof(msg));
+	ASSERT_MEMEQ(got, msg, sizeof(msg));
+}
+
+/* ---- urgent data --------------------------------------------------------- */
+
+/*
+ * A message protocol over KCM reads the stream as it is: a message sent
+ * with MSG_OOB (its last byte urgent) is a message like the others, and the
+ * stream goes on after it.
+ */
+static void urgent_in_stream(int family)
+{
+	int kcm, peer, tcp, prog;
+	char msg[100], got[200];
+	uint32_t conn, seq, i;
+
+	kcm = kcm_socket(SOCK_DGRAM);
+	prog = kcm_prog_len32();
+	kcm_tcp_pair(family, &peer, &tcp);
+	ASSERT_OK(kcm_attach(kcm, tcp, prog));
+
+	for (i = 0; i < 30; i++) {
+		kcm_msg_build(msg, sizeof(msg), 0, i);
+		if (i % 10 == 5)
+			ASSERT_EQ(send(peer, msg, sizeof(msg), MSG_OOB),
+				  sizeof(msg));
+		else
+			kcm_write_all(peer, msg, sizeof(msg));
+	}
+	for (i = 0; i < 30; i++) {
+		ssize_t n = kcm_recv_timeout(kcm, got, sizeof(got), 0, 5000);
+
+		if (n < 0)
+			KCM_FAIL("message %u: %s, SO_ERROR %d", i,
+				 kcm_errname(errno), kcm_so_error(tcp));
+		ASSERT_EQ(n, sizeof(msg));
+		ASSERT_EQ(kcm_msg_check(got, n, &conn, &seq), 0);
+		ASSERT_EQ(seq, i);
+	}
+	ASSERT_EQ(kcm_so_error(tcp), 0);
+}
+
+KCM_TEST(urgent_byte_in_message_v4,
+	 KCM_LINUX_BUG("mis-frames the stream after the urgent byte"))
+{
+	urgent_in_stream(AF_INET);
+}
+
+KCM_TEST(urgent_byte_in_message_v6,
+	 KCM_LINUX_BUG("mis-frames the stream after the urgent byte"))
+{
+	urgent_in_stream(AF_INET6);
+}
