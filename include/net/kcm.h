@@ -123,9 +123,12 @@ struct kcm_psock {
 	void (*saved_write_space)(struct sock *sk);
 	void (*saved_state_change)(struct sock *sk);
 	void (*saved_error_report)(struct sock *sk);
+	bool saved_urginline;		/* SO_OOBINLINE before attach */
+	bool established;		/* connected once: a failure is EPIPE */
 
 	/* Parser state (kcm_parser.c), under the TCP socket lock, but for
-	 * rx_paused: set by the parser, cleared by the mux under mux->lock.
+	 * rx_paused: set by the parser, cleared by the mux under mux->lock;
+	 * and rx_stopped, which a disconnect may also set, in any context.
 	 * rx_batch is set only within a pass, whose end hands it on.
 	 */
 	struct work_struct rx_work;	/* a pass in process context */
@@ -236,6 +239,7 @@ extern struct workqueue_struct *kcm_wq;
 struct kcm_mux *kcm_mux_create(struct net *net);
 void kcm_mux_add_sock(struct kcm_mux *mux, struct kcm_sock *kcm);
 void kcm_mux_remove_sock(struct kcm_sock *kcm);
+bool kcm_mux_has_sk(struct kcm_mux *mux, struct sock *sk);
 void kcm_mux_add_psock(struct kcm_mux *mux, struct kcm_psock *psock);
 void kcm_mux_remove_psock(struct kcm_mux *mux, struct kcm_psock *psock);
 void kcm_mux_rx_deliver(struct kcm_mux *mux, struct kcm_psock *psock,

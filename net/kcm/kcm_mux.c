@@ -357,6 +357,23 @@ void kcm_mux_rx_set_disabled(struct kcm_sock *kcm, bool disabled)
 	spin_unlock_bh(&mux->lock);
 }
 
+/* Whether a psock of sk is attached to mux. */
+bool kcm_mux_has_sk(struct kcm_mux *mux, struct sock *sk)
+{
+	struct kcm_psock *psock;
+	bool found = false;
+
+	spin_lock_bh(&mux->lock);
+	list_for_each_entry(psock, &mux->psocks, mux_node) {
+		if (psock->sk == sk && !psock->unattached) {
+			found = true;
+			break;
+		}
+	}
+	spin_unlock_bh(&mux->lock);
+	return found;
+}
+
 void kcm_mux_add_psock(struct kcm_mux *mux, struct kcm_psock *psock)
 {
 	spin_lock_bh(&mux->lock);

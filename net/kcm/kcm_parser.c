@@ -22,16 +22,20 @@
  *
  * Nothing is allocated for a message that is not whole yet: its bytes wait
  * in the TCP socket, where unattach leaves them for user space.  Only a
- * message too large for that (more than a quarter of the receive buffer,
- * or once TCP holds half of it) is taken out as it arrives, into rx_head,
- * or TCP's window would close on it.  Bytes of whole messages are consumed
- * once, at the end of the pass.
+ * message too large for that is taken out as it arrives, into rx_head, or
+ * TCP's window would close on it: one longer than a quarter of the receive
+ * buffer, or one whose bytes would leave TCP holding more than half of it
+ * after the pass (the skbs they lie in count, not the bytes).  That goes
+ * for a message whose length is not known yet too (a partial header): the
+ * program then runs on what rx_head has of it followed by what TCP has.
+ * Bytes of whole messages are consumed once, at the end of the pass.
  *
  * Failures stop the parser and post an error on the TCP socket: a message
  * longer than its receive buffer, or a program answer of 2^31 or more that
  * is not an errno (EMSGSIZE), a message not assembled within its
  * SO_RCVTIMEO (ETIMEDOUT, counted from its first byte), a program error
- * from -4095 to -1 (posted as it is, as Linux does).
+ * from -4095 to -1 (posted as it is, as Linux does), a length shorter than
+ * the bytes the program needed first once those were taken out (EPROTO).
  */
 
 #include <linux/filter.h>
@@ -205,24 +209,34 @@ static int kcm_parser_run(struct bpf_prog *prog, struct sk_buff *skb)
 	return bpf_prog_run(prog, skb);
 }
 
-/* Runs the program on the first len bytes of the message at pos; false if
- * the view could not grow to that.
- */
-static bool kcm_parser_run_view(struct kcm_psock *psock,
-				struct kcm_rx_pos *pos, u32 len, int *ret)
+/* The view, emptied and len bytes long; NULL if it could not grow so. */
+static u8 *kcm_parser_view(struct kcm_psock *psock, u32 len)
 {
 	struct sk_buff *view = psock->view;
 
 	if (skb_end_offset(view) < len) {
 		view = alloc_skb(len, GFP_ATOMIC);
 		if (!view)
-			return false;
+			return NULL;
 		consume_skb(psock->view);
 		psock->view = view;
 	}
 	__skb_trim(view, 0);
-	kcm_parser_copy(psock->sk, *pos, __skb_put(view, len), len);
-	*ret = kcm_parser_run(psock->prog, view);
+	return __skb_put(view, len);
+}
+
+/* Runs the program on the first len bytes of the message at pos; false if
+ * the view could not grow to that.
+ */
+static bool kcm_parser_run_view(struct kcm_psock *psock,
+				struct kcm_rx_pos *pos, u32 len, int *ret)
+{
+	u8 *buf = kcm_parser_view(psock, len);
+
+	if (!buf)
+		return false;
+	kcm_parser_copy(psock->sk, *pos, buf, len);
+	*ret = kcm_parser_run(psock->prog, psock->view);
 	return true;
 }
 
@@ -268,6 +282,35 @@ static bool kcm_parser_frame(struct kcm_psock *psock, struct kcm_rx_pos *pos,
 		if (*ret || len == avail)
 			return true;
 		len = min(avail, len * 2);
+	}
+}
+
+/*
+ * Runs the framing program on the message whose first rx_have bytes were
+ * taken out into rx_head before its length was known; avail more bytes
+ * are in from pos on.  The view holds both, one after the other; it starts
+ * at twice what the program found too short.
+ */
+static bool kcm_parser_frame_head(struct kcm_psock *psock,
+				  struct kcm_rx_pos *pos, u32 avail, int *ret)
+{
+	u32 have = psock->rx_have, total = have + avail;
+	u32 len = min(total, max_t(u32, KCM_RX_VIEW_PREFIX, 2 * have));
+
+	for (;;) {
+		u8 *buf = kcm_parser_view(psock, len);
+		u32 n = min(len, have);
+
+		if (!buf)
+			return false;
+		if (skb_copy_bits(psock->rx_head, psock->rx_offset, buf, n))
+			return false;
+		if (len > n)
+			kcm_parser_copy(psock->sk, *pos, buf + n, len - n);
+		*ret = kcm_parser_run(psock->prog, psock->view);
+		if (*ret || len == total)
+			return true;
+		len = min(total, len * 2);
 	}
 }
 
@@ -410,12 +453,29 @@ static bool kcm_parser_batched(struct kcm_psock *psock, u32 avail)
 	       (psock->rx_batch || avail > psock->rx_len);
 }
 
-/* The partial message may wait in TCP (see the top of this file). */
-static bool kcm_parser_keep(struct sock *sk, u32 len)
+/*
+ * The partial message at pos, of which need bytes at least are to come in
+ * all, may wait in TCP (see the top of this file): it is not long, and
+ * once the pass has consumed what comes before it, what TCP holds (the
+ * skbs it lies in and whatever follows) is half of the receive buffer at
+ * most.  Past that TCP would shrink its window below a segment, or close
+ * it, and the bytes that complete the message would never come.  The
+ * memory counts, not the bytes: a 3-byte header can pin a 64 KiB skb.
+ */
+static bool kcm_parser_keep(struct sock *sk, struct kcm_rx_pos *pos, u32 need)
 {
 	int rcvbuf = READ_ONCE(sk->sk_rcvbuf);
+	int held = atomic_read(&sk->sk_rmem_alloc);
+	struct sk_buff *skb;
 
-	return len <= rcvbuf / 4 && atomic_read(&sk->sk_rmem_alloc) <= rcvbuf / 2;
+	if (need > rcvbuf / 4)
+		return false;
+	skb_queue_walk(&sk->sk_receive_queue, skb) {
+		if (skb == pos->skb)
+			break;
+		held -= skb->truesize;
+	}
+	return held <= rcvbuf / 2;
 }
 
 /* The message is complete: its time limit no longer runs. */
@@ -443,7 +503,7 @@ static void kcm_parser_start_timer(struct kcm_psock *psock)
 static void kcm_parser_abort(struct kcm_psock *psock, int err)
 {
 	kcm_parser_flush(psock);
-	psock->rx_stopped = true;
+	WRITE_ONCE(psock->rx_stopped, true);
 	kfree_skb(psock->rx_head);
 	psock->rx_head = NULL;
 	kcm_parser_msg_done(psock);
@@ -451,28 +511,112 @@ static void kcm_parser_abort(struct kcm_psock *psock, int err)
 	kcm_psock_fail(psock, -err);
 }
 
+/* Starts taking the message at pos out of TCP as it arrives. */
+static bool kcm_parser_take_out(struct kcm_psock *psock,
+				struct kcm_rx_pos *pos)
+{
+	psock->rx_head = alloc_skb(0, GFP_ATOMIC);
+	if (!psock->rx_head)
+		return false;
+	psock->rx_tail = NULL;
+	psock->rx_offset = pos->offset;
+	psock->rx_have = 0;
+	return true;
+}
+
+/* Adds n bytes from pos to the message being taken out; the bytes added,
+ * or -ENOMEM.
+ */
+static int kcm_parser_add(struct kcm_psock *psock, struct kcm_rx_pos *pos,
+			  u32 n)
+{
+	u32 done = kcm_parser_chain(psock, psock->rx_head, &psock->rx_tail,
+				    pos, n);
+
+	if (done < n)
+		psock->stats.rx_mem_fail++;
+	psock->rx_have += done;
+	return done || !n ? done : -ENOMEM;
+}
+
 /*
- * Adds what is in of the message being taken out as it arrives; hands it
- * on once whole.  Returns the bytes added, or -ENOMEM.
+ * Adds what is in of the message being taken out, whose length is known;
+ * hands it on once whole.  Returns the bytes added, or -ENOMEM.
  */
 static int kcm_parser_spill(struct kcm_psock *psock, struct kcm_rx_pos *pos,
 			    u32 avail)
 {
 	struct sk_buff *head = psock->rx_head;
-	u32 want = min(avail, psock->rx_len - psock->rx_have);
-	u32 done;
+	int ret;
 
-	done = kcm_parser_chain(psock, head, &psock->rx_tail, pos, want);
-	if (done < want)
-		psock->stats.rx_mem_fail++;
-	psock->rx_have += done;
-	if (psock->rx_have == psock->rx_len) {
+	ret = kcm_parser_add(psock, pos,
+			     min(avail, psock->rx_len - psock->rx_have));
+	if (ret >= 0 && psock->rx_have == psock->rx_len) {
 		psock->rx_head = NULL;
 		kcm_parser_deliver(psock, head, psock->rx_offset,
 				   psock->rx_len);
 		kcm_parser_msg_done(psock);
 	}
-	return done ? done : -ENOMEM;
+	return ret;
+}
+
+/*
+ * The program needs more than the avail bytes from pos on, all of them the
+ * message's: they wait in TCP, or are taken out (see kcm_parser_keep()).
+ * A message whose length is still unknown after a receive buffer's worth
+ * is too long for it.  0 or -ENOMEM.
+ */
+static int kcm_parser_need_more(struct kcm_psock *psock,
+				struct kcm_rx_pos *pos, u32 avail)
+{
+	struct sock *sk = psock->sk;
+	int ret;
+
+	if (!psock->rx_head) {
+		if (kcm_parser_keep(sk, pos, avail))
+			return 0;
+		if (!kcm_parser_take_out(psock, pos)) {
+			psock->stats.rx_mem_fail++;
+			return -ENOMEM;
+		}
+	}
+	ret = kcm_parser_add(psock, pos, avail);
+	if (ret < 0)
+		return ret;
+	if (psock->rx_have > READ_ONCE(sk->sk_rcvbuf)) {
+		psock->stats.rx_too_big++;
+		kcm_parser_abort(psock, -EMSGSIZE);
+	}
+	return 0;
+}
+
+/*
+ * The program answered ret, not 0: the length of the message begun, or a
+ * reason to stop the parser.  False if it stopped.
+ */
+static bool kcm_parser_set_len(struct kcm_psock *psock, int ret)
+{
+	if (ret < 0 && ret >= -MAX_ERRNO) {
+		kcm_parser_abort(psock, ret);
+		return false;
+	}
+	/* Longer than the buffer, or 2^31 or more read as unsigned (not an
+	 * errno: a length field that big).
+	 */
+	if (ret < 0 || ret > READ_ONCE(psock->sk->sk_rcvbuf)) {
+		psock->stats.rx_too_big++;
+		kcm_parser_abort(psock, -EMSGSIZE);
+		return false;
+	}
+	/* Shorter than the bytes the program needed first, which were taken
+	 * out of TCP: what follows the message cannot be put back.
+	 */
+	if (ret < psock->rx_have) {
+		kcm_parser_abort(psock, -EPROTO);
+		return false;
+	}
+	psock->rx_len = ret;
+	return true;
 }
 
 /* tcp_read_sock() actor consuming desc->count bytes: those of the
@@ -526,12 +670,32 @@ static int kcm_parser_pass(struct kcm_psock *psock)
 	if (!kcm_parser_find(sk, start, &pos))
 		goto out;
 
-	while (!psock->rx_stopped && !READ_ONCE(psock->rx_paused)) {
+	while (!READ_ONCE(psock->rx_stopped) && !READ_ONCE(psock->rx_paused)) {
 		u32 avail = end - pos.seq;
+		bool framed;
 		int ret;
 
 		if (!avail)
 			break;
+
+		if (!psock->rx_len) {
+			framed = psock->rx_head ?
+				 kcm_parser_frame_head(psock, &pos, avail, &ret) :
+				 kcm_parser_frame(psock, &pos, avail, &ret);
+			if (!framed) {
+				psock->stats.rx_mem_fail++;
+				err = -ENOMEM;
+				break;
+			}
+			if (!ret) {
+				psock->stats.rx_need_more++;
+				err = kcm_parser_need_more(psock, &pos, avail);
+				break;
+			}
+			if (!kcm_parser_set_len(psock, ret))
+				break;
+		}
+
 		if (psock->rx_head) {
 			ret = kcm_parser_spill(psock, &pos, avail);
 			if (ret < 0) {
@@ -541,43 +705,14 @@ static int kcm_parser_pass(struct kcm_psock *psock)
 			continue;
 		}
 
-		if (!psock->rx_len) {
-			if (!kcm_parser_frame(psock, &pos, avail, &ret)) {
-				psock->stats.rx_mem_fail++;
-				err = -ENOMEM;
-				break;
-			}
-			if (!ret) {
-				psock->stats.rx_need_more++;
-				break;
-			}
-			if (ret < 0 && ret >= -MAX_ERRNO) {
-				kcm_parser_abort(psock, ret);
-				break;
-			}
-			/* Longer than the buffer, or 2^31 or more read as
-			 * unsigned (not an errno: a length field that big).
-			 */
-			if (ret < 0 || ret > READ_ONCE(sk->sk_rcvbuf)) {
-				psock->stats.rx_too_big++;
-				kcm_parser_abort(psock, -EMSGSIZE);
-				break;
-			}
-			psock->rx_len = ret;
-		}
-
 		if (avail < psock->rx_len) {
-			if (kcm_parser_keep(sk, psock->rx_len))
+			if (kcm_parser_keep(sk, &pos, psock->rx_len))
 				break;
-			psock->rx_head = alloc_skb(0, GFP_ATOMIC);
-			if (!psock->rx_head) {
+			if (!kcm_parser_take_out(psock, &pos)) {
 				psock->stats.rx_mem_fail++;
 				err = -ENOMEM;
 				break;
 			}
-			psock->rx_tail = NULL;
-			psock->rx_offset = pos.offset;
-			psock->rx_have = 0;
 			continue;
 		}
 
@@ -595,7 +730,7 @@ static int kcm_parser_pass(struct kcm_psock *psock)
 		kcm_parser_msg_done(psock);
 	}
 
-	if ((pos.seq != end || psock->rx_head) && !psock->rx_stopped &&
+	if ((pos.seq != end || psock->rx_head) && !READ_ONCE(psock->rx_stopped) &&
 	    !READ_ONCE(psock->rx_paused))
 		kcm_parser_start_timer(psock);
 out:
@@ -611,7 +746,7 @@ out:
 /* The TCP socket has data.  Under its bh lock, in softirq or not. */
 void kcm_parser_data_ready(struct kcm_psock *psock)
 {
-	if (unlikely(psock->rx_stopped) || READ_ONCE(psock->rx_paused))
+	if (unlikely(READ_ONCE(psock->rx_stopped)) || READ_ONCE(psock->rx_paused))
 		return;
 	/* Its owner holds the process lock: the pass waits for the work. */
 	if (sock_owned_by_user_nocheck(psock->sk)) {
@@ -629,7 +764,7 @@ static void kcm_parser_work(struct work_struct *work)
 	struct sock *sk = psock->sk;
 
 	lock_sock(sk);
-	if (!psock->rx_stopped && !READ_ONCE(psock->rx_paused) &&
+	if (!READ_ONCE(psock->rx_stopped) && !READ_ONCE(psock->rx_paused) &&
 	    kcm_parser_pass(psock) == -ENOMEM)
 		queue_work(kcm_wq, &psock->rx_work);
 	release_sock(sk);
@@ -642,7 +777,7 @@ static void kcm_parser_timeout(struct work_struct *work)
 	struct sock *sk = psock->sk;
 
 	lock_sock(sk);
-	if (psock->rx_timing && !psock->rx_stopped) {
+	if (psock->rx_timing && !READ_ONCE(psock->rx_stopped)) {
 		psock->rx_timing = false;
 		psock->stats.rx_timeouts++;
 		kcm_parser_abort(psock, -ETIMEDOUT);
@@ -677,10 +812,12 @@ void kcm_parser_resume(struct kcm_psock *psock)
 	queue_work(kcm_wq, &psock->rx_work);
 }
 
-/* No pass starts after this.  Under the TCP socket's process lock. */
+/* No pass starts after this.  Under the TCP socket's process lock, or
+ * from a disconnect's report in any context: the flag only ever goes up.
+ */
 void kcm_parser_stop(struct kcm_psock *psock)
 {
-	psock->rx_stopped = true;
+	WRITE_ONCE(psock->rx_stopped, true);
 }
 
 /*

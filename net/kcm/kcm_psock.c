@@ -44,6 +44,41 @@ static void kcm_psock_wake_sender(struct kcm_psock *psock)
 		queue_work(kcm_wq, &psock->tx_kcm->tx_work);
 }
 
+/*
+ * Marks psock failed, once: the mux sends nothing more on it, and the
+ * socket that has it reserved is woken to send its message elsewhere.
+ * True the first time; false too once unattached: the TCP socket is the
+ * application's again, and nothing is posted on it.  Callable from any
+ * context that may take mux->lock.
+ */
+static bool kcm_psock_stop_tx(struct kcm_psock *psock)
+{
+	struct kcm_mux *mux = psock->mux;
+
+	spin_lock_bh(&mux->lock);
+	if (psock->failed || psock->unattached) {
+		spin_unlock_bh(&mux->lock);
+		return false;
+	}
+	psock->failed = true;
+	list_del_init(&psock->tx_node);
+	kcm_psock_wake_sender(psock);
+	kcm_mux_tx_wake_directed(mux, psock);
+	spin_unlock_bh(&mux->lock);
+	return true;
+}
+
+/* Marks psock failed and posts err on its TCP socket, once. */
+void kcm_psock_fail(struct kcm_psock *psock, int err)
+{
+	struct sock *sk = psock->sk;
+
+	if (!kcm_psock_stop_tx(psock))
+		return;
+	WRITE_ONCE(sk->sk_err, err);
+	sk_error_report(sk);
+}
+
 static void kcm_psock_write_space(struct sock *sk)
 {
 	struct kcm_psock *psock;
@@ -71,9 +106,15 @@ static void kcm_psock_state_change(struct sock *sk)
 			/* Attached while connecting: a message reserved
 			 * meanwhile may go now.
 			 */
+			WRITE_ONCE(psock->established, true);
 			spin_lock_bh(&psock->mux->lock);
 			kcm_psock_wake_sender(psock);
 			spin_unlock_bh(&psock->mux->lock);
+		} else if (!READ_ONCE(psock->established)) {
+			/* A connect that failed: TCP's own error
+			 * (ECONNREFUSED, ETIMEDOUT) is the one to see.
+			 */
+			kcm_psock_stop_tx(psock);
 		} else {
 			/* A disconnect stops sending; what was received
 			 * before it is still parsed and delivered.
@@ -92,9 +133,10 @@ static void kcm_psock_state_change(struct sock *sk)
 /*
  * tcp_disconnect() reports with the socket closed but not shut down, as
  * nothing else does (tcp_done() shuts it down): the application ended the
- * stream itself, with connect(AF_UNSPEC) or a shutdown() while connecting.
- * It holds the socket's process lock, which also keeps the psock alive:
- * unattaching takes that lock before it puts the psock.
+ * stream itself, with connect(AF_UNSPEC) or a shutdown() while connecting,
+ * holding the socket's process lock.  Others may report meanwhile without
+ * that lock (an error queue read, a transmit timestamp): they see the same
+ * state, and act the same.
  */
 static bool kcm_psock_disconnected(struct sock *sk)
 {
@@ -103,7 +145,6 @@ static bool kcm_psock_disconnected(struct sock *sk)
 }
 
 static void kcm_psock_unhook(struct kcm_psock *psock);
-static bool kcm_psock_stop_tx(struct kcm_psock *psock);
 
 /*
  * What the application does next with a disconnected socket (connect it
@@ -111,6 +152,10 @@ static bool kcm_psock_stop_tx(struct kcm_psock *psock);
  * a new stream is never parsed as the old one's rest and a listener's
  * children never inherit them.  The psock stays on the mux, stopped and
  * failed, until it is unattached; the socket keeps TCP's own error.
+ *
+ * The read lock pins the psock and its mux (unattach unhooks under the
+ * write lock before it puts either); a reference keeps the psock past it,
+ * for the unhook, which takes the write lock.
  */
 static void kcm_psock_error_report(struct sock *sk)
 {
@@ -123,13 +168,17 @@ static void kcm_psock_error_report(struct sock *sk)
 	if (likely(psock)) {
 		saved = psock->saved_error_report;
 		disconnected = kcm_psock_disconnected(sk);
+		if (disconnected) {
+			kref_get(&psock->ref);
+			kcm_parser_stop(psock);
+			kcm_psock_stop_tx(psock);
+		}
 	}
 	read_unlock_bh(&sk->sk_callback_lock);
 
 	if (disconnected) {
 		kcm_psock_unhook(psock);
-		kcm_parser_stop(psock);
-		kcm_psock_stop_tx(psock);
+		kcm_psock_put(psock);
 	}
 	if (!saved)
 		saved = READ_ONCE(sk->sk_error_report);
@@ -161,39 +210,6 @@ void kcm_psock_put(struct kcm_psock *psock)
 	kref_put(&psock->ref, kcm_psock_free);
 }
 
-/*
- * Marks psock failed, once: the mux sends nothing more on it, and the
- * socket that has it reserved is woken to send its message elsewhere.
- * True the first time.  Callable from any context that may take mux->lock.
- */
-static bool kcm_psock_stop_tx(struct kcm_psock *psock)
-{
-	struct kcm_mux *mux = psock->mux;
-
-	spin_lock_bh(&mux->lock);
-	if (psock->failed) {
-		spin_unlock_bh(&mux->lock);
-		return false;
-	}
-	psock->failed = true;
-	list_del_init(&psock->tx_node);
-	kcm_psock_wake_sender(psock);
-	kcm_mux_tx_wake_directed(mux, psock);
-	spin_unlock_bh(&mux->lock);
-	return true;
-}
-
-/* Marks psock failed and posts err on its TCP socket, once. */
-void kcm_psock_fail(struct kcm_psock *psock, int err)
-{
-	struct sock *sk = psock->sk;
-
-	if (!kcm_psock_stop_tx(psock))
-		return;
-	WRITE_ONCE(sk->sk_err, err);
-	sk_error_report(sk);
-}
-
 /* Why sk cannot be attached to kcm's mux, or 0. */
 static int kcm_psock_check(struct kcm_sock *kcm, struct sock *sk)
 {
@@ -207,10 +223,25 @@ static int kcm_psock_check(struct kcm_sock *kcm, struct sock *sk)
 	return 0;
 }
 
-/* Takes over sk's callbacks, unless another user has them. */
+/*
+ * Takes over sk's callbacks, unless another user has them, the mux has the
+ * socket already (disconnected, not yet unattached), or it is no longer
+ * connected.  Under sk's process lock, which a disconnect holds too: a
+ * socket disconnected before is refused, never hooked while closed.
+ *
+ * The peer's urgent bytes stay in the stream (SO_OOBINLINE) while attached:
+ * otherwise TCP may step over an urgent byte that begins a message the
+ * parser has not taken yet.
+ */
 static int kcm_psock_hook(struct kcm_psock *psock)
 {
 	struct sock *sk = psock->sk;
+
+	sock_owned_by_me(sk);
+	if (sk->sk_state == TCP_LISTEN || sk->sk_state == TCP_CLOSE)
+		return -EOPNOTSUPP;
+	if (kcm_mux_has_sk(psock->mux, sk))
+		return -EALREADY;
 
 	write_lock_bh(&sk->sk_callback_lock);
 	if (sk->sk_user_data || inet_csk_has_ulp(sk)) {
@@ -221,6 +252,9 @@ static int kcm_psock_hook(struct kcm_psock *psock)
 	psock->saved_write_space = sk->sk_write_space;
 	psock->saved_state_change = sk->sk_state_change;
 	psock->saved_error_report = sk->sk_error_report;
+	psock->saved_urginline = sock_flag(sk, SOCK_URGINLINE);
+	sock_set_flag(sk, SOCK_URGINLINE);
+	psock->established = sk->sk_state != TCP_SYN_SENT;
 	sk->sk_user_data = psock;
 	WRITE_ONCE(sk->sk_data_ready, kcm_psock_data_ready);
 	WRITE_ONCE(sk->sk_write_space, kcm_psock_write_space);
@@ -244,6 +278,8 @@ static void kcm_psock_unhook(struct kcm_psock *psock)
 		WRITE_ONCE(sk->sk_write_space, psock->saved_write_space);
 		WRITE_ONCE(sk->sk_state_change, psock->saved_state_change);
 		WRITE_ONCE(sk->sk_error_report, psock->saved_error_report);
+		if (!psock->saved_urginline)
+			sock_reset_flag(sk, SOCK_URGINLINE);
 	}
 	write_unlock_bh(&sk->sk_callback_lock);
 }
@@ -296,9 +332,12 @@ int kcm_psock_attach(struct kcm_sock *kcm, int fd, int bpf_fd)
 	psock->index = knet->next_psock_index++;
 	mutex_unlock(&knet->lock);
 
+	lock_sock(sock->sk);
 	err = kcm_psock_hook(psock);
-	if (err)
+	if (err) {
+		release_sock(sock->sk);
 		goto err_free_view;
+	}
 
 	/* Once on the mux, a clone's SIOCKCMUNATTACH may unattach and put
 	 * the psock at any moment: keep it until we are done with it.
@@ -306,10 +345,11 @@ int kcm_psock_attach(struct kcm_sock *kcm, int fd, int bpf_fd)
 	kref_get(&psock->ref);
 	kcm_mux_add_psock(mux, psock);
 
-	/* Not connected any more (peer already gone): nothing to send on. */
-	if (!((1 << READ_ONCE(sock->sk->sk_state)) &
+	/* The peer is gone already (CLOSE_WAIT, ...): nothing to send on. */
+	if (!((1 << sock->sk->sk_state) &
 	      (TCPF_ESTABLISHED | TCPF_SYN_SENT | TCPF_SYN_RECV)))
 		kcm_psock_fail(psock, EPIPE);
+	release_sock(sock->sk);
 
 	/* Parse what arrived before we were attached; not if unattached
 	 * meanwhile, whose kcm_parser_done() would not cancel this work.

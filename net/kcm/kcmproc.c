@@ -229,7 +229,7 @@ static void kcm_proc_show_psock(struct seq_file *seq, struct kcm_psock *psock)
 		   READ_ONCE(sk->sk_wmem_queued));
 	if (psock->failed)
 		seq_puts(seq, "TxStop ");
-	if (psock->rx_stopped)
+	if (READ_ONCE(psock->rx_stopped))
 		seq_puts(seq, "RxStop ");
 	if (!skb_queue_empty(&psock->rx_held))
 		seq_puts(seq, "RdyRx ");

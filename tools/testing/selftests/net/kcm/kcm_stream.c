@@ -392,6 +392,104 @@ KCM_TEST(backpressure_tiny_buffers_v6, KCM_TIMEOUT(120),
 	backpressure(AF_INET6);
 }
 
+/* ---- a partial header in a large skb ------------------------------------ */
+
+#define PIN_MSG		64
+#define PIN_BURST	1024	/* messages per write, then 3 header bytes */
+#define PIN_ROUNDS	10
+
+struct pin_writer {
+	pthread_t th;
+	int fd;
+	const char *stream;
+	size_t len;
+};
+
+static void *pin_write_fn(void *arg)
+{
+	struct pin_writer *w = arg;
+	size_t off = 0, chunk = PIN_BURST * PIN_MSG + 3;
+
+	while (off < w->len) {
+		size_t n = w->len - off < chunk ? w->len - off : chunk;
+
+		kcm_write_all(w->fd, w->stream + off, n);
+		off += n;
+		kcm_msleep(5);
+	}
+	return NULL;
+}
+
+/*
+ * Each write ends 3 bytes into a message's header, and loopback puts a
+ * write in one large skb: after the whole messages are taken, 3 bytes pin
+ * all of that skb's memory, more than half of the TCP socket's receive
+ * buffer, and TCP closes its window while the parser waits for the rest of
+ * the header.  The stream must go on: the bytes are taken out.
+ */
+static void partial_header_pins(int family, int rcvbuf)
+{
+	size_t total = (size_t)PIN_ROUNDS * PIN_BURST * PIN_MSG;
+	int kcm, peer, tcp, prog;
+	struct pin_writer w;
+	char *stream, got[PIN_MSG * 2];
+	uint32_t i, conn, seq;
+
+	stream = kcm_xmalloc(total);
+	for (i = 0; i < total / PIN_MSG; i++)
+		kcm_msg_build(stream + (size_t)i * PIN_MSG, PIN_MSG, 0, i);
+	kcm = kcm_socket(SOCK_DGRAM);
+	prog = kcm_prog_len32();
+	kcm_tcp_pair(family, &peer, &tcp);
+	kcm_set_int_opt(tcp, SOL_SOCKET, SO_RCVBUF, rcvbuf);
+	ASSERT_OK(kcm_attach(kcm, tcp, prog));
+
+	w = (struct pin_writer){ .fd = peer, .stream = stream, .len = total };
+	ASSERT_EQ(pthread_create(&w.th, NULL, pin_write_fn, &w), 0);
+	for (i = 0; i < total / PIN_MSG; i++) {
+		ssize_t n = kcm_recv_timeout(kcm, got, sizeof(got), 0, 5000);
+
+		if (n < 0) {
+			kcm_diag("SO_RCVBUF %d, message %u of %zu: %s", rcvbuf,
+				 i, total / PIN_MSG, kcm_errname(errno));
+			dump_tcp("receiver", tcp);
+			dump_tcp("peer", peer);
+			dump_proc("stall");
+			KCM_FAIL("stream stalled on a partial header");
+		}
+		if (n != PIN_MSG || kcm_msg_check(got, n, &conn, &seq) ||
+		    seq != i)
+			KCM_FAIL("message %u: %zd bytes, seq %u", i, n, seq);
+	}
+	pthread_join(w.th, NULL);
+	close(kcm);
+	close(peer);
+	close(tcp);
+	close(prog);
+	free(stream);
+}
+
+/* Receive buffers (as set) around the size of a loopback skb. */
+static const int pin_rcvbufs[] = { 24576, 32768, 49152, 65536 };
+
+KCM_TEST(partial_header_pins_skb_v4, KCM_TIMEOUT(120),
+	 KCM_LINUX_BUG("stalls after 512 messages"))
+{
+	unsigned int i;
+
+	for (i = 0; i < sizeof(pin_rcvbufs) / sizeof(pin_rcvbufs[0]); i++)
+		partial_header_pins(AF_INET, pin_rcvbufs[i]);
+}
+
+KCM_TEST(partial_header_pins_skb_v6, KCM_TIMEOUT(120),
+	 KCM_LINUX_BUG("stalls after 512 messages"))
+{
+	unsigned int i;
+
+	for (i = 0; i < sizeof(pin_rcvbufs) / sizeof(pin_rcvbufs[0]); i++)
+		partial_header_pins(AF_INET6, pin_rcvbufs[i]);
+}
+
 /* ---- a time limit set before attach ------------------------------------- */
 
 /*
@@ -602,6 +700,176 @@ KCM_TEST(disconnect_then_reconnect,
 	ASSERT_MEMEQ(got, msg, sizeof(msg));
 }
 
+/*
+ * Disconnected and connected again, the socket is the application's: the
+ * mux still has the failed psock until it is unattached, so attaching the
+ * socket again is refused (EALREADY) until then, and works after.
+ */
+KCM_TEST(reattach_after_reconnect,
+	 KCM_LINUX_BUG("a message sent after unattach and attach again never reaches the peer"))
+{
+	int kcm, peer, tcp, prog, lfd, peer2;
+	struct sockaddr_storage ss;
+	socklen_t alen = sizeof(ss);
+	char msg[104], got[128];
+
+	kcm = kcm_socket(SOCK_DGRAM);
+	prog = kcm_prog_len32();
+	kcm_tcp_pair(AF_INET, &peer, &tcp);
+	ASSERT_OK(kcm_attach(kcm, tcp, prog));
+	ASSERT_OK(connect(tcp, (struct sockaddr *)&(struct sockaddr){
+				 .sa_family = AF_UNSPEC }, sizeof(struct sockaddr)));
+	/* Closed now: not attachable, as any closed socket. */
+	ASSERT_ERRNO(kcm_attach(kcm, tcp, prog), EOPNOTSUPP);
+
+	lfd = kcm_tcp_listener(AF_INET, 1);
+	ASSERT_OK(getsockname(lfd, (struct sockaddr *)&ss, &alen));
+	ASSERT_OK(connect(tcp, (struct sockaddr *)&ss, alen));
+	ASSERT_OK(peer2 = accept(lfd, NULL, NULL));
+	ASSERT_ERRNO(kcm_attach(kcm, tcp, prog), EALREADY);
+	ASSERT_OK(kcm_unattach(kcm, tcp));
+	ASSERT_OK(kcm_attach(kcm, tcp, prog));
+
+	kcm_msg_build(msg, sizeof(msg), 2, 9);
+	kcm_write_all(peer2, msg, sizeof(msg));
+	ASSERT_EQ(kcm_recv_timeout(kcm, got, sizeof(got), 0, 5000),
+		  sizeof(msg));
+	ASSERT_MEMEQ(got, msg, sizeof(msg));
+	ASSERT_EQ(send(kcm, msg, sizeof(msg), 0), sizeof(msg));
+	kcm_set_rcvtimeo(peer2, 5000);
+	kcm_read_all(peer2, got, sizeof(msg));
+	ASSERT_MEMEQ(got, msg, sizeof(msg));
+}
+
+struct kcm_sender {
+	pthread_t th;
+	int fd;
+	const char *msg;
+	size_t len;
+	ssize_t ret;
+	int err;
+};
+
+static void *kcm_sender_fn(void *arg)
+{
+	struct kcm_sender *s = arg;
+
+	s->ret = send(s->fd, s->msg, s->len, 0);
+	s->err = errno;
+	return NULL;
+}
+
+/*
+ * A socket attached while its connect() is still in progress: a message
+ * sent meanwhile waits, and goes out once the connection is established
+ * (no write-space wake-up comes for it: the state change must wake it).
+ * The listener's accept queue is full, so the SYN is dropped until it is
+ * retransmitted, about a second later.
+ */
+KCM_TEST(attach_while_connecting, KCM_TIMEOUT(60),
+	 KCM_LINUX_BUG("a message sent while the socket connects never goes out"))
+{
+	int kcm, prog, lfd, first, c1, c2, child;
+	struct sockaddr_storage ss;
+	socklen_t alen = sizeof(ss);
+	struct kcm_sender snd;
+	struct tcp_info ti;
+	socklen_t tlen = sizeof(ti);
+	char msg[100], got[100];
+
+	kcm = kcm_socket(SOCK_DGRAM);
+	prog = kcm_prog_len32();
+	lfd = kcm_tcp_listener(AF_INET, 0);
+	c1 = kcm_tcp_connect_to(lfd);		/* fills the accept queue */
+	ASSERT_OK(getsockname(lfd, (struct sockaddr *)&ss, &alen));
+	c2 = ASSERT_OK(socket(AF_INET, SOCK_STREAM, 0));
+	kcm_set_nonblock(c2, 1);
+	ASSERT_ERRNO(connect(c2, (struct sockaddr *)&ss, alen), EINPROGRESS);
+	kcm_msleep(50);
+	ASSERT_OK(getsockopt(c2, IPPROTO_TCP, TCP_INFO, &ti, &tlen));
+	ASSERT_EQ(ti.tcpi_state, 2);		/* TCP_SYN_SENT */
+	kcm_set_nonblock(c2, 0);
+	ASSERT_OK(kcm_attach(kcm, c2, prog));
+
+	kcm_msg_build(msg, sizeof(msg), 3, 1);
+	snd = (struct kcm_sender){ .fd = kcm, .msg = msg, .len = sizeof(msg) };
+	ASSERT_EQ(pthread_create(&snd.th, NULL, kcm_sender_fn, &snd), 0);
+	kcm_msleep(200);
+	/* Room in the queue: the retransmitted SYN gets through. */
+	ASSERT_OK(first = accept(lfd, NULL, NULL));
+	ASSERT_OK(child = accept(lfd, NULL, NULL));
+	kcm_set_rcvtimeo(child, 10000);
+	kcm_read_all(child, got, sizeof(got));
+	ASSERT_MEMEQ(got, msg, sizeof(msg));
+	pthread_join(snd.th, NULL);
+	if (snd.ret < 0)
+		KCM_FAIL("send: %s", kcm_errname(snd.err));
+	ASSERT_EQ(snd.ret, sizeof(msg));
+	ASSERT_EQ(kcm_so_error(c2), 0);
+	close(first);
+	close(c1);
+}
+
+/*
+ * A connection refused while attached: the TCP socket shows TCP's own
+ * error, ECONNREFUSED, not one of KCM's.  (The port is a listener's that
+ * closed after the SYN was dropped: the retransmission meets a reset.)
+ */
+KCM_TEST(attach_while_connecting_refused, KCM_TIMEOUT(60),
+	 KCM_LINUX_BUG("posts EPIPE over TCP's ECONNREFUSED"))
+{
+	int kcm, prog, lfd, c1, c2;
+	struct sockaddr_storage ss;
+	socklen_t alen = sizeof(ss);
+
+	kcm = kcm_socket(SOCK_DGRAM);
+	prog = kcm_prog_len32();
+	lfd = kcm_tcp_listener(AF_INET, 0);
+	c1 = kcm_tcp_connect_to(lfd);
+	ASSERT_OK(getsockname(lfd, (struct sockaddr *)&ss, &alen));
+	c2 = ASSERT_OK(socket(AF_INET, SOCK_STREAM, 0));
+	kcm_set_nonblock(c2, 1);
+	ASSERT_ERRNO(connect(c2, (struct sockaddr *)&ss, alen), EINPROGRESS);
+	kcm_msleep(50);
+	ASSERT_OK(kcm_attach(kcm, c2, prog));
+	close(lfd);
+	close(c1);
+	ASSERT_TRUE(kcm_poll1(c2, 0, 10000) & POLLERR);
+	ASSERT_EQ(kcm_so_error(c2), ECONNREFUSED);
+}
+
+/*
+ * Unattached while a message waits for room on it (its peer reads
+ * nothing): the message goes elsewhere or nowhere, but the TCP socket,
+ * the application's again once SIOCKCMUNATTACH returns, gets no error
+ * from KCM, then or later.
+ */
+KCM_TEST(unattach_while_sending_posts_nothing,
+	 KCM_LINUX_BUG("posts EPIPE on the TCP socket after unattach returned"))
+{
+	int kcm, peer, tcp, prog, sent = 0;
+	char msg[4096];
+
+	kcm = kcm_socket(SOCK_DGRAM);
+	prog = kcm_prog_len32();
+	kcm_tcp_pair(AF_INET, &peer, &tcp);
+	kcm_set_int_opt(tcp, SOL_SOCKET, SO_SNDBUF, 16384);
+	kcm_set_int_opt(peer, SOL_SOCKET, SO_RCVBUF, 16384);
+	ASSERT_OK(kcm_attach(kcm, tcp, prog));
+	kcm_msg_build(msg, sizeof(msg), 4, 0);
+	while (send(kcm, msg, sizeof(msg), MSG_DONTWAIT) == sizeof(msg))
+		if (++sent > 1000)
+			KCM_FAIL("sends never pushed back");
+	ASSERT_EQ(errno, EAGAIN);
+	ASSERT_OK(kcm_unattach(kcm, tcp));
+	kcm_msleep(300);
+	ASSERT_EQ(kcm_poll1(tcp, 0, 0) & POLLERR, 0);
+	ASSERT_EQ(kcm_so_error(tcp), 0);
+	close(kcm);
+	kcm_msleep(100);
+	ASSERT_EQ(kcm_so_error(tcp), 0);
+}
+
 /* ---- urgent data --------------------------------------------------------- */
 
 /*
@@ -651,4 +919,38 @@ KCM_TEST(urgent_byte_in_message_v6,
 	 KCM_LINUX_BUG("mis-frames the stream after the urgent byte"))
 {
 	urgent_in_stream(AF_INET6);
+}
+
+/*
+ * The urgent byte is the first byte of a message that waits for the rest
+ * of its bytes in TCP, and the rest comes with an urgent pointer of its
+ * own: TCP must not step over the first urgent byte (it would, to keep the
+ * stream clean of it, if the socket did not read urgent bytes inline), or
+ * the message loses its first byte and the framing is lost.
+ */
+KCM_TEST(urgent_byte_first_of_message,
+	 KCM_LINUX_BUG("mis-frames the stream at the urgent byte"))
+{
+	int kcm, peer, tcp, prog;
+	char msg[100], got[200];
+	uint32_t i;
+
+	kcm = kcm_socket(SOCK_DGRAM);
+	prog = kcm_prog_len32();
+	kcm_tcp_pair(AF_INET, &peer, &tcp);
+	ASSERT_OK(kcm_attach(kcm, tcp, prog));
+	for (i = 0; i < 5; i++) {
+		kcm_msg_build(msg, sizeof(msg), 0, i);
+		ASSERT_EQ(send(peer, msg, 1, MSG_OOB), 1);
+		kcm_msleep(50);
+		ASSERT_EQ(send(peer, msg + 1, sizeof(msg) - 1, MSG_OOB),
+			  sizeof(msg) - 1);
+		if (kcm_recv_timeout(kcm, got, sizeof(got), 0, 5000) < 0)
+			KCM_FAIL("message %u: %s, SO_ERROR %d", i,
+				 kcm_errname(errno), kcm_so_error(tcp));
+		ASSERT_MEMEQ(got, msg, sizeof(msg));
+	}
+	/* Unattached, the socket reads urgent data as it did before. */
+	ASSERT_OK(kcm_unattach(kcm, tcp));
+	ASSERT_EQ(kcm_get_int_opt(tcp, SOL_SOCKET, SO_OOBINLINE), 0);
 }
