@@ -140,6 +140,7 @@ struct kcm_psock {
 	u32 rx_offset;			/* of its first byte in rx_head */
 	u32 rx_have;			/* its bytes in rx_head */
 	u32 rx_len;			/* length of the message begun, or 0 */
+	unsigned long rx_deadline;	/* jiffies: its time limit */
 	bool rx_timing;			/* rx_timeout runs for it */
 	bool rx_stopped;
 	bool rx_paused;

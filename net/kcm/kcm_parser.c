@@ -495,6 +495,7 @@ static void kcm_parser_start_timer(struct kcm_psock *psock)
 
 	if (psock->rx_timing || !timeo || timeo == MAX_SCHEDULE_TIMEOUT)
 		return;
+	psock->rx_deadline = jiffies + timeo;
 	queue_delayed_work(kcm_wq, &psock->rx_timeout, timeo);
 	psock->rx_timing = true;
 }
@@ -777,7 +778,12 @@ static void kcm_parser_timeout(struct work_struct *work)
 	struct sock *sk = psock->sk;
 
 	lock_sock(sk);
-	if (psock->rx_timing && !READ_ONCE(psock->rx_stopped)) {
+	/* The message this work was queued for may have completed while it
+	 * waited for the lock (the cancel came too late), and the next one
+	 * started its own limit, which this run is not.
+	 */
+	if (psock->rx_timing && !READ_ONCE(psock->rx_stopped) &&
+	    time_after_eq(jiffies, psock->rx_deadline)) {
 		psock->rx_timing = false;
 		psock->stats.rx_timeouts++;
 		kcm_parser_abort(psock, -ETIMEDOUT);
