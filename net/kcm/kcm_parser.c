@@ -482,6 +482,7 @@ static bool kcm_parser_keep(struct sock *sk, struct kcm_rx_pos *pos, u32 need)
 static void kcm_parser_msg_done(struct kcm_psock *psock)
 {
 	psock->rx_len = 0;
+	psock->rx_have = 0;
 	if (psock->rx_timing) {
 		cancel_delayed_work(&psock->rx_timeout);
 		psock->rx_timing = false;
@@ -612,7 +613,7 @@ static bool kcm_parser_set_len(struct kcm_psock *psock, int ret)
 	/* Shorter than the bytes the program needed first, which were taken
 	 * out of TCP: what follows the message cannot be put back.
 	 */
-	if (ret < psock->rx_have) {
+	if (psock->rx_head && ret < psock->rx_have) {
 		kcm_parser_abort(psock, -EPROTO);
 		return false;
 	}
