@@ -93,6 +93,61 @@ static void kcm_tx_add_frag(struct sock *sk, struct sk_buff *head,
 	sk_wmem_queued_add(sk, len);
 }
 
+/*
+ * Cuts message head back to its first len bytes: what a failed append added
+ * goes, what earlier calls appended (and were told was accepted) stays.
+ */
+static void kcm_tx_trim(struct sock *sk, struct sk_buff *head,
+			unsigned int len)
+{
+	struct sk_buff **link = &skb_shinfo(head)->frag_list;
+	unsigned int at = 0;
+	struct sk_buff *skb;
+
+	while ((skb = *link) && at + skb->len <= len) {
+		at += skb->len;
+		link = &skb->next;
+	}
+	if (skb && at < len) {
+		struct skb_shared_info *shinfo = skb_shinfo(skb);
+		unsigned int keep = len - at, cut, kept = 0;
+		int i, n = 0;
+
+		for (i = 0; i < shinfo->nr_frags; i++) {
+			skb_frag_t *frag = &shinfo->frags[i];
+			unsigned int size = skb_frag_size(frag);
+
+			if (kept >= keep) {
+				put_page(skb_frag_page(frag));
+				continue;
+			}
+			if (kept + size > keep)
+				skb_frag_size_set(frag, keep - kept);
+			kept += skb_frag_size(frag);
+			n++;
+		}
+		shinfo->nr_frags = n;
+		cut = skb->len - keep;
+		skb->len = keep;
+		skb->data_len = keep;
+		skb->truesize -= cut;
+		head->len -= cut;
+		head->data_len -= cut;
+		head->truesize -= cut;
+		sk_wmem_queued_add(sk, -cut);
+		link = &skb->next;
+	}
+	while ((skb = *link)) {
+		*link = skb->next;
+		skb->next = NULL;
+		head->len -= skb->len;
+		head->data_len -= skb->len;
+		head->truesize -= skb->truesize;
+		sk_wmem_queued_add(sk, -skb->truesize);
+		consume_skb(skb);
+	}
+}
+
 /* Copies len bytes from the iterator onto the end of message head. */
 static int kcm_tx_append_copy(struct sock *sk, struct sk_buff *head,
 			      struct sk_buff **tailp, struct iov_iter *from,
@@ -357,6 +412,7 @@ int kcm_tx_sendmsg(struct socket *sock, struct msghdr *msg, size_t len)
 	struct kcm_sock *kcm = kcm_sk(sk);
 	int flags = msg->msg_flags;
 	struct sk_buff *head;
+	unsigned int accepted;
 	bool eor;
 	long timeo;
 	u64 cookie;
@@ -405,11 +461,20 @@ int kcm_tx_sendmsg(struct socket *sock, struct msghdr *msg, size_t len)
 	}
 	kcm->tx_partial = NULL;
 
+	accepted = head->len;
 	err = kcm_tx_append(sk, head, &msg->msg_iter, len,
 			    flags & MSG_SPLICE_PAGES);
 	if (err) {
-		/* Never send part of a message: drop all of it. */
-		kcm_tx_free(sk, head);
+		/* Never send part of a message.  The pieces accepted before
+		 * stay: this one may be sent again, and the message goes on
+		 * with its first bytes (its header) where they were.
+		 */
+		if (!accepted) {
+			kcm_tx_free(sk, head);
+			goto out;
+		}
+		kcm_tx_trim(sk, head, accepted);
+		kcm->tx_partial = head;
 		goto out;
 	}
 

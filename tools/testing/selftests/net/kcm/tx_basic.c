@@ -359,6 +359,41 @@ KCM_TEST(seqpacket_eor_pieces)
 	free(msg);
 }
 
+/*
+ * A piece of a SOCK_SEQPACKET message that faults half-way (EFAULT) is not
+ * taken, but the pieces accepted before it stay: the piece sent again and
+ * the rest complete the message, whose header is still its first bytes.
+ * Dropping the whole message would send the later pieces alone, headless,
+ * and the peer would lose the framing.
+ */
+KCM_TEST(seqpacket_fault_keeps_accepted_pieces,
+	 KCM_LINUX_BUG("drops the pieces accepted before; the rest goes out headless"))
+{
+	enum { PLEN = 3000 };
+	unsigned char *msg = kcm_xmalloc(PLEN + 4);
+	uint64_t rng = 4711;
+	size_t len = tx_make(msg, PLEN, &rng);
+	struct iovec iov[2] = {
+		{ .iov_base = msg + 1000, .iov_len = 500 },
+		{ .iov_base = (void *)8, .iov_len = 500 },
+	};
+	struct msghdr mh = { .msg_iov = iov, .msg_iovlen = 2 };
+	int kcm, peer;
+
+	kcm = tx_setup(SOCK_SEQPACKET, NULL, &peer);
+	ASSERT_EQ(send(kcm, msg, 1000, 0), 1000);
+	ASSERT_ERRNO(sendmsg(kcm, &mh, 0), EFAULT);
+	ASSERT_EQ(send(kcm, msg + 1000, 1000, 0), 1000);
+	ASSERT_EQ(send(kcm, msg + 2000, len - 2000, MSG_EOR),
+		  (ssize_t)(len - 2000));
+	tx_expect_stream(peer, msg, len);
+	/* The next message is framed as it should be. */
+	len = tx_make(msg, 100, &rng);
+	ASSERT_EQ(send(kcm, msg, len, MSG_EOR), (ssize_t)len);
+	tx_expect_stream(peer, msg, len);
+	free(msg);
+}
+
 /* An empty send with MSG_EOR completes a SOCK_SEQPACKET message; with no
  * message open it sends nothing.
  */
