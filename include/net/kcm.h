@@ -205,6 +205,7 @@ struct kcm_msg_cb {
 	u32 charge;			/* rx: charged to the socket's rmem */
 	u32 msgs;			/* rx: messages not yet consumed */
 	bool batch;
+	bool started;			/* rx: current message partly read */
 };
 
 static inline struct kcm_msg_cb *kcm_msg_cb(struct sk_buff *skb)
@@ -279,6 +280,7 @@ ssize_t kcm_rx_splice_read(struct socket *sock, loff_t *ppos,
 			   struct pipe_inode_info *pipe, size_t len,
 			   unsigned int flags);
 void kcm_rx_skb_destructor(struct sk_buff *skb);
+struct sk_buff *kcm_rx_split_started(struct sk_buff *skb);
 
 /* kcm_tx.c */
 int kcm_tx_sendmsg(struct socket *sock, struct msghdr *msg, size_t len);

@@ -195,22 +195,34 @@ static void kcm_mux_rx_make_ready(struct kcm_sock *kcm)
 	kcm_mux_rx_drain(mux);
 }
 
-/* Takes kcm out of steering and hands its queued messages to the others.
+/*
+ * Takes kcm out of steering and hands its queued messages to the others,
+ * but for a message its reader has begun (SOCK_SEQPACKET, a short read or
+ * a splice): that stays, for the reader to finish or to go with the socket.
  * Under mux->lock.
  */
 static void kcm_mux_rx_evict(struct kcm_sock *kcm)
 {
+	struct sk_buff_head *queue = &kcm->sk.sk_receive_queue;
+	struct sk_buff *skb, *started = NULL;
 	struct kcm_mux *mux = kcm->mux;
-	struct sk_buff *skb;
 
 	if (kcm->rx_ready) {
 		list_del_init(&kcm->rx_node);
 		WRITE_ONCE(kcm->rx_ready, false);
 	}
-	while ((skb = skb_dequeue(&kcm->sk.sk_receive_queue))) {
+	while ((skb = skb_dequeue(queue))) {
+		if (kcm_msg_cb(skb)->started) {
+			started = skb;
+			skb = kcm_rx_split_started(started);
+			if (!skb)
+				continue;
+		}
 		skb_orphan(skb);
 		__skb_queue_tail(&mux->rx_orphans, skb);
 	}
+	if (started)
+		skb_queue_head(queue, started);
 	kcm_mux_rx_drain(mux);
 }
 

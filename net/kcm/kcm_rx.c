@@ -52,6 +52,7 @@ static void kcm_rx_done_msgs(struct kcm_sock *kcm, struct sk_buff *skb,
 	u32 charge;
 
 	cb->msgs -= n;
+	cb->started = false;
 	if (cb->msgs) {
 		memcpy(&cb->len, skb->data + end, sizeof(u32));
 		cb->offset = end + sizeof(u32);
@@ -74,10 +75,46 @@ static void kcm_rx_consume(struct kcm_sock *kcm, struct sk_buff *skb,
 
 	cb->offset += len;
 	cb->len -= len;
-	if (cb->len)
+	if (cb->len) {
+		cb->started = true;
 		return;
+	}
 	kcm_rx_done_msgs(kcm, skb, 1, cb->offset);
 	kcm_mux_rx_space(kcm);
+}
+
+/*
+ * skb, taken off its socket's queue, has its current message partly read:
+ * that rest belongs to the reader who began it, and is no message another
+ * socket could take.  skb is cut to that message and stays (charged to its
+ * socket for it alone); the messages after it in a batch come back as a
+ * clone of skb, for another socket, or NULL if there are none.  Under
+ * mux->lock, with no reader on the socket (its lock held, or closing).
+ */
+struct sk_buff *kcm_rx_split_started(struct sk_buff *skb)
+{
+	struct kcm_msg_cb *cb = kcm_msg_cb(skb), *rcb;
+	u32 end = cb->offset + cb->len, charge;
+	struct sk_buff *rest;
+
+	if (!cb->batch || cb->msgs == 1)
+		return NULL;
+	rest = skb_clone(skb, GFP_ATOMIC);
+	if (!rest)
+		return NULL;	/* all of it stays, rather than any lost */
+
+	rcb = kcm_msg_cb(rest);
+	rcb->msgs = cb->msgs - 1;
+	rcb->started = false;
+	memcpy(&rcb->len, skb->data + end, sizeof(u32));
+	rcb->offset = end + sizeof(u32);
+
+	__skb_trim(skb, end);
+	cb->msgs = 1;
+	charge = kcm_msg_unread(skb) + sizeof(struct sk_buff);
+	atomic_sub(cb->charge - charge, &skb->sk->sk_rmem_alloc);
+	cb->charge = charge;
+	return rest;
 }
 
 /*

@@ -450,6 +450,82 @@ KCM_TEST(recv_disable_moves_queued)
 	ASSERT_ERRNO(recv(c, b, sizeof(b), MSG_DONTWAIT), EAGAIN);
 }
 
+/*
+ * A SOCK_SEQPACKET message A has begun to read (a short read) is A's to
+ * finish: KCM_RECV_DISABLE moves the messages after it to B, whole, and
+ * never the rest of that one as if it were a message.  @size: 80 (small
+ * messages, copied by the parser into one batch) or 3000 (one skb each).
+ */
+static void disable_after_short_read(size_t size)
+{
+	char b[4096];
+	struct rx s;
+	int c, i, flags;
+
+	setup(&s, SOCK_SEQPACKET);
+	c = ASSERT_OK(kcm_clone(s.kcm));
+	set_disable(c, 1);
+	for (i = 0; i < 6; i++)
+		send_msg(s.peer, size, i);
+	wait_readable(s.kcm);
+	kcm_msleep(100);
+	ASSERT_EQ(recv_flags(s.kcm, b, 30, 0, &flags), 30);
+	ASSERT_EQ(flags & MSG_EOR, 0);
+	set_disable(c, 0);
+	set_disable(s.kcm, 1);
+	/* The rest of message 0 is still A's, and ends it. */
+	ASSERT_EQ(recv_flags(s.kcm, b + 30, sizeof(b) - 30, MSG_DONTWAIT,
+			     &flags), (ssize_t)size - 30);
+	ASSERT_TRUE(flags & MSG_EOR);
+	expect_seq(b, size, 0);
+	ASSERT_ERRNO(recv(s.kcm, b, sizeof(b), MSG_DONTWAIT), EAGAIN);
+	/* B has 1 to 5, each whole. */
+	for (i = 1; i < 6; i++) {
+		ASSERT_EQ(kcm_recv_timeout(c, b, sizeof(b), 0, 5000),
+			  (ssize_t)size);
+		expect_seq(b, size, i);
+	}
+	ASSERT_ERRNO(recv(c, b, sizeof(b), MSG_DONTWAIT), EAGAIN);
+}
+
+KCM_TEST(recv_disable_keeps_begun_message_small,
+	 KCM_LINUX_BUG(SEQPACKET_PARTIAL_BUG))
+{
+	disable_after_short_read(80);
+}
+
+KCM_TEST(recv_disable_keeps_begun_message_large,
+	 KCM_LINUX_BUG(SEQPACKET_PARTIAL_BUG))
+{
+	disable_after_short_read(3000);
+}
+
+/* Closed after a short read: the rest of that message goes with it, and
+ * the other socket gets the messages after it, whole.
+ */
+KCM_TEST(close_after_short_read_moves_whole_messages)
+{
+	char b[4096];
+	struct rx s;
+	int c, i, flags;
+
+	setup(&s, SOCK_SEQPACKET);
+	c = ASSERT_OK(kcm_clone(s.kcm));
+	set_disable(c, 1);
+	for (i = 0; i < 6; i++)
+		send_msg(s.peer, 80, i);
+	wait_readable(s.kcm);
+	kcm_msleep(100);
+	ASSERT_EQ(recv_flags(s.kcm, b, 30, 0, &flags), 30);
+	set_disable(c, 0);
+	close(s.kcm);
+	for (i = 1; i < 6; i++) {
+		ASSERT_EQ(kcm_recv_timeout(c, b, sizeof(b), 0, 5000), 80);
+		expect_seq(b, 80, i);
+	}
+	ASSERT_ERRNO(recv(c, b, sizeof(b), MSG_DONTWAIT), EAGAIN);
+}
+
 KCM_TEST(recv_reenable)
 {
 	struct rx s;
