@@ -21,12 +21,22 @@
  *   KCM sk lock     lock_sock() of a KCM socket; its transmit state and the
  *                   consumption side of its receive queue.
  *   TCP sk lock     lock_sock() or bh_lock_sock() of an attached socket;
- *                   held by the stream parser during a pass, and by the
- *                   transmit path while it pushes bytes.
+ *                   held by the stream parser during a pass, by the
+ *                   transmit path while it pushes bytes, and around attach
+ *                   (which tcp_disconnect() holds too).
+ *   sk_callback_lock  rwlock of an attached TCP socket: its callbacks and
+ *                   sk_user_data; a reader may take mux->lock under it.
  *   kcm_mux.lock    BH spinlock; every list of the mux, the receive-ready
  *                   state of its KCM sockets, psock reservations and the
  *                   messages held for lack of a receiver.  Nothing sleeps
- *                   under it and no other lock is taken under it.
+ *                   under it; the only locks taken under it are leaves of
+ *                   other subsystems: a KCM socket's receive queue and wait
+ *                   queue (queueing a message, waking its reader) and the
+ *                   workqueue's (queue_work()).
+ *
+ * Functions documented "Under mux->lock" assert it (lockdep_assert_held()),
+ * so do those "Under the KCM socket lock" (sock_owned_by_me()) and the
+ * parser's pass (the TCP socket's lock, either kind).
  *
  * Lifetimes:
  *

@@ -123,6 +123,7 @@ static void kcm_mux_rx_queue(struct kcm_sock *kcm, struct sk_buff *skb,
 	struct kcm_msg_cb *cb = kcm_msg_cb(skb);
 	struct sock *sk = &kcm->sk;
 
+	lockdep_assert_held(&kcm->mux->lock);
 	kcm->rx_msgs += cb->msgs;
 	kcm->rx_bytes += kcm_msg_payload(skb);
 	cb->charge = kcm_msg_unread(skb) + sizeof(struct sk_buff);
@@ -154,6 +155,7 @@ static void kcm_mux_rx_drain(struct kcm_mux *mux)
 	struct kcm_sock *kcm;
 	struct sk_buff *skb;
 
+	lockdep_assert_held(&mux->lock);
 	while ((kcm = list_first_entry_or_null(&mux->rx_ready,
 					       struct kcm_sock, rx_node))) {
 		skb = __skb_dequeue(&mux->rx_orphans);
@@ -186,6 +188,7 @@ static void kcm_mux_rx_make_ready(struct kcm_sock *kcm)
 {
 	struct kcm_mux *mux = kcm->mux;
 
+	lockdep_assert_held(&mux->lock);
 	if (kcm->rx_ready || kcm->rx_disabled || kcm->leaving)
 		return;
 	if (atomic_read(&kcm->sk.sk_rmem_alloc) >= READ_ONCE(kcm->sk.sk_rcvbuf))
@@ -207,6 +210,7 @@ static void kcm_mux_rx_evict(struct kcm_sock *kcm)
 	struct sk_buff *skb, *started = NULL;
 	struct kcm_mux *mux = kcm->mux;
 
+	lockdep_assert_held(&mux->lock);
 	if (kcm->rx_ready) {
 		list_del_init(&kcm->rx_node);
 		WRITE_ONCE(kcm->rx_ready, false);
@@ -272,6 +276,7 @@ static void kcm_mux_rx_wake_target(struct kcm_psock *psock)
 {
 	struct kcm_sock *kcm = psock->rx_target;
 
+	lockdep_assert_held(&psock->mux->lock);
 	if (!kcm)
 		return;
 	kcm->sk.sk_data_ready(&kcm->sk);
@@ -427,6 +432,7 @@ void kcm_mux_remove_psock(struct kcm_mux *mux, struct kcm_psock *psock)
 /* Links kcm and psock for sending.  Under mux->lock. */
 static void kcm_mux_tx_link(struct kcm_sock *kcm, struct kcm_psock *psock)
 {
+	lockdep_assert_held(&kcm->mux->lock);
 	kref_get(&psock->ref);
 	psock->tx_kcm = kcm;
 	psock->stats.reserved++;
@@ -443,6 +449,7 @@ static struct kcm_psock *kcm_mux_find_cookie(struct kcm_mux *mux, u64 cookie)
 {
 	struct kcm_psock *psock;
 
+	lockdep_assert_held(&mux->lock);
 	list_for_each_entry(psock, &mux->psocks, mux_node)
 		if (psock->cookie == cookie && !psock->unattached)
 			return psock;
@@ -524,6 +531,7 @@ void kcm_mux_tx_offer(struct kcm_mux *mux, struct kcm_psock *psock)
 {
 	struct kcm_sock *kcm;
 
+	lockdep_assert_held(&mux->lock);
 	if (!kcm_psock_usable(psock) || psock->tx_kcm)
 		return;
 
@@ -546,6 +554,7 @@ void kcm_mux_tx_wake_directed(struct kcm_mux *mux, struct kcm_psock *psock)
 {
 	struct kcm_sock *kcm;
 
+	lockdep_assert_held(&mux->lock);
 	list_for_each_entry(kcm, &mux->tx_waiters, tx_node)
 		if (kcm->tx_wait_cookie == psock->cookie)
 			queue_work(kcm_wq, &kcm->tx_work);
@@ -557,6 +566,7 @@ void kcm_mux_tx_unreserve(struct kcm_sock *kcm)
 	struct kcm_mux *mux = kcm->mux;
 	struct kcm_psock *psock;
 
+	sock_owned_by_me(&kcm->sk);
 	spin_lock_bh(&mux->lock);
 	psock = kcm->tx_psock;
 	if (psock) {
@@ -576,6 +586,7 @@ void kcm_mux_tx_cancel_wait(struct kcm_sock *kcm)
 {
 	struct kcm_mux *mux = kcm->mux;
 
+	sock_owned_by_me(&kcm->sk);
 	spin_lock_bh(&mux->lock);
 	if (kcm->tx_waiting) {
 		list_del_init(&kcm->tx_node);

@@ -668,6 +668,7 @@ static int kcm_parser_pass(struct kcm_psock *psock)
 	struct kcm_rx_pos pos;
 	int err = 0;
 
+	lockdep_assert(lockdep_sock_is_held(sk));
 	migrate_disable();
 	if (!kcm_parser_find(sk, start, &pos))
 		goto out;
@@ -809,12 +810,14 @@ void kcm_parser_start(struct kcm_psock *psock)
  */
 void kcm_parser_pause(struct kcm_psock *psock)
 {
+	lockdep_assert_held(&psock->mux->lock);
 	WRITE_ONCE(psock->rx_paused, true);
 }
 
 /* A socket took the held messages.  Under mux->lock. */
 void kcm_parser_resume(struct kcm_psock *psock)
 {
+	lockdep_assert_held(&psock->mux->lock);
 	WRITE_ONCE(psock->rx_paused, false);
 	queue_work(kcm_wq, &psock->rx_work);
 }

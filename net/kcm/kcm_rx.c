@@ -97,6 +97,7 @@ struct sk_buff *kcm_rx_split_started(struct sk_buff *skb)
 	u32 end = cb->offset + cb->len, charge;
 	struct sk_buff *rest;
 
+	lockdep_assert_held(&kcm_sk(skb->sk)->mux->lock);
 	if (!cb->batch || cb->msgs == 1)
 		return NULL;
 	rest = skb_clone(skb, GFP_ATOMIC);

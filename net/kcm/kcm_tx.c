@@ -314,6 +314,7 @@ static void kcm_tx_push(struct kcm_sock *kcm)
 	bool freed = false;
 	int err;
 
+	sock_owned_by_me(sk);
 	while (!kcm->tx_stopped && (head = skb_peek(&sk->sk_write_queue))) {
 		u64 cookie = kcm_msg_cb(head)->cookie;
 		struct kcm_psock *psock = kcm->tx_psock;

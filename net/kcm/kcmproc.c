@@ -128,6 +128,7 @@ static void kcm_proc_mux_sums(struct kcm_proc_sums *s, struct kcm_mux *mux)
 {
 	struct kcm_psock *psock;
 
+	lockdep_assert_held(&mux->lock);
 	s->tx_retries += mux->stats.tx_retries;
 	s->attach += mux->stats.attach;
 	s->unattach += mux->stats.unattach;
