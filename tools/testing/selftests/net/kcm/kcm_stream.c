@@ -20,27 +20,6 @@
 
 #include "kcm_test.h"
 
-static void dump_proc(const char *why)
-{
-	static const char *const files[] = {
-		"/proc/net/kcm", "/proc/net/kcm_stats",
-	};
-	unsigned int i;
-
-	kcm_diag("%s; state follows", why);
-	for (i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
-		char *text = kcm_read_file(files[i]), *line, *save;
-
-		kcm_diag("%s:", files[i]);
-		if (!text)
-			continue;
-		for (line = strtok_r(text, "\n", &save); line;
-		     line = strtok_r(NULL, "\n", &save))
-			kcm_diag("  %s", line);
-		free(text);
-	}
-}
-
 /* Bytes waiting in a TCP socket's receive queue. */
 static int tcp_inq(int fd)
 {
@@ -262,7 +241,7 @@ static void load_run(int family, int ms)
 				dump_tcp("receiver", l->tcp[i]);
 				dump_tcp("peer", l->peer[i]);
 			}
-			dump_proc("stall");
+			kcm_dump_proc("stall");
 			KCM_FAIL("stream stalled");
 		}
 		if (atomic_load(&l->bad))
@@ -362,7 +341,7 @@ static void backpressure(int family)
 				 seq, off, total);
 			dump_tcp("receiver", tcp);
 			dump_tcp("peer", peer);
-			dump_proc("stall");
+			kcm_dump_proc("stall");
 			KCM_FAIL("stream stalled under backpressure");
 		}
 		if (!(pfd[0].revents & POLLIN))
@@ -454,7 +433,7 @@ static void partial_header_pins(int family, int rcvbuf)
 				 i, total / PIN_MSG, kcm_errname(errno));
 			dump_tcp("receiver", tcp);
 			dump_tcp("peer", peer);
-			dump_proc("stall");
+			kcm_dump_proc("stall");
 			KCM_FAIL("stream stalled on a partial header");
 		}
 		if (n != PIN_MSG || kcm_msg_check(got, n, &conn, &seq) ||
@@ -520,7 +499,7 @@ static void timeout_preset(int family, bool before)
 	revents = kcm_poll1(tcp, 0, 3000);
 	if (!(revents & POLLERR)) {
 		dump_tcp("receiver", tcp);
-		dump_proc("no POLLERR 3 s after a partial message");
+		kcm_dump_proc("no POLLERR 3 s after a partial message");
 	}
 	EXPECT_TRUE(revents & POLLERR);
 	EXPECT_EQ(kcm_so_error(tcp), ETIMEDOUT);

@@ -881,3 +881,24 @@ void *kcm_xmalloc(size_t n)
 		KCM_FAIL("out of memory (%zu bytes)", n);
 	return p;
 }
+
+void kcm_dump_proc(const char *why)
+{
+	static const char *const files[] = {
+		"/proc/net/kcm", "/proc/net/kcm_stats",
+	};
+	unsigned int i;
+
+	kcm_diag("%s; state follows", why);
+	for (i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+		char *text = kcm_read_file(files[i]), *line, *save;
+
+		kcm_diag("%s:", files[i]);
+		if (!text)
+			continue;
+		for (line = strtok_r(text, "\n", &save); line;
+		     line = strtok_r(NULL, "\n", &save))
+			kcm_diag("  %s", line);
+		free(text);
+	}
+}

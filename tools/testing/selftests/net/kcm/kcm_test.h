@@ -288,5 +288,7 @@ void kcm_new_netns(void);
 
 /* Read a whole file into a malloc'd NUL-terminated buffer (or NULL). */
 char *kcm_read_file(const char *path);
+/* Diagnostics: @why, then /proc/net/kcm and /proc/net/kcm_stats. */
+void kcm_dump_proc(const char *why);
 
 #endif /* KCM_TEST_H */
