@@ -2,6 +2,8 @@
 # /init (PID 1) of the test VM; busybox sh.  Settings come from /etc/kcm-vm.conf:
 #   MODE=check|run  LANE=ours|linux  TEST_TIMEOUT=seconds  RUN=program (run mode)
 #   KCM_LINK_SEED=seed (optional)
+# and /etc/kcm-vm.env ("export NAME='VALUE'" lines from run-vm.sh's VM_ENV),
+# exported to the tests or the run program.
 #
 # ttyS0 is the kernel console (this script's stdout).  ttyS1 carries the test
 # output and "kcm-vm: ..." lines that scripts/vm/parse.sh on the host reads:
@@ -19,6 +21,8 @@ ip link set lo up
 export KCM_LANE="$LANE" HOME=/tmp TMPDIR=/tmp
 # A seed to replay, if the host was given one (kcm_link).
 if [ -n "${KCM_LINK_SEED:-}" ]; then export KCM_LINK_SEED; fi
+# shellcheck disable=SC1091
+if [ -f /etc/kcm-vm.env ]; then . /etc/kcm-vm.env; fi
 
 exec 3>/dev/ttyS1
 say() { echo "kcm-vm: $*" >&3; echo "kcm-vm: $*"; }

@@ -19,6 +19,12 @@
 #   VM_TESTS    directory of test executables instead of build/tests
 #   VM_OVERLAY  directory copied over the initramfs root last (e.g. the
 #               /hooks/ that init.sh runs)
+# Generic knobs for any caller (scripts/vm/soak.sh uses both):
+#   VM_ENV      "NAME=VALUE NAME2=VALUE2": exported to the test binaries
+#               (or the run program) in the VM; values may not contain
+#               spaces or quotes, names are [A-Za-z_][A-Za-z0-9_]*
+#   VM_QEMU_ARGS  extra QEMU arguments, split on spaces (e.g.
+#               "-icount shift=0,sleep=off -cpu qemu64,-cx16")
 set -euo pipefail
 
 mode=${1:?usage: $0 check|run KVER ours|linux [PROGRAM]}
@@ -89,6 +95,16 @@ TEST_TIMEOUT=$test_timeout
 RUN=$program
 KCM_LINK_SEED=${KCM_LINK_SEED:-}
 EOF
+# VM_ENV: one "export NAME='VALUE'" line each, sourced by init.sh.
+: >"$stage/etc/kcm-vm.env"
+for kv in ${VM_ENV:-}; do
+	name=${kv%%=*}
+	if [[ $kv != *=* || ! $name =~ ^[A-Za-z_][A-Za-z0-9_]*$ || ${kv#*=} == *"'"* ]]; then
+		echo "run-vm: VM_ENV: '$kv' is not NAME=VALUE" >&2
+		exit 1
+	fi
+	printf "export %s='%s'\n" "$name" "${kv#*=}" >>"$stage/etc/kcm-vm.env"
+done
 tests_dir=${VM_TESTS:-$root/build/tests}
 if [ -d "$tests_dir" ]; then cp -a "$tests_dir/." "$stage/tests/"; fi
 if [ -d "$root/build/samples" ]; then cp -a "$root/build/samples/." "$stage/samples/"; fi
@@ -120,9 +136,11 @@ else
 	ttyS1=(-serial "file:$dir/tap.log")
 fi
 cmdline="console=ttyS0 loglevel=5 panic_on_warn=1 oops=panic panic=-1 softlockup_panic=1${VM_APPEND:+ $VM_APPEND}"
+read -ra qemu_extra <<<"${VM_QEMU_ARGS:-}"
 rc=0
 timeout -k 10 "$vm_timeout" qemu-system-x86_64 \
 	-machine q35 -m "${VM_MEM:-1024}" -smp 2 -nodefaults -display none -no-reboot \
+	"${qemu_extra[@]}" \
 	-kernel "${VM_KERNEL:-/boot/vmlinuz-$kver}" -initrd "$dir/initramfs.cpio.gz" -append "$cmdline" \
 	-serial "file:$dir/console.log" "${ttyS1[@]}" </dev/null || rc=$?
 echo "$rc" >"$dir/qemu.rc"
