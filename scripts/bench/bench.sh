@@ -6,6 +6,10 @@
 # (the Makefile's bench target builds both).  Outputs in build/bench/
 # (build/bench/icount/ with BENCH_ICOUNT=1): table.txt, results.txt (every
 # run), ratios.dat, bench.png, vm/KVER-LANE/ (logs).
+# Exits 1 (after the table and the plot) if a run of our module stalled,
+# misframed, lost or invented messages or failed (report.py's
+# failures.txt), or if a VM did not finish; a failures summary comes last.
+# Linux's module stalling is what the table shows, not a failure.
 # Environment: KERNELS (default 6.12), BENCH_LANES (default "ours linux"),
 # BENCH_ICOUNT=1, BENCH_REPS, BENCH_DUR, BENCH_STALL, BENCH_DIRECTED, BENCH_SIZES, BENCH_CONNS,
 # BENCH_THREADS, BENCH_WORKLOADS, BENCH_VARIANTS, BENCH_ECHO_VARIANTS,
@@ -37,6 +41,7 @@ mode="TCG"
 [ "${BENCH_ICOUNT:-0}" = 1 ] && mode="TCG -icount shift=0,sleep=off"
 echo "bench: ${kvers[*]} / ${lanes[*]} ($mode), one VM at a time"
 logs=()
+vm_failed=()
 for kver in "${kvers[@]}"; do
 	for lane in "${lanes[@]}"; do
 		t=$SECONDS
@@ -45,6 +50,7 @@ for kver in "${kvers[@]}"; do
 			echo "bench: $kver/$lane: $n runs in $((SECONDS - t)) s"
 		else
 			echo "bench: $kver/$lane: VM failed after $((SECONDS - t)) s (partial results kept)"
+			vm_failed+=("$kver/$lane: the VM did not finish (see ${out#"$root"/}/vm/$kver-$lane/console.log)")
 		fi
 		logs+=("$work/vm/$kver-$lane/bench.log")
 	done
@@ -82,3 +88,13 @@ if command -v gnuplot >/dev/null; then
 fi
 echo "bench: table in ${out#"$root"/}/table.txt, every run in ${out#"$root"/}/results.txt" \
 	"(total $((SECONDS - start)) s)"
+
+# Failures: our module stalled or delivered wrong data, or a VM died.
+mapfile -t bad <"$out/failures.txt"
+if [ ${#bad[@]} -gt 0 ] || [ ${#vm_failed[@]} -gt 0 ]; then
+	echo
+	echo "bench: FAILED: ${#bad[@]} run(s) of our module stalled or delivered wrong data," \
+		"${#vm_failed[@]} VM(s) did not finish:"
+	printf '  %s\n' "${vm_failed[@]}" "${bad[@]}" | grep -v '^  $' || true
+	exit 1
+fi

@@ -12,6 +12,12 @@
 # messages whose length disagrees with their prefix, "MISMATCH" or "ERROR"
 # if a rep lost or invented messages or failed (a benchmark or module bug).
 # Ratios compare medians of ok runs only.
+#
+# Also writes OUTDIR/failures.txt: one line per run of our module (lane
+# ours, variants kcm, kcmb, kcmd) that stalled, misframed, lost or invented
+# messages, or failed; empty if none.  bench.sh exits 1 when it is not.
+# Linux's module stalls and misframes (see README): its runs are reported
+# in the table, not as failures.
 import os
 import re
 import sys
@@ -202,6 +208,27 @@ for kver in kvers:
 		out.append(f'runs {lane}: ' + '; '.join(
 			f'{v} ' + ' '.join(f'{st}={n}' for st, n in sorted(cnt[v].items()))
 			for v in sorted(cnt)))
+
+# Runs of our module that must not happen.
+OUR_VARIANTS = ('kcm', 'kcmb', 'kcmd')
+BAD = ('stalled', 'misframed', 'mismatch', 'error')
+failures = []
+for k in sorted(runs):
+	kver, lane, w, v, s, c, t = k
+	if lane != 'ours' or v not in OUR_VARIANTS:
+		continue
+	for r in runs[k]:
+		if r['status'] in BAD:
+			extra = ' '.join(f'{x}={r[x]}' for x in (
+				'stall', 'reason', 'sent_msgs', 'recv_msgs', 'badframes', 'requests',
+				'replies', 'badreplies') if x in r)
+			failures.append(f'{kver} ours {w} {v} size={s} conns={c} threads={t}'
+					f' rep={r.get("rep", "?")}: {r["status"]}' + (f' ({extra})' if extra else ''))
+if failures:
+	out.append(f'FAILURES of our module: {len(failures)} run(s)')
+	out.extend('  ' + f for f in failures)
+with open(os.path.join(outdir, 'failures.txt'), 'w') as f:
+	f.write(''.join(x + '\n' for x in failures))
 
 text = '\n'.join(out) + '\n'
 with open(os.path.join(outdir, 'table.txt'), 'w') as f:
