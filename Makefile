@@ -8,7 +8,10 @@
 #   make check            install deps, build everything, run the suite in VMs
 #   make run              boot 6.12 with our module and run build/samples/kcm_demo
 #   make bench            benchmark our kcm.ko, Linux's and user-space framing
-#                         in VMs (6.12); table and plot in build/bench/
+#                         in VMs (6.12); table and plot in build/bench/; fails
+#                         if our module stalled or lost/damaged messages
+#   make soak             kcm_soak's long form on our module: every kernel,
+#                         plain TCG and QEMU -icount (scripts/vm/soak.sh)
 #   make check-debug      the suite on a debug kernel (KASAN, lockdep, kmemleak,
 #                         ...) built from linux-source-6.12; our module only
 #   make fuzz             kcm_fuzz on the debug kernel for DURATION seconds
@@ -38,6 +41,9 @@
 #   CHECK_FAILSLAB_SECONDS=45  check-debug: after the suite, kcm_fuzz with
 #                         failslab this long per mode (0: skip)
 #   BENCH_ICOUNT=1        bench: QEMU -icount shift=0,sleep=off (see scripts/bench/)
+#   SOAK_SECS=600         soak: guest seconds per VM; SOAK_MODES="tcg icount",
+#                         SOAK_SEED, SOAK_RUN_MS, SOAK_ICOUNT, SOAK_ICOUNT_CPU
+#                         (see scripts/vm/soak.sh)
 
 KCM ?= ours linux
 KERNELS ?=
@@ -45,6 +51,7 @@ DEMO ?= kcm_demo
 DURATION ?= 600
 export KCM KERNELS VM_JOBS VM_TIMEOUT TEST_TIMEOUT TESTS FUZZ_SEEDS FUZZ_ENV
 export FUZZ_FAILSLAB FUZZ_FAILSLAB_PERCENT FUZZ_FAILSLAB_STACKS CHECK_FAILSLAB_SECONDS
+export SOAK_SECS SOAK_MODES SOAK_SEED SOAK_RUN_MS SOAK_ICOUNT SOAK_ICOUNT_CPU
 
 # Evaluated when used, so that `make check` sees kernels install-deps added.
 KVERS = $(shell scripts/kernels.sh $(KERNELS))
@@ -60,7 +67,7 @@ SAMPLE_CFLAGS := -static -O2 -Wall -Wextra -Werror -I include/uapi -I include
 TESTS_DIR := tools/testing/selftests/net/kcm
 
 .PHONY: lib kcmstat
-.PHONY: all modules tests samples check check-locked check-debug fuzz run bench bench-build profile clean install
+.PHONY: all modules tests samples check check-locked check-debug fuzz run bench bench-build profile soak clean install
 .DEFAULT_GOAL := all
 
 all: modules
@@ -164,6 +171,16 @@ bench: bench-build
 profile: KERNELS = 6.12
 profile: bench-build
 	@scripts/bench/profile.sh
+
+# kcm_soak's long form in one VM per kernel x QEMU mode, our module only.
+# Its own copy of kcm_soak: a make check running meanwhile empties build/tests.
+soak: KCM = ours
+soak:
+	@scripts/install-deps.sh
+	@$(MAKE) --no-print-directory modules
+	@$(MAKE) --no-print-directory -C $(TESTS_DIR) OUTPUT=$(CURDIR)/build/soak/bin \
+		$(CURDIR)/build/soak/bin/kcm_soak
+	@SOAK_BIN=$(CURDIR)/build/soak/bin/kcm_soak scripts/vm/soak.sh
 
 # Installs our kcm.ko for KVER (default: the running kernel) in updates/,
 # which modprobe prefers to the kernel's own net/kcm/kcm.ko.
