@@ -42,7 +42,7 @@
 #                         failslab this long per mode (0: skip)
 #   BENCH_ICOUNT=1        bench: QEMU -icount shift=0,sleep=off (see scripts/bench/)
 #   SOAK_SECS=600         soak: guest seconds per VM; SOAK_MODES="tcg icount",
-#                         SOAK_SEED, SOAK_RUN_MS, SOAK_ICOUNT, SOAK_ICOUNT_CPU
+#                         SOAK_SEED, SOAK_RUN_MS, SOAK_MATRIX, SOAK_ICOUNT...
 #                         (see scripts/vm/soak.sh)
 
 KCM ?= ours linux
@@ -51,7 +51,7 @@ DEMO ?= kcm_demo
 DURATION ?= 600
 export KCM KERNELS VM_JOBS VM_TIMEOUT TEST_TIMEOUT TESTS FUZZ_SEEDS FUZZ_ENV
 export FUZZ_FAILSLAB FUZZ_FAILSLAB_PERCENT FUZZ_FAILSLAB_STACKS CHECK_FAILSLAB_SECONDS
-export SOAK_SECS SOAK_MODES SOAK_SEED SOAK_RUN_MS SOAK_ICOUNT SOAK_ICOUNT_CPU
+export SOAK_SECS SOAK_MODES SOAK_SEED SOAK_RUN_MS SOAK_MATRIX SOAK_ICOUNT SOAK_ICOUNT_CPU SOAK_ICOUNT_SMP
 
 # Evaluated when used, so that `make check` sees kernels install-deps added.
 KVERS = $(shell scripts/kernels.sh $(KERNELS))

@@ -24,7 +24,8 @@
 # Environment: KERNELS (default: every installed 6.1 and 6.12), SOAK_SECS
 # (default 600), SOAK_MODES (default "tcg icount"), SOAK_SEED (replays a
 # run order; default: a new seed per VM, printed), SOAK_RUN_MS (sending time
-# of one run, default 1500), SOAK_ICOUNT, SOAK_ICOUNT_CPU, SOAK_ICOUNT_SMP,
+# of one run, default 1500), SOAK_MATRIX (e.g. "905,1178": only those
+# configurations, the numbers a run prints, over and over), SOAK_ICOUNT, SOAK_ICOUNT_CPU, SOAK_ICOUNT_SMP,
 # SOAK_BIN (the kcm_soak binary; default build/tests/kcm_soak, make soak
 # builds its own in build/soak/bin/).
 # Logs: build/soak/KVER-MODE/ (tap.log, console.log, results.txt).
@@ -55,6 +56,7 @@ done
 env="KCM_SOAK_SECS=$secs KCM_ONLY=soak_matrix"
 [ -n "${SOAK_SEED:-}" ] && env="$env KCM_SEED=$SOAK_SEED"
 [ -n "${SOAK_RUN_MS:-}" ] && env="$env KCM_SOAK_RUN_MS=$SOAK_RUN_MS"
+[ -n "${SOAK_MATRIX:-}" ] && env="$env KCM_SOAK_MATRIX=$SOAK_MATRIX"
 
 failed=0
 summary=()

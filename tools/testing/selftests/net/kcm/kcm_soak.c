@@ -37,7 +37,9 @@
  * KCM_SOAK_SECS=600 cycles through the whole matrix in a seeded order
  * (KCM_SEED replays it) for that long and reports the runs, messages and
  * configurations covered; without KCM_SOAK_SECS it is skipped.
- * KCM_SOAK_RUN_MS sets the sending time of one long-form run (1500).
+ * KCM_SOAK_RUN_MS sets the sending time of one long-form run (1500);
+ * KCM_SOAK_MATRIX=905,1178 runs only those configurations of the matrix
+ * (the numbers each run prints), over and over: a stall's replay.
  * On Linux's kcm.ko the long form leaves out KCM_RECV_BATCH and stops at
  * its first stall, as the short cases show it does.
  */
@@ -985,7 +987,7 @@ KCM_TEST(soak_matrix)
 	long long start = kcm_now_ms(), stop;
 	static int order[MATRIX];
 	static bool covered[MATRIX];
-	int ncovered = 0;
+	int ncovered = 0, nconf;
 	uint64_t rng;
 
 	if (secs <= 0)
@@ -994,8 +996,28 @@ KCM_TEST(soak_matrix)
 		run_ms = atoi(v);
 	rng = kcm_seed();
 	stop = start + secs * 1000LL;
+	nconf = MATRIX;
 	for (i = 0; i < MATRIX; i++)
 		order[i] = i;
+	v = getenv("KCM_SOAK_MATRIX");
+	if (v && *v) {
+		char *list = strdup(v), *tok, *save;
+
+		nconf = 0;
+		for (tok = strtok_r(list, ", ", &save); tok;
+		     tok = strtok_r(NULL, ", ", &save)) {
+			int idx = atoi(tok);
+
+			if (idx < 0 || idx >= MATRIX)
+				KCM_FAIL("KCM_SOAK_MATRIX: %d is not in 0..%d", idx,
+					 MATRIX - 1);
+			order[nconf++] = idx;
+		}
+		free(list);
+		if (!nconf)
+			KCM_FAIL("KCM_SOAK_MATRIX: no configuration in '%s'", v);
+		kcm_diag("only %d configuration(s) of the matrix: %s", nconf, v);
+	}
 	while (kcm_now_ms() + run_ms < stop) {
 		struct soak_conf cf;
 		char conf[256];
@@ -1004,7 +1026,7 @@ KCM_TEST(soak_matrix)
 
 		if (n == 0) {
 			/* A new seeded order of the whole matrix. */
-			for (i = MATRIX - 1; i > 0; i--) {
+			for (i = nconf - 1; i > 0; i--) {
 				int j = kcm_rand(&rng) % (i + 1), t = order[i];
 
 				order[i] = order[j];
@@ -1016,7 +1038,7 @@ KCM_TEST(soak_matrix)
 		conf_of(idx, &cf);
 		cf.family = runs % 2 ? AF_INET6 : AF_INET;
 		cf.ms = run_ms;
-		n = (n + 1) % MATRIX;
+		n = (n + 1) % nconf;
 		if (kcm_lane_is_linux() && cf.read == RD_BATCH)
 			continue;	/* no KCM_RECV_BATCH there */
 		conf_str(&cf, conf, sizeof(conf));
