@@ -123,18 +123,27 @@ static void kcm_proc_psock_sums(struct kcm_proc_sums *s,
 	kcm_proc_add_psock(s, &psock->stats);
 }
 
-/* Sums of a mux and of all its psocks, past and present.  Under mux->lock. */
-static void kcm_proc_mux_sums(struct kcm_proc_sums *s, struct kcm_mux *mux)
+/*
+ * Counters a mux keeps, and those of its psocks gone: under mux->lock, or
+ * for knet->gone (the counters of muxes gone) under knet->lock.
+ */
+static void kcm_proc_add_mux(struct kcm_proc_sums *s, struct kcm_mux *mux)
 {
-	struct kcm_psock *psock;
-
-	lockdep_assert_held(&mux->lock);
 	s->tx_retries += mux->stats.tx_retries;
 	s->attach += mux->stats.attach;
 	s->unattach += mux->stats.unattach;
 	s->unattach_rsvd += mux->stats.unattach_rsvd;
 	s->rx_ready_drops += mux->stats.rx_ready_drops;
 	kcm_proc_add_psock(s, &mux->gone);
+}
+
+/* Sums of a mux and of all its psocks, past and present.  Under mux->lock. */
+static void kcm_proc_mux_sums(struct kcm_proc_sums *s, struct kcm_mux *mux)
+{
+	struct kcm_psock *psock;
+
+	lockdep_assert_held(&mux->lock);
+	kcm_proc_add_mux(s, mux);
 	list_for_each_entry(psock, &mux->psocks, mux_node)
 		kcm_proc_psock_sums(s, psock);
 }
@@ -147,7 +156,7 @@ static int kcm_proc_stats_show(struct seq_file *seq, void *v)
 	struct kcm_mux *mux;
 
 	mutex_lock(&knet->lock);
-	kcm_proc_mux_sums(&sums, &knet->gone);
+	kcm_proc_add_mux(&sums, &knet->gone);
 	list_for_each_entry(mux, &knet->muxes, knet_node) {
 		spin_lock_bh(&mux->lock);
 		kcm_proc_mux_sums(&sums, mux);
