@@ -50,10 +50,14 @@
  * linear part the skb itself is shifted for the run; elsewhere a prefix of
  * the message is copied into the psock's view skb.  A program that wants
  * more than the prefix fails its load and returns 0 (need more), and runs
- * again on a prefix twice as long, up to all the bytes received.  The first
- * prefix is short: framing headers are, and the copy is paid every message.
+ * again on a prefix twice as long, up to all the bytes received but no more
+ * than KCM_RX_VIEW_MAX: a program that cannot tell the length from that
+ * much fails the stream (EMSGSIZE) rather than make every pass copy more,
+ * with GFP_ATOMIC, in softirq.  The first prefix is short: framing headers
+ * are, and the copy is paid every message.
  */
 #define KCM_RX_VIEW_PREFIX	32
+#define KCM_RX_VIEW_MAX		65536
 
 /*
  * Messages up to this length are copied into batches.  Measured under TCG
@@ -275,6 +279,7 @@ static bool kcm_parser_frame(struct kcm_psock *psock, struct kcm_rx_pos *pos,
 			return true;
 	}
 
+	avail = min_t(u32, avail, KCM_RX_VIEW_MAX);
 	len = min_t(u32, avail, KCM_RX_VIEW_PREFIX);
 	for (;;) {
 		if (!kcm_parser_run_view(psock, pos, len, ret))
@@ -294,7 +299,8 @@ static bool kcm_parser_frame(struct kcm_psock *psock, struct kcm_rx_pos *pos,
 static bool kcm_parser_frame_head(struct kcm_psock *psock,
 				  struct kcm_rx_pos *pos, u32 avail, int *ret)
 {
-	u32 have = psock->rx_have, total = have + avail;
+	u32 have = psock->rx_have;
+	u32 total = min_t(u32, have + avail, KCM_RX_VIEW_MAX);
 	u32 len = min(total, max_t(u32, KCM_RX_VIEW_PREFIX, 2 * have));
 
 	for (;;) {
@@ -565,8 +571,8 @@ static int kcm_parser_spill(struct kcm_psock *psock, struct kcm_rx_pos *pos,
 /*
  * The program needs more than the avail bytes from pos on, all of them the
  * message's: they wait in TCP, or are taken out (see kcm_parser_keep()).
- * A message whose length is still unknown after a receive buffer's worth
- * is too long for it.  0 or -ENOMEM.
+ * A message whose length is still unknown after KCM_RX_VIEW_MAX bytes, or a
+ * receive buffer's worth, is too long.  0 or -ENOMEM.
  */
 static int kcm_parser_need_more(struct kcm_psock *psock,
 				struct kcm_rx_pos *pos, u32 avail)
@@ -574,6 +580,11 @@ static int kcm_parser_need_more(struct kcm_psock *psock,
 	struct sock *sk = psock->sk;
 	int ret;
 
+	if (psock->rx_have + avail >= KCM_RX_VIEW_MAX) {
+		psock->stats.rx_too_big++;
+		kcm_parser_abort(psock, -EMSGSIZE);
+		return 0;
+	}
 	if (!psock->rx_head) {
 		if (kcm_parser_keep(sk, pos, avail))
 			return 0;

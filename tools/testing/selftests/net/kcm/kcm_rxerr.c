@@ -271,6 +271,31 @@ KCM_TEST(err_program_returns_max_errno)
 	check_error(&e, 4095, 1);
 }
 
+/*
+ * A program that never tells the length (answers 0 whatever it sees) does
+ * not make the parser copy ever more of the stream: after 64 KiB of the
+ * message the stream fails with EMSGSIZE.  The TCP socket's buffer is
+ * larger than that, so the buffer is not what stops it.
+ */
+KCM_TEST(err_program_never_tells_length,
+	 KCM_LINUX_BUG("waits for ever: no error, nothing delivered"))
+{
+	struct errcase e;
+	char *junk = kcm_xmalloc(100000);
+
+	memset(junk, 0x5a, 100000);
+	e.kcm = kcm_socket(SOCK_DGRAM);
+	e.prog = kcm_prog_len32();
+	kcm_tcp_pair(AF_INET, &e.p1, &e.t1);
+	kcm_tcp_pair(AF_INET, &e.p2, &e.t2);
+	kcm_set_int_opt(e.t1, SOL_SOCKET, SO_RCVBUF, 1 << 20);
+	ASSERT_OK(kcm_attach(e.kcm, e.t1, kcm_prog_const(0)));
+	ASSERT_OK(kcm_attach(e.kcm, e.t2, e.prog));
+	kcm_write_all(e.p1, junk, 100000);
+	check_error(&e, EMSGSIZE, 1);
+	free(junk);
+}
+
 /* The peer closes: Linux's kcm.ko posts EPIPE. */
 KCM_TEST(err_peer_close)
 {
