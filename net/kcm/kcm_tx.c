@@ -25,6 +25,14 @@
 
 #define KCM_TX_BVECS	32
 
+/*
+ * The largest message.  A message is accepted whatever its size while the
+ * send buffer has room, and charged to sk_wmem_queued (an int) as it is
+ * copied: without a bound one sendmsg() of 2 GiB would wrap that charge
+ * negative, and every later send would pass the memory check.
+ */
+#define KCM_TX_MSG_MAX	(INT_MAX / 4)
+
 static struct sk_buff *kcm_tx_alloc(struct sock *sk)
 {
 	struct sk_buff *skb = alloc_skb(0, sk->sk_allocation);
@@ -451,6 +459,10 @@ int kcm_tx_sendmsg(struct socket *sock, struct msghdr *msg, size_t len)
 		err = kcm_mux_tx_check_cookie(kcm->mux, cookie);
 		if (err)
 			goto out;
+	}
+	if (len > KCM_TX_MSG_MAX - (head ? head->len : 0)) {
+		err = -EMSGSIZE;
+		goto out;
 	}
 
 	if (!head) {

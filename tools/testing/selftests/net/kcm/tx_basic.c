@@ -393,6 +393,35 @@ KCM_TEST(seqpacket_fault_keeps_accepted_pieces)
 	free(msg);
 }
 
+/*
+ * A message of 512 MiB or more is refused with EMSGSIZE before anything is
+ * copied (its charge to the send buffer, an int, would wrap); as a piece
+ * of a SOCK_SEQPACKET message, it leaves the message as it was.  The iovec
+ * repeats one buffer: nothing that large is ever allocated.
+ */
+KCM_TEST(message_too_large_refused, KCM_EXT)
+{
+	enum { CHUNK = 64 << 20, NIOV = 9 };
+	unsigned char *chunk = kcm_xmalloc(CHUNK), *msg = kcm_xmalloc(1004);
+	struct iovec iov[NIOV];
+	struct msghdr mh = { .msg_iov = iov, .msg_iovlen = NIOV };
+	uint64_t rng = 99;
+	size_t len = tx_make(msg, 1000, &rng);
+	int kcm, peer, i;
+
+	for (i = 0; i < NIOV; i++)
+		iov[i] = (struct iovec){ .iov_base = chunk, .iov_len = CHUNK };
+	kcm = tx_setup(SOCK_SEQPACKET, NULL, &peer);
+	ASSERT_ERRNO(sendmsg(kcm, &mh, MSG_EOR), EMSGSIZE);
+	ASSERT_EQ(send(kcm, msg, 500, 0), 500);
+	ASSERT_ERRNO(sendmsg(kcm, &mh, 0), EMSGSIZE);
+	ASSERT_EQ(send(kcm, msg + 500, len - 500, MSG_EOR),
+		  (ssize_t)(len - 500));
+	tx_expect_stream(peer, msg, len);
+	free(chunk);
+	free(msg);
+}
+
 /* An empty send with MSG_EOR completes a SOCK_SEQPACKET message; with no
  * message open it sends nothing.
  */
