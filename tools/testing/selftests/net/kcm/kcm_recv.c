@@ -456,22 +456,34 @@ KCM_TEST(recv_disable_moves_queued)
  * never the rest of that one as if it were a message.  @size: 80 (small
  * messages, copied by the parser into one batch) or 3000 (one skb each).
  */
+/*
+ * Six messages of @size queued on s->kcm (A), its clone (B, returned)
+ * disabled meanwhile, and the first 30 bytes of message 0 read into @b.
+ */
+static int six_queued_one_begun(struct rx *s, size_t size, char *b)
+{
+	int c, i, flags;
+
+	setup(s, SOCK_SEQPACKET);
+	c = ASSERT_OK(kcm_clone(s->kcm));
+	set_disable(c, 1);
+	for (i = 0; i < 6; i++)
+		send_msg(s->peer, size, i);
+	wait_readable(s->kcm);
+	kcm_msleep(100);
+	ASSERT_EQ(recv_flags(s->kcm, b, 30, 0, &flags), 30);
+	ASSERT_EQ(flags & MSG_EOR, 0);
+	set_disable(c, 0);
+	return c;
+}
+
 static void disable_after_short_read(size_t size)
 {
 	char b[4096];
 	struct rx s;
 	int c, i, flags;
 
-	setup(&s, SOCK_SEQPACKET);
-	c = ASSERT_OK(kcm_clone(s.kcm));
-	set_disable(c, 1);
-	for (i = 0; i < 6; i++)
-		send_msg(s.peer, size, i);
-	wait_readable(s.kcm);
-	kcm_msleep(100);
-	ASSERT_EQ(recv_flags(s.kcm, b, 30, 0, &flags), 30);
-	ASSERT_EQ(flags & MSG_EOR, 0);
-	set_disable(c, 0);
+	c = six_queued_one_begun(&s, size, b);
 	set_disable(s.kcm, 1);
 	/* The rest of message 0 is still A's, and ends it. */
 	ASSERT_EQ(recv_flags(s.kcm, b + 30, sizeof(b) - 30, MSG_DONTWAIT,
@@ -507,17 +519,9 @@ KCM_TEST(close_after_short_read_moves_whole_messages)
 {
 	char b[4096];
 	struct rx s;
-	int c, i, flags;
+	int c, i;
 
-	setup(&s, SOCK_SEQPACKET);
-	c = ASSERT_OK(kcm_clone(s.kcm));
-	set_disable(c, 1);
-	for (i = 0; i < 6; i++)
-		send_msg(s.peer, 80, i);
-	wait_readable(s.kcm);
-	kcm_msleep(100);
-	ASSERT_EQ(recv_flags(s.kcm, b, 30, 0, &flags), 30);
-	set_disable(c, 0);
+	c = six_queued_one_begun(&s, 80, b);
 	close(s.kcm);
 	for (i = 1; i < 6; i++) {
 		ASSERT_EQ(kcm_recv_timeout(c, b, sizeof(b), 0, 5000), 80);

@@ -211,25 +211,27 @@ KCM_TEST(err_no_timeout_by_default)
 	EXPECT_EQ(kcm_so_error(e.t1), 0);
 }
 
+/* A program answering @answer for every message: @err is posted. */
+static void program_answer_posts(int answer, int err)
+{
+	struct errcase e;
+
+	setup(&e, kcm_prog_const(answer), 0, 0);
+	send_msg(e.p1, 1, 0);
+	check_error(&e, err, 1);
+}
+
 /* The program returns a negative value: Linux's kcm.ko posts its
  * negation as the error (-1: EPERM).
  */
 KCM_TEST(err_program_returns_minus_one)
 {
-	struct errcase e;
-
-	setup(&e, kcm_prog_const(-1), 0, 0);
-	send_msg(e.p1, 1, 0);
-	check_error(&e, EPERM, 1);
+	program_answer_posts(-1, EPERM);
 }
 
 KCM_TEST(err_program_returns_negative_errno)
 {
-	struct errcase e;
-
-	setup(&e, kcm_prog_const(-EBADMSG), 0, 0);
-	send_msg(e.p1, 1, 0);
-	check_error(&e, EBADMSG, 1);
+	program_answer_posts(-EBADMSG, EBADMSG);
 }
 
 /*
@@ -254,21 +256,13 @@ KCM_TEST(err_program_returns_huge_length,
 KCM_TEST(err_program_returns_below_errno_range,
 	 KCM_LINUX_BUG("posts 4096, which is no errno"))
 {
-	struct errcase e;
-
-	setup(&e, kcm_prog_const(-4096), 0, 0);
-	send_msg(e.p1, 1, 0);
-	check_error(&e, EMSGSIZE, 1);
+	program_answer_posts(-4096, EMSGSIZE);
 }
 
 /* -4095 is the last errno, posted as it is. */
 KCM_TEST(err_program_returns_max_errno)
 {
-	struct errcase e;
-
-	setup(&e, kcm_prog_const(-4095), 0, 0);
-	send_msg(e.p1, 1, 0);
-	check_error(&e, 4095, 1);
+	program_answer_posts(-4095, 4095);
 }
 
 /*
@@ -284,13 +278,7 @@ KCM_TEST(err_program_never_tells_length,
 	char *junk = kcm_xmalloc(100000);
 
 	memset(junk, 0x5a, 100000);
-	e.kcm = kcm_socket(SOCK_DGRAM);
-	e.prog = kcm_prog_len32();
-	kcm_tcp_pair(AF_INET, &e.p1, &e.t1);
-	kcm_tcp_pair(AF_INET, &e.p2, &e.t2);
-	kcm_set_int_opt(e.t1, SOL_SOCKET, SO_RCVBUF, 1 << 20);
-	ASSERT_OK(kcm_attach(e.kcm, e.t1, kcm_prog_const(0)));
-	ASSERT_OK(kcm_attach(e.kcm, e.t2, e.prog));
+	setup(&e, kcm_prog_const(0), 1 << 20, 0);
 	kcm_write_all(e.p1, junk, 100000);
 	check_error(&e, EMSGSIZE, 1);
 	free(junk);

@@ -567,6 +567,27 @@ static void poll_woken_by(int fd, struct later *l, void *(*fn)(void *))
 	pthread_join(l->th, NULL);
 }
 
+/* connect(AF_UNSPEC): tcp's stream ends, the socket is closed. */
+static void disconnect(int tcp)
+{
+	ASSERT_OK(connect(tcp, (struct sockaddr *)&(struct sockaddr){
+				 .sa_family = AF_UNSPEC }, sizeof(struct sockaddr)));
+}
+
+/* Connects the disconnected tcp to a new peer, which it returns. */
+static int reconnect(int tcp)
+{
+	struct sockaddr_storage ss;
+	socklen_t alen = sizeof(ss);
+	int lfd = kcm_tcp_listener(AF_INET, 1), peer;
+
+	ASSERT_OK(getsockname(lfd, (struct sockaddr *)&ss, &alen));
+	ASSERT_OK(connect(tcp, (struct sockaddr *)&ss, alen));
+	ASSERT_OK(peer = accept(lfd, NULL, NULL));
+	close(lfd);
+	return peer;
+}
+
 /*
  * connect(AF_UNSPEC) ends the attached socket's stream.  Whatever the
  * application then does with that TCP socket is not KCM's: here it
@@ -592,8 +613,7 @@ static void disconnect_listen(int family)
 	kcm_write_all(peer, msg, sizeof(msg));
 	ASSERT_EQ(kcm_recv_timeout(kcm, got, sizeof(got), 0, 5000), sizeof(msg));
 
-	ASSERT_OK(connect(tcp, (struct sockaddr *)&(struct sockaddr){
-				 .sa_family = AF_UNSPEC }, sizeof(struct sockaddr)));
+	disconnect(tcp);
 	alen = family == AF_INET ? sizeof(struct sockaddr_in) :
 				   sizeof(struct sockaddr_in6);
 	if (family == AF_INET)
@@ -651,9 +671,7 @@ KCM_TEST(disconnect_then_listen_v6,
 KCM_TEST(disconnect_then_reconnect,
 	 KCM_LINUX_BUG("delivers the new connection's bytes to KCM"))
 {
-	int kcm, peer, tcp, prog, lfd, peer2;
-	struct sockaddr_storage ss;
-	socklen_t alen = sizeof(ss);
+	int kcm, peer, tcp, prog, peer2;
 	char msg[104], got[128];
 
 	kcm = kcm_socket(SOCK_DGRAM);
@@ -664,12 +682,8 @@ KCM_TEST(disconnect_then_reconnect,
 	kcm_write_all(peer, msg, 20);
 	kcm_msleep(100);
 
-	ASSERT_OK(connect(tcp, (struct sockaddr *)&(struct sockaddr){
-				 .sa_family = AF_UNSPEC }, sizeof(struct sockaddr)));
-	lfd = kcm_tcp_listener(AF_INET, 1);
-	ASSERT_OK(getsockname(lfd, (struct sockaddr *)&ss, &alen));
-	ASSERT_OK(connect(tcp, (struct sockaddr *)&ss, alen));
-	ASSERT_OK(peer2 = accept(lfd, NULL, NULL));
+	disconnect(tcp);
+	peer2 = reconnect(tcp);
 
 	kcm_msg_build(msg, sizeof(msg), 1, 7);
 	kcm_write_all(peer2, msg, sizeof(msg));
@@ -687,24 +701,18 @@ KCM_TEST(disconnect_then_reconnect,
 KCM_TEST(reattach_after_reconnect,
 	 KCM_LINUX_BUG("a message sent after unattach and attach again never reaches the peer"))
 {
-	int kcm, peer, tcp, prog, lfd, peer2;
-	struct sockaddr_storage ss;
-	socklen_t alen = sizeof(ss);
+	int kcm, peer, tcp, prog, peer2;
 	char msg[104], got[128];
 
 	kcm = kcm_socket(SOCK_DGRAM);
 	prog = kcm_prog_len32();
 	kcm_tcp_pair(AF_INET, &peer, &tcp);
 	ASSERT_OK(kcm_attach(kcm, tcp, prog));
-	ASSERT_OK(connect(tcp, (struct sockaddr *)&(struct sockaddr){
-				 .sa_family = AF_UNSPEC }, sizeof(struct sockaddr)));
+	disconnect(tcp);
 	/* Closed now: not attachable, as any closed socket. */
 	ASSERT_ERRNO(kcm_attach(kcm, tcp, prog), EOPNOTSUPP);
 
-	lfd = kcm_tcp_listener(AF_INET, 1);
-	ASSERT_OK(getsockname(lfd, (struct sockaddr *)&ss, &alen));
-	ASSERT_OK(connect(tcp, (struct sockaddr *)&ss, alen));
-	ASSERT_OK(peer2 = accept(lfd, NULL, NULL));
+	peer2 = reconnect(tcp);
 	ASSERT_ERRNO(kcm_attach(kcm, tcp, prog), EALREADY);
 	ASSERT_OK(kcm_unattach(kcm, tcp));
 	ASSERT_OK(kcm_attach(kcm, tcp, prog));
