@@ -680,6 +680,11 @@ static int kcm_parser_pass(struct kcm_psock *psock)
 	int err = 0;
 
 	lockdep_assert(lockdep_sock_is_held(sk));
+	/* A ULP (kTLS) installed since attach reads the stream now. */
+	if (unlikely(inet_csk_has_ulp(sk))) {
+		kcm_parser_abort(psock, -EPROTO);
+		return 0;
+	}
 	migrate_disable();
 	if (!kcm_parser_find(sk, start, &pos))
 		goto out;

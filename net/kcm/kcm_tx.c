@@ -264,6 +264,9 @@ static int kcm_tx_send_msg(struct kcm_sock *kcm, struct kcm_psock *psock,
 	int ret = 0;
 
 	lock_sock(sk);
+	/* A ULP (kTLS) installed since attach writes the stream now. */
+	if (unlikely(inet_csk_has_ulp(sk)))
+		kcm_psock_fail(psock, EPROTO);
 	if (READ_ONCE(psock->failed) || READ_ONCE(psock->unattached)) {
 		ret = -EPIPE;
 		goto out;

@@ -68,10 +68,11 @@ esac
 # --- initramfs -----------------------------------------------------------------
 mkdir -p "$stage"/{bin,sbin,usr/bin,usr/sbin,dev,proc,sys,tmp,etc,tests,samples,modules}
 # Modules the tests need besides kcm.ko: veth and netem (kcm_link's shaped
-# link).  Debian builds them as modules with no dependencies; init.sh loads
-# whatever is in /modules/, in the order of modules.order.  A kernel
-# without them as modules (the debug kernel has them built in) gets none.
-for mod in veth sch_netem; do
+# link), tls (a ULP installed on an attached socket).  Debian builds them
+# as modules with no dependencies; init.sh loads whatever is in /modules/,
+# in the order of modules.order.  A kernel without them as modules (the
+# debug kernel has veth and netem built in) gets none.
+for mod in veth sch_netem tls; do
 	ko=$(find "/usr/lib/modules/$kver/kernel" -name "$mod.ko*" 2>/dev/null | head -n1 || true)
 	case $ko in
 	*.ko)	cp "$ko" "$stage/modules/$mod.ko" ;;

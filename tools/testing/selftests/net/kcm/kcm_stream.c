@@ -857,6 +857,37 @@ KCM_TEST(unattach_while_sending_posts_nothing,
 	ASSERT_EQ(kcm_so_error(tcp), 0);
 }
 
+#ifndef TCP_ULP
+#define TCP_ULP 31
+#endif
+
+/*
+ * A ULP installed on an attached socket (kTLS, with setsockopt TCP_ULP)
+ * reads and writes the stream from then on: KCM's psock fails with EPROTO
+ * and neither parses nor sends any more.
+ */
+KCM_TEST(ulp_after_attach_fails_psock,
+	 KCM_LINUX_BUG("goes on parsing under the ULP: no error posted"))
+{
+	int kcm, peer, tcp, prog;
+	char msg[100], got[128];
+
+	kcm = kcm_socket(SOCK_DGRAM);
+	prog = kcm_prog_len32();
+	kcm_tcp_pair(AF_INET, &peer, &tcp);
+	ASSERT_OK(kcm_attach(kcm, tcp, prog));
+	if (setsockopt(tcp, IPPROTO_TCP, TCP_ULP, "tls", 3)) {
+		if (errno == ENOENT)
+			kcm_skip("this kernel has no tls ULP");
+		KCM_FAIL("TCP_ULP tls: %s", kcm_errname(errno));
+	}
+	kcm_msg_build(msg, sizeof(msg), 0, 0);
+	kcm_write_all(peer, msg, sizeof(msg));
+	ASSERT_TRUE(kcm_poll1(tcp, 0, 3000) & POLLERR);
+	ASSERT_EQ(kcm_so_error(tcp), EPROTO);
+	ASSERT_ERRNO(kcm_recv_timeout(kcm, got, sizeof(got), 0, 300), EAGAIN);
+}
+
 /* ---- urgent data --------------------------------------------------------- */
 
 /*
