@@ -14,6 +14,9 @@
 #                         plain TCG and QEMU -icount (scripts/vm/soak.sh)
 #   make check-debug      the suite on a debug kernel (KASAN, lockdep, kmemleak,
 #                         ...) built from linux-source-6.12; our module only
+#   make check-kcsan      the suite, a longer soak and the fuzzer on a KCSAN
+#                         kernel built from linux-source-6.12; fails on a data
+#                         race in net/kcm (scripts/debug-kernel/check.sh)
 #   make fuzz             kcm_fuzz on the debug kernel for DURATION seconds
 #   make intree-patch     build/intree/kcm-intree.patch against linux-source-6.12
 #   make check-intree     apply it to a fresh tree, build AF_KCM=y, run the
@@ -38,6 +41,8 @@
 #                         modes (all: and once without); FUZZ_FAILSLAB_PERCENT
 #                         (5), FUZZ_FAILSLAB_STACKS=1 (count the allocation
 #                         sites); see scripts/debug-kernel/check.sh
+#   KCSAN_SOAK_SECONDS=120, KCSAN_FUZZ_SECONDS=90  check-kcsan: after the
+#                         suite, kcm_soak's long form and kcm_fuzz this long
 #   CHECK_FAILSLAB_SECONDS=45  check-debug: after the suite, kcm_fuzz with
 #                         failslab this long per mode (0: skip)
 #   BENCH_ICOUNT=1        bench: QEMU -icount shift=0,sleep=off (see scripts/bench/)
@@ -51,6 +56,7 @@ DEMO ?= kcm_demo
 DURATION ?= 600
 export KCM KERNELS VM_JOBS VM_TIMEOUT TEST_TIMEOUT TESTS FUZZ_SEEDS FUZZ_ENV
 export FUZZ_FAILSLAB FUZZ_FAILSLAB_PERCENT FUZZ_FAILSLAB_STACKS CHECK_FAILSLAB_SECONDS
+export KCSAN_SOAK_SECONDS KCSAN_FUZZ_SECONDS
 export SOAK_SECS SOAK_MODES SOAK_SEED SOAK_RUN_MS SOAK_MATRIX SOAK_ICOUNT SOAK_ICOUNT_CPU SOAK_ICOUNT_SMP
 
 # Evaluated when used, so that `make check` sees kernels install-deps added.
@@ -67,7 +73,7 @@ SAMPLE_CFLAGS := -static -O2 -Wall -Wextra -Werror -I include/uapi -I include
 TESTS_DIR := tools/testing/selftests/net/kcm
 
 .PHONY: lib kcmstat
-.PHONY: all modules tests samples check check-locked check-debug fuzz run bench bench-build profile soak clean install
+.PHONY: all modules tests samples check check-locked check-debug check-kcsan fuzz run bench bench-build profile soak clean install
 .DEFAULT_GOAL := all
 
 all: modules
@@ -132,8 +138,8 @@ check-locked:
 	@$(MAKE) --no-print-directory $(if $(filter ours,$(KCM)),modules) tests samples
 	@scripts/vm/check.sh
 
-# Debug kernel: scripts/debug-kernel/ (the first build takes ~15 min, then
-# it is cached until configs/debug-kernel.config changes).
+# Debug kernels: scripts/debug-kernel/ (the first build takes ~15 min, then
+# it is cached until configs/debug-base.config or the flavour's changes).
 check-debug: KCM = ours
 # Its own copy of the tests: a make check running meanwhile empties build/tests.
 check-debug:
@@ -141,6 +147,13 @@ check-debug:
 	@rm -rf build/debug-tests
 	@$(MAKE) --no-print-directory -C $(TESTS_DIR) OUTPUT=$(CURDIR)/build/debug-tests
 	@DEBUG_TESTS=$(CURDIR)/build/debug-tests scripts/debug-kernel/check.sh
+
+check-kcsan: KCM = ours
+check-kcsan:
+	@scripts/install-deps.sh
+	@rm -rf build/kcsan-tests
+	@$(MAKE) --no-print-directory -C $(TESTS_DIR) OUTPUT=$(CURDIR)/build/kcsan-tests
+	@DEBUG_FLAVOUR=kcsan DEBUG_TESTS=$(CURDIR)/build/kcsan-tests scripts/debug-kernel/check.sh
 
 fuzz: KCM = ours
 fuzz:

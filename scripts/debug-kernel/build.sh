@@ -1,13 +1,17 @@
 #!/bin/bash
-# Build the debug kernel (KASAN, lockdep, kmemleak, ...) and both kcm modules
-# for it:   scripts/debug-kernel/build.sh
+# Build a debug kernel and both kcm modules for it:
+#   scripts/debug-kernel/build.sh [kasan | kcsan]
+# kasan (the default): KASAN, lockdep, kmemleak, debugobjects, ... in
+# build/debug-kernel/ (make check-debug, make fuzz); kcsan: the data-race
+# detector, which excludes KASAN, in build/kcsan-kernel/ (make check-kcsan).
 #
 # 1. linux-source-6.12 (installed with apt if missing) is unpacked once into
-#    build/debug-kernel/src/.
-# 2. `make allnoconfig` with configs/debug-kernel.config as KCONFIG_ALLCONFIG,
-#    then bzImage and modules (Linux's own net/kcm, CONFIG_AF_KCM=m, is the
-#    only module).  Skipped while the fragment and this script are unchanged
-#    and the results exist.
+#    the flavour's directory, src/.
+# 2. `make allnoconfig` with configs/debug-base.config followed by
+#    configs/debug-FLAVOUR.config as KCONFIG_ALLCONFIG, then bzImage and
+#    modules (Linux's own net/kcm, CONFIG_AF_KCM=m, is the only module).
+#    Skipped while the options and the sources are unchanged and the
+#    results exist.
 # 3. Our net/kcm + include/ are built against that tree, out of tree, with
 #    our headers first (NOSTDINC_FLAGS, as scripts/build-module.sh does).
 #    Always redone: it takes seconds.
@@ -18,14 +22,18 @@
 #   kernel-build.log, ours/build.log
 # Everything runs under nice -n 10: others boot VMs on the same cores.
 # DEBUG_KERNEL_JOBS=N overrides make -j (default: nproc).
-# DEBUG_KERNEL_DIR=DIR puts all of it in DIR instead of build/debug-kernel
-# (e.g. somewhere `make clean` does not reach).
+# DEBUG_KERNEL_DIR=DIR (kasan) and KCSAN_KERNEL_DIR=DIR (kcsan) put all of
+# it in DIR instead (e.g. somewhere `make clean` does not reach).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
-out=${DEBUG_KERNEL_DIR:-$root/build/debug-kernel}
+flavour=${1:-kasan}
+case $flavour in
+kasan)	out=${DEBUG_KERNEL_DIR:-$root/build/debug-kernel} ;;
+kcsan)	out=${KCSAN_KERNEL_DIR:-$root/build/kcsan-kernel} ;;
+*)	echo "usage: $0 [kasan | kcsan]" >&2; exit 1 ;;
+esac
 src=$out/src
-fragment=$root/configs/debug-kernel.config
 tarball=/usr/src/linux-source-6.12.tar.xz
 jobs=${DEBUG_KERNEL_JOBS:-$(nproc)}
 mk() { nice -n 10 make -j"$jobs" "$@"; }
@@ -34,6 +42,8 @@ mkdir -p "$out"
 # One build at a time (make check-debug and make fuzz may race).
 exec 9>"$out/.lock"
 flock 9
+fragment=$out/fragment.config
+cat "$root/configs/debug-base.config" "$root/configs/debug-$flavour.config" >"$fragment"
 
 # --- 1. sources ----------------------------------------------------------------
 # The sources and the tools the kernel build needs: each checked, since a
@@ -68,12 +78,12 @@ stamp=$({ grep -E '^(CONFIG_|# CONFIG_.* is not set)' "$fragment" | LC_ALL=C sor
 	sha256sum | cut -d' ' -f1)
 if [ "$(cat "$out/stamp" 2>/dev/null)" = "$stamp" ] && [ -f "$out/bzImage" ] &&
 	[ -f "$out/linux-kcm.ko" ] && [ -f "$src/Module.symvers" ]; then
-	echo "  CACHED  debug kernel $(cat "$out/kver") (${out#"$root"/}/bzImage)"
+	echo "  CACHED  $flavour kernel $(cat "$out/kver") (${out#"$root"/}/bzImage)"
 else
 	rm -f "$out/stamp" "$out/bzImage" "$out/linux-kcm.ko"
 	log=$out/kernel-build.log
 	start=$SECONDS
-	echo "  CONFIG  allnoconfig + ${fragment#"$root"/}"
+	echo "  CONFIG  allnoconfig + configs/debug-base.config + configs/debug-$flavour.config"
 	mk -C "$src" KCONFIG_ALLCONFIG="$fragment" allnoconfig >"$log" 2>&1 ||
 		{ tail -n 30 "$log" >&2; echo "debug-kernel: allnoconfig failed ($log)" >&2; exit 1; }
 	# Report options of the fragment that Kconfig did not take (unmet

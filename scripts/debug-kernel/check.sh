@@ -1,11 +1,19 @@
 #!/bin/bash
-# The debug-kernel lane: the test suite, or the fuzzer, on a kernel with
-# KASAN, lockdep, kmemleak and friends (scripts/debug-kernel/build.sh).
+# The debug-kernel lanes: the test suite, or the fuzzer, on a kernel with
+# KASAN, lockdep, kmemleak and friends, or on one with KCSAN
+# (scripts/debug-kernel/build.sh).
 #
 #   scripts/debug-kernel/check.sh              whole suite (build/tests/)
 #   scripts/debug-kernel/check.sh fuzz SECONDS kcm_fuzz only, several seeds
 #
 # Environment:
+#   DEBUG_FLAVOUR   kasan (default) or kcsan: which kernel.  On the KCSAN
+#                   kernel the suite is followed by kcm_soak's long form
+#                   (KCSAN_SOAK_SECONDS, default 120) and kcm_fuzz without
+#                   failslab (KCSAN_FUZZ_SECONDS, default 90); a data race
+#                   whose report names our module fails the run, the
+#                   kernel's own races are listed (kcsan-other.txt) but
+#                   do not; there is no kmemleak there.
 #   KCM             lanes: ours and/or linux (default ours)
 #   FUZZ_SEEDS      seeds for fuzz mode (default: 4 taken from the clock,
 #                   fewer for short runs); SECONDS is split among them
@@ -30,10 +38,11 @@
 #                   duration + 1800)
 #   TEST_TIMEOUT    seconds per test binary (default 1800)
 #   DEBUG_TESTS     test binaries for the suite (default build/tests)
-#   DEBUG_KERNEL_DIR  see build.sh
+#   DEBUG_KERNEL_DIR, KCSAN_KERNEL_DIR  see build.sh
 #
-# One VM per lane, one after the other; logs in build/vm/debug-LANE[-fuzz]/
-# (console.log = kernel log, tap.log = test output and kmemleak reports).
+# One VM per lane, one after the other; logs in build/vm/FLAVOUR-LANE[-fuzz]/
+# (FLAVOUR: debug or kcsan; console.log = kernel log, tap.log = test output
+# and kmemleak reports).
 # Prints TAP 13 like make check, then "N passed, M failed, K skipped".
 #
 # What fails, besides failed test cases (see parse.sh):
@@ -52,7 +61,12 @@ set -euo pipefail
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
 here=$root/scripts/debug-kernel
-out=${DEBUG_KERNEL_DIR:-$root/build/debug-kernel}
+flavour=${DEBUG_FLAVOUR:-kasan}
+case $flavour in
+kasan)	out=${DEBUG_KERNEL_DIR:-$root/build/debug-kernel}; tag=debug ;;
+kcsan)	out=${KCSAN_KERNEL_DIR:-$root/build/kcsan-kernel}; tag=kcsan ;;
+*)	echo "check-debug: DEBUG_FLAVOUR must be kasan or kcsan" >&2; exit 1 ;;
+esac
 mode=${1:-check}
 read -ra lanes <<<"${KCM:-ours}"
 
@@ -64,11 +78,11 @@ fuzz)	duration=${2:-600}
 esac
 export TEST_TIMEOUT=${TEST_TIMEOUT:-1800}
 
-"$here/build.sh"
+"$here/build.sh" "$flavour"
 kver=$(cat "$out/kver")
 
 # --- fuzz mode: a tests directory of one wrapper per seed --------------------
-overlay=$root/build/vm/debug-overlay
+overlay=$root/build/vm/$tag-overlay
 rm -rf "$overlay"
 mkdir -p "$overlay/hooks"
 cp "$here/hooks/before-insmod" "$here/hooks/after-tests" "$overlay/hooks/"
@@ -126,6 +140,16 @@ elif [ ! -d "$tests" ] || [ -z "$(ls -A "$tests" 2>/dev/null)" ]; then
 	echo "check-debug: $tests is empty (make tests)" >&2
 	echo "0 passed, 1 failed"
 	exit 1
+elif [ "$flavour" = kcsan ]; then
+	# After the suite: the stream soak and the fuzzer, longer than the
+	# suite runs them, for KCSAN to watch more interleavings.
+	mkdir -p "$overlay/tests"
+	printf '#!/bin/sh\nexec env KCM_SOAK_SECS=%s KCM_ONLY=soak_matrix /tests/kcm_soak\n' \
+		"${KCSAN_SOAK_SECONDS:-120}" >"$overlay/tests/zz-soak"
+	chmod +x "$overlay/tests/zz-soak"
+	fuzz_wrapper "$overlay/tests/zz-fuzz" /tests/kcm_fuzz "$(date +%s)" \
+		"${KCSAN_FUZZ_SECONDS:-90}" off
+	echo "# check-kcsan: then kcm_soak ${KCSAN_SOAK_SECONDS:-120} s and kcm_fuzz ${KCSAN_FUZZ_SECONDS:-90} s"
 elif [ "${CHECK_FAILSLAB_SECONDS:-45}" -gt 0 ] && [ -x "$tests/kcm_fuzz" ]; then
 	# After the suite (the overlay's names sort after kcm_* and tx_*): the
 	# suite's kcm_fuzz with failslab, in both modes, from a seed of the clock.
@@ -211,9 +235,42 @@ failslab_stacks() {
 	}'
 }
 
+# kcsan_split VMDIR: the log on stdin without its KCSAN reports, which go
+# to VMDIR/kcsan-kcm.txt when a frame or the title names our module (a
+# "[kcm]" frame, a kcm_ function) and to VMDIR/kcsan-other.txt otherwise.
+# A report runs from "BUG: KCSAN:" to the line of "=" that closes it.
+kcsan_split() {
+	awk -v ours="$1/kcsan-kcm.txt" -v other="$1/kcsan-other.txt" '
+	function flush(   i, f) {
+		f = kcm ? ours : other
+		for (i = 1; i <= n; i++) print buf[i] > f
+		print "" > f
+		n = 0; inrep = 0; kcm = 0
+	}
+	BEGIN { printf "" > ours; printf "" > other }
+	/BUG: KCSAN: / { inrep = 1; n = 0; kcm = 0 }
+	inrep {
+		buf[++n] = $0
+		if ($0 ~ /\[kcm\]|[ \/]kcm_[a-z_]+/) kcm = 1
+		if ($0 ~ /====================/ || n >= 200) flush()
+		next
+	}
+	{ print }
+	END { if (inrep) flush() }'
+}
+
+# kcsan_titles FILE: "data-race in a / b" of each report, counted.
+kcsan_titles() {
+	sed -n 's/.*BUG: KCSAN: //p' "$1" | sort | uniq -c | sort -rn
+}
+
 verdict() {	# VMDIR: replace parse.sh's log verdict by ours
 	local dir=$1 log=$1/console.clean tap=$1/tap.log first who n kcm
-	failslab_stacks "$dir" >"$log"
+	if [ "$flavour" = kcsan ]; then
+		failslab_stacks "$dir" | kcsan_split "$dir" >"$log"
+	else
+		failslab_stacks "$dir" >"$log"
+	fi
 	grep -v ' - kernel log clean' "$dir/results.txt" >"$dir/results.tmp" || true
 	# (No pipe into grep -m1: the writer's SIGPIPE would fail the
 	# pipeline and a report would pass for a clean log.)
@@ -224,6 +281,16 @@ verdict() {	# VMDIR: replace parse.sh's log verdict by ours
 		echo "not ok - kernel log clean # during $who: ${first//#/}" >>"$dir/results.tmp"
 	else
 		echo "ok - kernel log clean" >>"$dir/results.tmp"
+	fi
+	if [ "$flavour" = kcsan ]; then
+		n=$(grep -c 'BUG: KCSAN: ' "$dir/kcsan-kcm.txt" || true)
+		if [ "$n" -gt 0 ]; then
+			echo "not ok - KCSAN: no data race in net/kcm # $n report(s): $(kcsan_titles "$dir/kcsan-kcm.txt" | awk '{ $1 = ""; print }' | paste -sd';'); see ${dir#"$root"/}/kcsan-kcm.txt" >>"$dir/results.tmp"
+		else
+			echo "ok - KCSAN: no data race in net/kcm" >>"$dir/results.tmp"
+		fi
+		mv "$dir/results.tmp" "$dir/results.txt"
+		return
 	fi
 	tr -d '\r' <"$tap" | sed -n 's/^kmemleak| after-tests| //p' >"$dir/kmemleak.txt"
 	tr -d '\r' <"$tap" | sed -n 's/^kmemleak| baseline| //p' >"$dir/kmemleak-baseline.txt"
@@ -247,7 +314,7 @@ verdict() {	# VMDIR: replace parse.sh's log verdict by ours
 }
 
 # --- one VM per lane -------------------------------------------------------------
-all=$root/build/vm/debug-results.txt
+all=$root/build/vm/$tag-results.txt
 : >"$all"
 for lane in "${lanes[@]}"; do
 	case $lane in
@@ -255,7 +322,7 @@ for lane in "${lanes[@]}"; do
 	linux)	ko=$out/linux-kcm.ko ;;
 	*)	echo "check-debug: lane must be ours or linux, not '$lane'" >&2; exit 1 ;;
 	esac
-	name=debug-$lane
+	name=$tag-$lane
 	[ "$mode" = check ] || name=$name-fuzz
 	dir=$root/build/vm/$name
 	start=$SECONDS
@@ -270,8 +337,12 @@ for lane in "${lanes[@]}"; do
 		verdict "$dir"
 	fi
 	echo "# $name: $(grep -c '^ok' "$dir/results.txt") ok, $(grep -c '^not ok' "$dir/results.txt") not ok ($((SECONDS - start)) s)"
-	sed -E "s|^((not )?ok) - |\1 - debug/$lane |" "$dir/results.txt" >>"$all"
+	sed -E "s|^((not )?ok) - |\1 - $tag/$lane |" "$dir/results.txt" >>"$all"
 	[ ! -s "$dir/splats.txt" ] || echo "# $name: kernel reports in ${dir#"$root"/}/splats.txt"
+	if [ -s "$dir/kcsan-other.txt" ]; then
+		echo "# $name: data races outside net/kcm (not failures), in ${dir#"$root"/}/kcsan-other.txt:"
+		kcsan_titles "$dir/kcsan-other.txt" | sed 's/^/#   /'
+	fi
 	# What failslab did, per run (kcm_fuzz prints it).
 	tr -d '\r' <"$dir/tap.log" 2>/dev/null | awk -v name="$name" '
 		/^kcm-vm: test / { t = $3 }
