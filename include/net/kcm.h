@@ -36,7 +36,16 @@
  *
  * Functions documented "Under mux->lock" assert it (lockdep_assert_held()),
  * so do those "Under the KCM socket lock" (sock_owned_by_me()) and the
- * parser's pass (the TCP socket's lock, either kind).
+ * parser's pass and the mux's entry for it (the TCP socket's lock, either
+ * kind); lockdep checks the order above on the debug kernel (make
+ * check-debug), KCSAN the lock-free reads (make check-kcsan).
+ *
+ * One owner for each piece of state: the mux's lists, reservations and the
+ * fields marked "the mux's" are changed only in kcm_mux.c, which the other
+ * files ask (kcm_mux_*()); the parser's only in kcm_parser.c; a KCM
+ * socket's transmit state only in kcm_tx.c.  Lifecycle preconditions (a
+ * psock unattached before it is freed, its parser stopped before it is
+ * done, no reservation on a socket that leaves) are WARN_ON_ONCE()s.
  *
  * Lifetimes:
  *
@@ -53,13 +62,22 @@
 #define __NET_KCM_H_
 
 #include <linux/kref.h>
+#include <linux/u64_stats_sync.h>
 #include <linux/workqueue.h>
 #include <net/sock.h>
 #include <uapi/linux/kcm.h>
 
 struct bpf_prog;
 
-/* Counters of one psock, and of the psocks a mux has lost. */
+/*
+ * Counters.  Those written and read under mux->lock are plain integers.
+ * Those written under another lock, while /proc reads them under mux->lock,
+ * are u64_stats_t in a block with its own syncp, one writer at a time (the
+ * lock named at the block): a read never tears, on 32-bit either, and is
+ * no data race.
+ */
+
+/* A psock's counts, and the sums of psocks gone (plain: a snapshot). */
 struct kcm_psock_stats {
 	u64 rx_msgs;
 	u64 rx_bytes;
@@ -67,25 +85,55 @@ struct kcm_psock_stats {
 	u64 tx_bytes;
 	u64 reserved;
 	u64 unreserved;
-	u32 rx_aborts;
-	u32 tx_aborts;
+	u64 rx_aborts;
+	u64 tx_aborts;
 	/* The parser's: allocation failures, passes that ended on a partial
 	 * header, messages longer than the receive buffer, time limits hit.
 	 */
-	u32 rx_mem_fail;
-	u32 rx_need_more;
-	u32 rx_too_big;
-	u32 rx_timeouts;
+	u64 rx_mem_fail;
+	u64 rx_need_more;
+	u64 rx_too_big;
+	u64 rx_timeouts;
 };
 
-/* Counters kept by the mux itself. */
+/* The parser's counters of a psock: under the TCP socket lock. */
+struct kcm_parser_stats {
+	struct u64_stats_sync syncp;
+	u64_stats_t aborts;
+	u64_stats_t mem_fail;
+	u64_stats_t need_more;
+	u64_stats_t too_big;
+	u64_stats_t timeouts;
+};
+
+/* Transmit counters of a KCM socket (under its lock), or of a psock (under
+ * the lock of the KCM socket that has it reserved).
+ */
+struct kcm_tx_stats {
+	struct u64_stats_sync syncp;
+	u64_stats_t msgs;
+	u64_stats_t bytes;
+	u64_stats_t aborts;
+};
+
+/* Counters kept by the mux itself, under its lock. */
 struct kcm_mux_stats {
 	u64 tx_retries;
-	u32 attach;
-	u32 unattach;
-	u32 unattach_rsvd;
-	u32 rx_ready_drops;
+	u64 attach;
+	u64 unattach;
+	u64 unattach_rsvd;
+	u64 rx_ready_drops;
 };
+
+/* Adds n to a counter of the block whose syncp is given. */
+static inline void kcm_stats_add(struct u64_stats_sync *syncp,
+				 u64_stats_t *counter, u64 n)
+{
+	unsigned long flags = u64_stats_update_begin_irqsave(syncp);
+
+	u64_stats_add(counter, n);
+	u64_stats_update_end_irqrestore(syncp, flags);
+}
 
 struct kcm_mux {
 	struct kcm_net *knet;
@@ -128,7 +176,9 @@ struct kcm_psock {
 	u32 index;
 	u64 cookie;			/* SO_COOKIE of sk */
 
-	/* Saved at attach, restored at unattach, under sk_callback_lock. */
+	/* Saved at attach, restored at unattach, under sk_callback_lock
+	 * (write) and the TCP socket lock.
+	 */
 	void (*saved_data_ready)(struct sock *sk);
 	void (*saved_write_space)(struct sock *sk);
 	void (*saved_state_change)(struct sock *sk);
@@ -137,9 +187,10 @@ struct kcm_psock {
 	bool established;		/* connected once: a failure is EPIPE */
 
 	/* Parser state (kcm_parser.c), under the TCP socket lock, but for
-	 * rx_paused: set by the parser, cleared by the mux under mux->lock;
-	 * and rx_stopped, which a disconnect may also set, in any context.
-	 * rx_batch is set only within a pass, whose end hands it on.
+	 * rx_stopped, which a disconnect may also set, in any context (it
+	 * only ever goes up).  rx_batch is set only within a pass, whose
+	 * end hands it on; rx_hold too, the mux's answer that it holds a
+	 * message of this pass.
 	 */
 	struct work_struct rx_work;	/* a pass in process context */
 	struct delayed_work rx_timeout;	/* message assembly time limit */
@@ -153,22 +204,29 @@ struct kcm_psock {
 	unsigned long rx_deadline;	/* jiffies: its time limit */
 	bool rx_timing;			/* rx_timeout runs for it */
 	bool rx_stopped;
-	bool rx_paused;
+	bool rx_hold;
+	struct kcm_parser_stats rx_stats;
 
-	/* Under mux->lock. */
+	/* The mux's (kcm_mux.c), under mux->lock.  Read without it:
+	 * rx_paused by the parser, failed and unattached by the transmit
+	 * path (which rechecks under the lock where it matters).
+	 */
 	struct list_head mux_node;	/* in mux->psocks */
 	struct list_head rx_node;	/* in mux->rx_held while held */
 	struct sk_buff_head rx_held;	/* parsed, waiting for a socket */
 	struct kcm_sock *rx_target;	/* this pass's socket, woken at its end */
+	bool rx_paused;			/* rx_held not empty: no pass */
 	struct list_head tx_node;	/* in mux->tx_idle while idle */
 	struct kcm_sock *tx_kcm;	/* socket that reserved us */
 	bool failed;			/* error posted: no more sending */
 	bool unattached;
+	u64 rx_msgs;
+	u64 rx_bytes;
+	u64 reserved;
+	u64 unreserved;
 
-	/* rx_msgs, rx_bytes under mux->lock, the parser's under the TCP
-	 * socket lock, tx under tx_kcm.
-	 */
-	struct kcm_psock_stats stats;
+	/* Under the lock of tx_kcm. */
+	struct kcm_tx_stats tx_stats;
 };
 
 struct kcm_sock {
@@ -176,7 +234,11 @@ struct kcm_sock {
 	struct kcm_mux *mux;
 	u32 index;
 
-	/* Under mux->lock. */
+	/* Under mux->lock; rx_ready and rx_disabled are also read without
+	 * it (a reader that freed room, getsockopt), and so is tx_psock, by
+	 * the socket itself under its own lock: the mux may hand it a psock
+	 * at any moment, but only the socket ends its reservation.
+	 */
 	struct list_head mux_node;	/* in mux->socks */
 	struct list_head rx_node;	/* in mux->rx_ready while ready */
 	bool rx_ready;
@@ -186,8 +248,12 @@ struct kcm_sock {
 	bool tx_waiting;
 	u64 tx_wait_cookie;		/* the psock waited for, or 0: any */
 	struct kcm_psock *tx_psock;	/* reserved psock, or NULL */
+	u64 rx_msgs;
+	u64 rx_bytes;
 
-	/* Under the KCM socket lock. */
+	/* Under the KCM socket lock; the options are also read without it
+	 * (getsockopt).
+	 */
 	bool rx_origin;			/* KCM_RECV_ORIGIN */
 	bool rx_batch_recv;		/* KCM_RECV_BATCH */
 	struct sk_buff *tx_partial;	/* message not yet complete */
@@ -195,11 +261,7 @@ struct kcm_sock {
 	u32 tx_sent;			/* bytes of the head message sent */
 	bool tx_stopped;		/* released: send nothing more */
 	struct work_struct tx_work;
-
-	u64 rx_msgs;
-	u64 rx_bytes;
-	u64 tx_msgs;
-	u64 tx_bytes;
+	struct kcm_tx_stats tx_stats;
 };
 
 /*
@@ -253,19 +315,20 @@ void kcm_mux_add_sock(struct kcm_mux *mux, struct kcm_sock *kcm);
 void kcm_mux_remove_sock(struct kcm_sock *kcm);
 bool kcm_mux_has_sk(struct kcm_mux *mux, struct sock *sk);
 void kcm_mux_add_psock(struct kcm_mux *mux, struct kcm_psock *psock);
+struct kcm_psock *kcm_mux_claim_psock(struct kcm_mux *mux, struct sock *sk);
 void kcm_mux_remove_psock(struct kcm_mux *mux, struct kcm_psock *psock);
-void kcm_mux_rx_deliver(struct kcm_mux *mux, struct kcm_psock *psock,
+bool kcm_mux_psock_stop_tx(struct kcm_psock *psock);
+void kcm_mux_tx_wake_owner(struct kcm_psock *psock);
+bool kcm_mux_rx_deliver(struct kcm_mux *mux, struct kcm_psock *psock,
 			struct sk_buff *skb);
 void kcm_mux_rx_batch_end(struct kcm_psock *psock);
 void kcm_mux_rx_space(struct kcm_sock *kcm);
 void kcm_mux_rx_set_disabled(struct kcm_sock *kcm, bool disabled);
 struct kcm_psock *kcm_mux_tx_reserve(struct kcm_sock *kcm, u64 cookie,
 				     int *err);
-void kcm_mux_tx_unreserve(struct kcm_sock *kcm);
+void kcm_mux_tx_unreserve(struct kcm_sock *kcm, bool retry);
 int kcm_mux_tx_check_cookie(struct kcm_mux *mux, u64 cookie);
 void kcm_mux_tx_cancel_wait(struct kcm_sock *kcm);
-void kcm_mux_tx_offer(struct kcm_mux *mux, struct kcm_psock *psock);
-void kcm_mux_tx_wake_directed(struct kcm_mux *mux, struct kcm_psock *psock);
 
 /* kcm_psock.c */
 int kcm_psock_attach(struct kcm_sock *kcm, int fd, int bpf_fd);
@@ -273,12 +336,15 @@ int kcm_psock_unattach_fd(struct kcm_sock *kcm, int fd);
 void kcm_psock_unattach(struct kcm_psock *psock);
 void kcm_psock_fail(struct kcm_psock *psock, int err);
 void kcm_psock_put(struct kcm_psock *psock);
+void kcm_psock_stats_read(const struct kcm_psock *psock,
+			  struct kcm_psock_stats *sum);
+void kcm_psock_stats_add(struct kcm_psock_stats *to,
+			 const struct kcm_psock_stats *from);
 
 /* kcm_parser.c */
 void kcm_parser_init(struct kcm_psock *psock);
 void kcm_parser_start(struct kcm_psock *psock);
 void kcm_parser_data_ready(struct kcm_psock *psock);
-void kcm_parser_pause(struct kcm_psock *psock);
 void kcm_parser_resume(struct kcm_psock *psock);
 void kcm_parser_stop(struct kcm_psock *psock);
 void kcm_parser_done(struct kcm_psock *psock);
@@ -297,6 +363,8 @@ int kcm_tx_sendmsg(struct socket *sock, struct msghdr *msg, size_t len);
 void kcm_tx_work(struct work_struct *work);
 void kcm_tx_write_space(struct sock *sk);
 void kcm_tx_release(struct kcm_sock *kcm);
+void kcm_tx_stats_read(const struct kcm_tx_stats *stats, u64 *msgs,
+		       u64 *bytes, u64 *aborts);
 
 /* kcmproc.c */
 int kcm_proc_init_net(struct net *net);

@@ -49,28 +49,14 @@ struct kcm_mux *kcm_mux_create(struct net *net)
 	return mux;
 }
 
-static void kcm_psock_stats_add(struct kcm_psock_stats *to,
-				const struct kcm_psock_stats *from)
-{
-	to->rx_msgs += from->rx_msgs;
-	to->rx_bytes += from->rx_bytes;
-	to->tx_msgs += from->tx_msgs;
-	to->tx_bytes += from->tx_bytes;
-	to->reserved += from->reserved;
-	to->unreserved += from->unreserved;
-	to->rx_aborts += from->rx_aborts;
-	to->tx_aborts += from->tx_aborts;
-	to->rx_mem_fail += from->rx_mem_fail;
-	to->rx_need_more += from->rx_need_more;
-	to->rx_too_big += from->rx_too_big;
-	to->rx_timeouts += from->rx_timeouts;
-}
-
-/* The namespace's totals keep what a mux counted when it goes away. */
-static void kcm_net_keep_stats(struct kcm_net *knet, struct kcm_mux *mux)
+/* The namespace's totals keep what mux counted, as it goes away.  Under
+ * knet->lock.
+ */
+static void kcm_mux_stats_to_net(struct kcm_net *knet, struct kcm_mux *mux)
 {
 	struct kcm_mux_stats *to = &knet->gone.stats;
 
+	lockdep_assert_held(&knet->lock);
 	to->tx_retries += mux->stats.tx_retries;
 	to->attach += mux->stats.attach;
 	to->unattach += mux->stats.unattach;
@@ -85,22 +71,17 @@ static void kcm_mux_destroy(struct kcm_mux *mux)
 	struct kcm_net *knet = mux->knet;
 	struct kcm_psock *psock;
 
-	for (;;) {
-		spin_lock_bh(&mux->lock);
-		psock = list_first_entry_or_null(&mux->psocks,
-						 struct kcm_psock, mux_node);
-		if (psock)
-			psock->unattached = true;
-		spin_unlock_bh(&mux->lock);
-		if (!psock)
-			break;
+	while ((psock = kcm_mux_claim_psock(mux, NULL)))
 		kcm_psock_unattach(psock);
-	}
+	WARN_ON_ONCE(!list_empty(&mux->psocks) || !list_empty(&mux->socks) ||
+		     !list_empty(&mux->rx_ready) || !list_empty(&mux->rx_held) ||
+		     !list_empty(&mux->tx_idle) ||
+		     !list_empty(&mux->tx_waiters));
 
 	mutex_lock(&knet->lock);
 	list_del(&mux->knet_node);
 	knet->mux_count--;
-	kcm_net_keep_stats(knet, mux);
+	kcm_mux_stats_to_net(knet, mux);
 	mutex_unlock(&knet->lock);
 
 	skb_queue_purge(&mux->rx_orphans);
@@ -173,6 +154,8 @@ static void kcm_mux_rx_drain(struct kcm_mux *mux)
 		if (!skb_queue_empty(&psock->rx_held))
 			continue;
 		list_del_init(&psock->rx_node);
+		WARN_ON_ONCE(!psock->rx_paused);
+		WRITE_ONCE(psock->rx_paused, false);
 		/* Unattached: its parser is stopped and maybe done already
 		 * (kcm_psock_unattach() runs kcm_parser_done() before it
 		 * takes the psock off rx_held); new work would outlive the
@@ -211,6 +194,7 @@ static void kcm_mux_rx_evict(struct kcm_sock *kcm)
 	struct kcm_mux *mux = kcm->mux;
 
 	lockdep_assert_held(&mux->lock);
+	WARN_ON_ONCE(!kcm->rx_disabled && !kcm->leaving);
 	if (kcm->rx_ready) {
 		list_del_init(&kcm->rx_node);
 		WRITE_ONCE(kcm->rx_ready, false);
@@ -254,6 +238,7 @@ void kcm_mux_remove_sock(struct kcm_sock *kcm)
 	bool last;
 
 	spin_lock_bh(&mux->lock);
+	WARN_ON_ONCE(!kcm->tx_stopped || kcm->tx_psock || kcm->tx_waiting);
 	kcm->leaving = true;
 	kcm_mux_rx_evict(kcm);
 	list_for_each_entry(psock, &mux->psocks, mux_node)
@@ -285,18 +270,21 @@ static void kcm_mux_rx_wake_target(struct kcm_psock *psock)
 
 /*
  * Steers a message (or a batch of them) parsed on psock.  Runs under the
- * TCP socket lock, from the parser; when no socket can take it, the psock
- * keeps it and its parser pauses.  The pass may still hand on what it had
- * parsed before the pause: that waits behind the held skb.
+ * TCP socket lock, from the parser.  When no socket can take it, the psock
+ * keeps it and is paused (rx_paused) until a socket takes it, and the
+ * answer is true: the parser ends its pass.  What the pass had parsed
+ * before may still come: it waits behind the held skb.
  */
-void kcm_mux_rx_deliver(struct kcm_mux *mux, struct kcm_psock *psock,
+bool kcm_mux_rx_deliver(struct kcm_mux *mux, struct kcm_psock *psock,
 			struct sk_buff *skb)
 {
 	struct kcm_sock *kcm;
+	bool held = true;
 
+	lockdep_assert(lockdep_sock_is_held(psock->sk));
 	spin_lock_bh(&mux->lock);
-	psock->stats.rx_msgs += kcm_msg_cb(skb)->msgs;
-	psock->stats.rx_bytes += kcm_msg_payload(skb);
+	psock->rx_msgs += kcm_msg_cb(skb)->msgs;
+	psock->rx_bytes += kcm_msg_payload(skb);
 	if (!skb_queue_empty(&psock->rx_held)) {
 		__skb_queue_tail(&psock->rx_held, skb);
 		goto out;
@@ -311,13 +299,15 @@ void kcm_mux_rx_deliver(struct kcm_mux *mux, struct kcm_psock *psock,
 	if (kcm && skb_queue_empty(&mux->rx_orphans)) {
 		kcm_mux_rx_queue(kcm, skb, false);
 		psock->rx_target = kcm;
+		held = false;
 	} else {
 		__skb_queue_tail(&psock->rx_held, skb);
 		list_add_tail(&psock->rx_node, &mux->rx_held);
-		kcm_parser_pause(psock);
+		WRITE_ONCE(psock->rx_paused, true);
 	}
 out:
 	spin_unlock_bh(&mux->lock);
+	return held;
 }
 
 /*
@@ -365,8 +355,9 @@ void kcm_mux_rx_set_disabled(struct kcm_sock *kcm, bool disabled)
 {
 	struct kcm_mux *mux = kcm->mux;
 
+	sock_owned_by_me(&kcm->sk);
 	spin_lock_bh(&mux->lock);
-	kcm->rx_disabled = disabled;
+	WRITE_ONCE(kcm->rx_disabled, disabled);
 	if (disabled)
 		kcm_mux_rx_evict(kcm);
 	else
@@ -374,73 +365,22 @@ void kcm_mux_rx_set_disabled(struct kcm_sock *kcm, bool disabled)
 	spin_unlock_bh(&mux->lock);
 }
 
-/* Whether a psock of sk is attached to mux. */
-bool kcm_mux_has_sk(struct kcm_mux *mux, struct sock *sk)
-{
-	struct kcm_psock *psock;
-	bool found = false;
-
-	spin_lock_bh(&mux->lock);
-	list_for_each_entry(psock, &mux->psocks, mux_node) {
-		if (psock->sk == sk && !psock->unattached) {
-			found = true;
-			break;
-		}
-	}
-	spin_unlock_bh(&mux->lock);
-	return found;
-}
-
-void kcm_mux_add_psock(struct kcm_mux *mux, struct kcm_psock *psock)
-{
-	spin_lock_bh(&mux->lock);
-	list_add_tail(&psock->mux_node, &mux->psocks);
-	mux->psock_count++;
-	mux->stats.attach++;
-	kcm_mux_tx_offer(mux, psock);
-	spin_unlock_bh(&mux->lock);
-}
-
-/*
- * Forgets psock, whose parser is done: its held messages go to another
- * socket, the socket that has it reserved sends elsewhere, and its counters
- * are kept in the mux's totals.
- */
-void kcm_mux_remove_psock(struct kcm_mux *mux, struct kcm_psock *psock)
-{
-	spin_lock_bh(&mux->lock);
-	list_del(&psock->mux_node);
-	mux->psock_count--;
-	mux->stats.unattach++;
-	list_del_init(&psock->tx_node);
-	kcm_mux_rx_wake_target(psock);
-	if (!skb_queue_empty(&psock->rx_held)) {
-		list_del_init(&psock->rx_node);
-		skb_queue_splice_tail_init(&psock->rx_held, &mux->rx_orphans);
-		kcm_mux_rx_drain(mux);
-	}
-	if (psock->tx_kcm) {
-		mux->stats.unattach_rsvd++;
-		queue_work(kcm_wq, &psock->tx_kcm->tx_work);
-	}
-	kcm_mux_tx_wake_directed(mux, psock);
-
-	kcm_psock_stats_add(&mux->gone, &psock->stats);
-	spin_unlock_bh(&mux->lock);
-}
-
 /* Links kcm and psock for sending.  Under mux->lock. */
 static void kcm_mux_tx_link(struct kcm_sock *kcm, struct kcm_psock *psock)
 {
 	lockdep_assert_held(&kcm->mux->lock);
+	WARN_ON_ONCE(psock->tx_kcm || kcm->tx_psock ||
+		     !list_empty(&psock->tx_node));
 	kref_get(&psock->ref);
 	psock->tx_kcm = kcm;
-	psock->stats.reserved++;
-	kcm->tx_psock = psock;
+	psock->reserved++;
+	WRITE_ONCE(kcm->tx_psock, psock);
 }
 
-static bool kcm_psock_usable(const struct kcm_psock *psock)
+/* Under mux->lock. */
+static bool kcm_mux_psock_usable(const struct kcm_psock *psock)
 {
+	lockdep_assert_held(&psock->mux->lock);
 	return !psock->failed && !psock->unattached;
 }
 
@@ -485,6 +425,7 @@ struct kcm_psock *kcm_mux_tx_reserve(struct kcm_sock *kcm, u64 cookie,
 	struct kcm_psock *psock;
 
 	*err = 0;
+	sock_owned_by_me(&kcm->sk);
 	spin_lock_bh(&mux->lock);
 	/* A psock may have been handed to us since the caller looked. */
 	psock = kcm->tx_psock;
@@ -527,12 +468,12 @@ struct kcm_psock *kcm_mux_tx_reserve(struct kcm_sock *kcm, u64 cookie,
 /* Hands a free psock to the first waiter that can use it, or makes it idle.
  * Under mux->lock.
  */
-void kcm_mux_tx_offer(struct kcm_mux *mux, struct kcm_psock *psock)
+static void kcm_mux_tx_offer(struct kcm_mux *mux, struct kcm_psock *psock)
 {
 	struct kcm_sock *kcm;
 
 	lockdep_assert_held(&mux->lock);
-	if (!kcm_psock_usable(psock) || psock->tx_kcm)
+	if (!kcm_mux_psock_usable(psock) || psock->tx_kcm)
 		return;
 
 	list_for_each_entry(kcm, &mux->tx_waiters, tx_node) {
@@ -550,7 +491,8 @@ void kcm_mux_tx_offer(struct kcm_mux *mux, struct kcm_psock *psock)
 /* psock failed or went away: directed senders waiting for it give up.
  * Under mux->lock.
  */
-void kcm_mux_tx_wake_directed(struct kcm_mux *mux, struct kcm_psock *psock)
+static void kcm_mux_tx_wake_directed(struct kcm_mux *mux,
+				     struct kcm_psock *psock)
 {
 	struct kcm_sock *kcm;
 
@@ -560,8 +502,135 @@ void kcm_mux_tx_wake_directed(struct kcm_mux *mux, struct kcm_psock *psock)
 			queue_work(kcm_wq, &kcm->tx_work);
 }
 
-/* Ends kcm's reservation, if any.  Under the KCM socket lock. */
-void kcm_mux_tx_unreserve(struct kcm_sock *kcm)
+/* Wakes the socket that has psock reserved, to send.  Under mux->lock. */
+static void kcm_mux_tx_wake_reserver(struct kcm_psock *psock)
+{
+	lockdep_assert_held(&psock->mux->lock);
+	if (psock->tx_kcm)
+		queue_work(kcm_wq, &psock->tx_kcm->tx_work);
+}
+
+/* The attached psock of sk, of any socket with sk NULL.  Under mux->lock. */
+static struct kcm_psock *kcm_mux_find_sk(struct kcm_mux *mux, struct sock *sk)
+{
+	struct kcm_psock *psock;
+
+	lockdep_assert_held(&mux->lock);
+	list_for_each_entry(psock, &mux->psocks, mux_node)
+		if ((!sk || psock->sk == sk) && !psock->unattached)
+			return psock;
+	return NULL;
+}
+
+/* Whether a psock of sk is attached to mux. */
+bool kcm_mux_has_sk(struct kcm_mux *mux, struct sock *sk)
+{
+	bool found;
+
+	spin_lock_bh(&mux->lock);
+	found = kcm_mux_find_sk(mux, sk);
+	spin_unlock_bh(&mux->lock);
+	return found;
+}
+
+/* Under the TCP socket lock (attach). */
+void kcm_mux_add_psock(struct kcm_mux *mux, struct kcm_psock *psock)
+{
+	lockdep_assert(lockdep_sock_is_held(psock->sk));
+	spin_lock_bh(&mux->lock);
+	list_add_tail(&psock->mux_node, &mux->psocks);
+	mux->psock_count++;
+	mux->stats.attach++;
+	kcm_mux_tx_offer(mux, psock);
+	spin_unlock_bh(&mux->lock);
+}
+
+/*
+ * The attached psock of sk (of any socket with sk NULL), which the caller
+ * is then the one to unattach (kcm_psock_unattach()): it is marked so, and
+ * nobody else finds it here.  NULL if there is none.
+ */
+struct kcm_psock *kcm_mux_claim_psock(struct kcm_mux *mux, struct sock *sk)
+{
+	struct kcm_psock *psock;
+
+	spin_lock_bh(&mux->lock);
+	psock = kcm_mux_find_sk(mux, sk);
+	if (psock)
+		WRITE_ONCE(psock->unattached, true);
+	spin_unlock_bh(&mux->lock);
+	return psock;
+}
+
+/*
+ * Forgets psock, whose parser is done: its held messages go to another
+ * socket, the socket that has it reserved sends elsewhere, and its counters
+ * are kept in the mux's totals.
+ */
+void kcm_mux_remove_psock(struct kcm_mux *mux, struct kcm_psock *psock)
+{
+	spin_lock_bh(&mux->lock);
+	WARN_ON_ONCE(!psock->unattached || !READ_ONCE(psock->rx_stopped));
+	list_del(&psock->mux_node);
+	mux->psock_count--;
+	mux->stats.unattach++;
+	list_del_init(&psock->tx_node);
+	kcm_mux_rx_wake_target(psock);
+	if (!skb_queue_empty(&psock->rx_held)) {
+		list_del_init(&psock->rx_node);
+		skb_queue_splice_tail_init(&psock->rx_held, &mux->rx_orphans);
+		WRITE_ONCE(psock->rx_paused, false);
+		kcm_mux_rx_drain(mux);
+	}
+	if (psock->tx_kcm)
+		mux->stats.unattach_rsvd++;
+	kcm_mux_tx_wake_reserver(psock);
+	kcm_mux_tx_wake_directed(mux, psock);
+
+	kcm_psock_stats_read(psock, &mux->gone);
+	spin_unlock_bh(&mux->lock);
+}
+
+/* psock's TCP socket has room again, or has connected: the socket that has
+ * it reserved may send.
+ */
+void kcm_mux_tx_wake_owner(struct kcm_psock *psock)
+{
+	struct kcm_mux *mux = psock->mux;
+
+	spin_lock_bh(&mux->lock);
+	kcm_mux_tx_wake_reserver(psock);
+	spin_unlock_bh(&mux->lock);
+}
+
+/*
+ * Marks psock failed, once: the mux sends nothing more on it, and the
+ * socket that has it reserved is woken to send its message elsewhere.
+ * True the first time; false too once unattached: the TCP socket is the
+ * application's again, and nothing is to be posted on it.  Callable from
+ * any context that may take mux->lock.
+ */
+bool kcm_mux_psock_stop_tx(struct kcm_psock *psock)
+{
+	struct kcm_mux *mux = psock->mux;
+	bool stopped = false;
+
+	spin_lock_bh(&mux->lock);
+	if (!psock->failed && !psock->unattached) {
+		WRITE_ONCE(psock->failed, true);
+		list_del_init(&psock->tx_node);
+		kcm_mux_tx_wake_reserver(psock);
+		kcm_mux_tx_wake_directed(mux, psock);
+		stopped = true;
+	}
+	spin_unlock_bh(&mux->lock);
+	return stopped;
+}
+
+/* Ends kcm's reservation, if any; retry: the message begun on it goes
+ * again, whole, elsewhere (TX-Retries).  Under the KCM socket lock.
+ */
+void kcm_mux_tx_unreserve(struct kcm_sock *kcm, bool retry)
 {
 	struct kcm_mux *mux = kcm->mux;
 	struct kcm_psock *psock;
@@ -570,9 +639,12 @@ void kcm_mux_tx_unreserve(struct kcm_sock *kcm)
 	spin_lock_bh(&mux->lock);
 	psock = kcm->tx_psock;
 	if (psock) {
-		kcm->tx_psock = NULL;
+		WARN_ON_ONCE(psock->tx_kcm != kcm);
+		WRITE_ONCE(kcm->tx_psock, NULL);
 		psock->tx_kcm = NULL;
-		psock->stats.unreserved++;
+		psock->unreserved++;
+		if (retry)
+			mux->stats.tx_retries++;
 		kcm_mux_tx_offer(mux, psock);
 	}
 	spin_unlock_bh(&mux->lock);

@@ -320,6 +320,21 @@ static bool kcm_parser_frame_head(struct kcm_psock *psock,
 	}
 }
 
+/* Counts one event in a parser counter of psock.  Under the TCP socket
+ * lock, which makes the parser the counters' only writer.
+ */
+static void kcm_parser_count(struct kcm_psock *psock, u64_stats_t *counter)
+{
+	kcm_stats_add(&psock->rx_stats.syncp, counter, 1);
+}
+
+/* Hands skb to the mux; if the mux holds it, the pass ends. */
+static void kcm_parser_hand_on(struct kcm_psock *psock, struct sk_buff *skb)
+{
+	if (kcm_mux_rx_deliver(psock->mux, psock, skb))
+		psock->rx_hold = true;
+}
+
 /* Hands on the pass's batch, if any. */
 static void kcm_parser_flush(struct kcm_psock *psock)
 {
@@ -328,7 +343,7 @@ static void kcm_parser_flush(struct kcm_psock *psock)
 	if (!batch)
 		return;
 	psock->rx_batch = NULL;
-	kcm_mux_rx_deliver(psock->mux, psock, batch);
+	kcm_parser_hand_on(psock, batch);
 }
 
 static void kcm_parser_deliver(struct kcm_psock *psock, struct sk_buff *skb,
@@ -342,7 +357,7 @@ static void kcm_parser_deliver(struct kcm_psock *psock, struct sk_buff *skb,
 	cb->msgs = 1;
 	cb->batch = false;
 	kcm_parser_flush(psock);
-	kcm_mux_rx_deliver(psock->mux, psock, skb);
+	kcm_parser_hand_on(psock, skb);
 }
 
 /*
@@ -515,7 +530,7 @@ static void kcm_parser_abort(struct kcm_psock *psock, int err)
 	kfree_skb(psock->rx_head);
 	psock->rx_head = NULL;
 	kcm_parser_msg_done(psock);
-	psock->stats.rx_aborts++;
+	kcm_parser_count(psock, &psock->rx_stats.aborts);
 	kcm_psock_fail(psock, -err);
 }
 
@@ -542,7 +557,7 @@ static int kcm_parser_add(struct kcm_psock *psock, struct kcm_rx_pos *pos,
 				    pos, n);
 
 	if (done < n)
-		psock->stats.rx_mem_fail++;
+		kcm_parser_count(psock, &psock->rx_stats.mem_fail);
 	psock->rx_have += done;
 	return done || !n ? done : -ENOMEM;
 }
@@ -581,7 +596,7 @@ static int kcm_parser_need_more(struct kcm_psock *psock,
 	int ret;
 
 	if (psock->rx_have + avail >= KCM_RX_VIEW_MAX) {
-		psock->stats.rx_too_big++;
+		kcm_parser_count(psock, &psock->rx_stats.too_big);
 		kcm_parser_abort(psock, -EMSGSIZE);
 		return 0;
 	}
@@ -589,7 +604,7 @@ static int kcm_parser_need_more(struct kcm_psock *psock,
 		if (kcm_parser_keep(sk, pos, avail))
 			return 0;
 		if (!kcm_parser_take_out(psock, pos)) {
-			psock->stats.rx_mem_fail++;
+			kcm_parser_count(psock, &psock->rx_stats.mem_fail);
 			return -ENOMEM;
 		}
 	}
@@ -597,7 +612,7 @@ static int kcm_parser_need_more(struct kcm_psock *psock,
 	if (ret < 0)
 		return ret;
 	if (psock->rx_have > READ_ONCE(sk->sk_rcvbuf)) {
-		psock->stats.rx_too_big++;
+		kcm_parser_count(psock, &psock->rx_stats.too_big);
 		kcm_parser_abort(psock, -EMSGSIZE);
 	}
 	return 0;
@@ -617,7 +632,7 @@ static bool kcm_parser_set_len(struct kcm_psock *psock, int ret)
 	 * errno: a length field that big).
 	 */
 	if (ret < 0 || ret > READ_ONCE(psock->sk->sk_rcvbuf)) {
-		psock->stats.rx_too_big++;
+		kcm_parser_count(psock, &psock->rx_stats.too_big);
 		kcm_parser_abort(psock, -EMSGSIZE);
 		return false;
 	}
@@ -645,13 +660,14 @@ static int kcm_parser_skip(read_descriptor_t *desc, struct sk_buff *skb,
 }
 
 /*
- * Consumes count bytes of whole messages.  tcp_read_sock() stops short at
- * a peer's urgent byte, which it leaves for MSG_OOB; the framing read the
- * stream as it is, the urgent byte as a byte of its message (as
- * SO_OOBINLINE would), so the byte is consumed inline: the urgent mark is
+ * Consumes count bytes of whole messages; returns how many of them TCP
+ * did not give up (0).  tcp_read_sock() stops short at a peer's urgent
+ * byte, which it leaves for MSG_OOB; the framing read the stream as it is,
+ * the urgent byte as a byte of its message (as SO_OOBINLINE would), so the
+ * byte is consumed inline: the urgent mark is
  * dropped, as tcp_recvmsg() drops it once past it.
  */
-static void kcm_parser_consume(struct sock *sk, u32 count)
+static u32 kcm_parser_consume(struct sock *sk, u32 count)
 {
 	read_descriptor_t desc = { .count = count };
 	struct tcp_sock *tp = tcp_sk(sk);
@@ -659,13 +675,91 @@ static void kcm_parser_consume(struct sock *sk, u32 count)
 	for (;;) {
 		tcp_read_sock(sk, &desc, kcm_parser_skip);
 		if (!desc.count)
-			return;
-		if (WARN_ON_ONCE(!READ_ONCE(tp->urg_data) ||
-				 tp->urg_seq != tp->copied_seq))
-			return;
+			return 0;
+		if (!READ_ONCE(tp->urg_data) || tp->urg_seq != tp->copied_seq)
+			return desc.count;
 		WRITE_ONCE(tp->urg_data, 0);
 		tcp_fast_path_check(sk);
 	}
+}
+
+/*
+ * Frame step: the length of the message at pos, of which avail bytes are
+ * in, into rx_len.  0 once it is known; -EAGAIN if the pass ends here (the
+ * program needs more bytes, or its answer stopped the parser); -ENOMEM.
+ */
+static int kcm_parser_frame_step(struct kcm_psock *psock,
+				 struct kcm_rx_pos *pos, u32 avail)
+{
+	bool framed;
+	int ret;
+
+	framed = psock->rx_head ? kcm_parser_frame_head(psock, pos, avail, &ret) :
+				  kcm_parser_frame(psock, pos, avail, &ret);
+	if (!framed) {
+		kcm_parser_count(psock, &psock->rx_stats.mem_fail);
+		return -ENOMEM;
+	}
+	if (!ret) {
+		kcm_parser_count(psock, &psock->rx_stats.need_more);
+		return kcm_parser_need_more(psock, pos, avail) ?: -EAGAIN;
+	}
+	return kcm_parser_set_len(psock, ret) ? 0 : -EAGAIN;
+}
+
+/*
+ * Take step: the message at pos, of known length, avail bytes of it in, is
+ * taken whole (pos moves past it), or its bytes are added to rx_head, or
+ * it waits in TCP for the rest.  0 if the pass goes on; -EAGAIN if it ends
+ * here (the message waits in TCP); -ENOMEM.
+ */
+static int kcm_parser_take_step(struct kcm_psock *psock,
+				struct kcm_rx_pos *pos, u32 avail)
+{
+	int ret;
+
+	if (psock->rx_head) {
+		ret = kcm_parser_spill(psock, pos, avail);
+		return ret < 0 ? ret : 0;
+	}
+	if (avail < psock->rx_len) {
+		if (kcm_parser_keep(psock->sk, pos, psock->rx_len))
+			return -EAGAIN;
+		if (!kcm_parser_take_out(psock, pos)) {
+			kcm_parser_count(psock, &psock->rx_stats.mem_fail);
+			return -ENOMEM;
+		}
+		return 0;
+	}
+
+	if (kcm_parser_batched(psock, avail))
+		ret = kcm_parser_take_small(psock, pos, psock->rx_len, avail);
+	else
+		ret = kcm_parser_take_large(psock, *pos, psock->rx_len);
+	if (ret) {
+		kcm_parser_count(psock, &psock->rx_stats.mem_fail);
+		return ret;
+	}
+	kcm_parser_advance(psock->sk, pos, psock->rx_len);
+	kcm_parser_msg_done(psock);
+	return 0;
+}
+
+/*
+ * Commit step, at the end of a pass: hands on its batch, wakes its reader,
+ * then consumes [start, seq), the bytes of the messages taken (readers
+ * first: consuming may send a window update).  TCP must give up exactly
+ * those: bytes it kept would be parsed again as the start of a message, so
+ * the stream fails instead (EPROTO).
+ */
+static void kcm_parser_commit(struct kcm_psock *psock, u32 start, u32 seq)
+{
+	struct sock *sk = psock->sk;
+
+	kcm_parser_flush(psock);
+	kcm_mux_rx_batch_end(psock);
+	if (seq != start && WARN_ON_ONCE(kcm_parser_consume(sk, seq - start)))
+		kcm_parser_abort(psock, -EPROTO);
 }
 
 /* One pass over the received bytes, with migration disabled for the
@@ -685,79 +779,33 @@ static int kcm_parser_pass(struct kcm_psock *psock)
 		kcm_parser_abort(psock, -EPROTO);
 		return 0;
 	}
+	WARN_ON_ONCE(psock->rx_batch);
+	psock->rx_hold = false;
 	migrate_disable();
 	if (!kcm_parser_find(sk, start, &pos))
 		goto out;
 
-	while (!READ_ONCE(psock->rx_stopped) && !READ_ONCE(psock->rx_paused)) {
+	while (!READ_ONCE(psock->rx_stopped) && !psock->rx_hold &&
+	       pos.seq != end) {
 		u32 avail = end - pos.seq;
-		bool framed;
-		int ret;
-
-		if (!avail)
-			break;
 
 		if (!psock->rx_len) {
-			framed = psock->rx_head ?
-				 kcm_parser_frame_head(psock, &pos, avail, &ret) :
-				 kcm_parser_frame(psock, &pos, avail, &ret);
-			if (!framed) {
-				psock->stats.rx_mem_fail++;
-				err = -ENOMEM;
-				break;
-			}
-			if (!ret) {
-				psock->stats.rx_need_more++;
-				err = kcm_parser_need_more(psock, &pos, avail);
-				break;
-			}
-			if (!kcm_parser_set_len(psock, ret))
+			err = kcm_parser_frame_step(psock, &pos, avail);
+			if (err)
 				break;
 		}
-
-		if (psock->rx_head) {
-			ret = kcm_parser_spill(psock, &pos, avail);
-			if (ret < 0) {
-				err = ret;
-				break;
-			}
-			continue;
-		}
-
-		if (avail < psock->rx_len) {
-			if (kcm_parser_keep(sk, &pos, psock->rx_len))
-				break;
-			if (!kcm_parser_take_out(psock, &pos)) {
-				psock->stats.rx_mem_fail++;
-				err = -ENOMEM;
-				break;
-			}
-			continue;
-		}
-
-		if (kcm_parser_batched(psock, avail))
-			ret = kcm_parser_take_small(psock, &pos, psock->rx_len,
-						    avail);
-		else
-			ret = kcm_parser_take_large(psock, pos, psock->rx_len);
-		if (ret) {
-			psock->stats.rx_mem_fail++;
-			err = ret;
+		err = kcm_parser_take_step(psock, &pos, avail);
+		if (err)
 			break;
-		}
-		kcm_parser_advance(sk, &pos, psock->rx_len);
-		kcm_parser_msg_done(psock);
 	}
+	if (err == -EAGAIN)
+		err = 0;
 
 	if ((pos.seq != end || psock->rx_head) && !READ_ONCE(psock->rx_stopped) &&
-	    !READ_ONCE(psock->rx_paused))
+	    !psock->rx_hold)
 		kcm_parser_start_timer(psock);
 out:
-	/* Readers first: consuming may send a window update before. */
-	kcm_parser_flush(psock);
-	kcm_mux_rx_batch_end(psock);
-	if (pos.seq != start)
-		kcm_parser_consume(sk, pos.seq - start);
+	kcm_parser_commit(psock, start, pos.seq);
 	migrate_enable();
 	return err;
 }
@@ -803,7 +851,7 @@ static void kcm_parser_timeout(struct work_struct *work)
 	if (psock->rx_timing && !READ_ONCE(psock->rx_stopped) &&
 	    time_after_eq(jiffies, psock->rx_deadline)) {
 		psock->rx_timing = false;
-		psock->stats.rx_timeouts++;
+		kcm_parser_count(psock, &psock->rx_stats.timeouts);
 		kcm_parser_abort(psock, -ETIMEDOUT);
 	}
 	release_sock(sk);
@@ -812,6 +860,7 @@ static void kcm_parser_timeout(struct work_struct *work)
 void kcm_parser_init(struct kcm_psock *psock)
 {
 	INIT_WORK(&psock->rx_work, kcm_parser_work);
+	u64_stats_init(&psock->rx_stats.syncp);
 	INIT_DELAYED_WORK(&psock->rx_timeout, kcm_parser_timeout);
 }
 
@@ -821,20 +870,13 @@ void kcm_parser_start(struct kcm_psock *psock)
 	queue_work(kcm_wq, &psock->rx_work);
 }
 
-/* The mux holds a message of the parser's for lack of a socket: the parser
- * stops after the message it is at.  From the parser, under mux->lock.
+/* The mux no longer holds a message of psock's (it cleared rx_paused): a
+ * pass parses what waited meanwhile.  Under mux->lock.
  */
-void kcm_parser_pause(struct kcm_psock *psock)
-{
-	lockdep_assert_held(&psock->mux->lock);
-	WRITE_ONCE(psock->rx_paused, true);
-}
-
-/* A socket took the held messages.  Under mux->lock. */
 void kcm_parser_resume(struct kcm_psock *psock)
 {
 	lockdep_assert_held(&psock->mux->lock);
-	WRITE_ONCE(psock->rx_paused, false);
+	WARN_ON_ONCE(psock->rx_paused);
 	queue_work(kcm_wq, &psock->rx_work);
 }
 
@@ -853,6 +895,7 @@ void kcm_parser_stop(struct kcm_psock *psock)
  */
 void kcm_parser_done(struct kcm_psock *psock)
 {
+	WARN_ON_ONCE(!READ_ONCE(psock->rx_stopped));
 	cancel_work_sync(&psock->rx_work);
 	cancel_delayed_work_sync(&psock->rx_timeout);
 	kfree_skb(psock->rx_head);

@@ -36,44 +36,12 @@ static void kcm_psock_data_ready(struct sock *sk)
 	read_unlock_bh(&sk->sk_callback_lock);
 }
 
-/* The socket that has psock reserved may send again.  Under mux->lock. */
-static void kcm_psock_wake_sender(struct kcm_psock *psock)
-{
-	lockdep_assert_held(&psock->mux->lock);
-	if (psock->tx_kcm)
-		queue_work(kcm_wq, &psock->tx_kcm->tx_work);
-}
-
-/*
- * Marks psock failed, once: the mux sends nothing more on it, and the
- * socket that has it reserved is woken to send its message elsewhere.
- * True the first time; false too once unattached: the TCP socket is the
- * application's again, and nothing is posted on it.  Callable from any
- * context that may take mux->lock.
- */
-static bool kcm_psock_stop_tx(struct kcm_psock *psock)
-{
-	struct kcm_mux *mux = psock->mux;
-
-	spin_lock_bh(&mux->lock);
-	if (psock->failed || psock->unattached) {
-		spin_unlock_bh(&mux->lock);
-		return false;
-	}
-	psock->failed = true;
-	list_del_init(&psock->tx_node);
-	kcm_psock_wake_sender(psock);
-	kcm_mux_tx_wake_directed(mux, psock);
-	spin_unlock_bh(&mux->lock);
-	return true;
-}
-
 /* Marks psock failed and posts err on its TCP socket, once. */
 void kcm_psock_fail(struct kcm_psock *psock, int err)
 {
 	struct sock *sk = psock->sk;
 
-	if (!kcm_psock_stop_tx(psock))
+	if (!kcm_mux_psock_stop_tx(psock))
 		return;
 	WRITE_ONCE(sk->sk_err, err);
 	sk_error_report(sk);
@@ -85,11 +53,8 @@ static void kcm_psock_write_space(struct sock *sk)
 
 	read_lock_bh(&sk->sk_callback_lock);
 	psock = sk->sk_user_data;
-	if (likely(psock)) {
-		spin_lock_bh(&psock->mux->lock);
-		kcm_psock_wake_sender(psock);
-		spin_unlock_bh(&psock->mux->lock);
-	}
+	if (likely(psock))
+		kcm_mux_tx_wake_owner(psock);
 	read_unlock_bh(&sk->sk_callback_lock);
 }
 
@@ -107,14 +72,12 @@ static void kcm_psock_state_change(struct sock *sk)
 			 * meanwhile may go now.
 			 */
 			WRITE_ONCE(psock->established, true);
-			spin_lock_bh(&psock->mux->lock);
-			kcm_psock_wake_sender(psock);
-			spin_unlock_bh(&psock->mux->lock);
+			kcm_mux_tx_wake_owner(psock);
 		} else if (!READ_ONCE(psock->established)) {
 			/* A connect that failed: TCP's own error
 			 * (ECONNREFUSED, ETIMEDOUT) is the one to see.
 			 */
-			kcm_psock_stop_tx(psock);
+			kcm_mux_psock_stop_tx(psock);
 		} else {
 			/* A disconnect stops sending; what was received
 			 * before it is still parsed and delivered.
@@ -171,7 +134,7 @@ static void kcm_psock_error_report(struct sock *sk)
 		if (disconnected) {
 			kref_get(&psock->ref);
 			kcm_parser_stop(psock);
-			kcm_psock_stop_tx(psock);
+			kcm_mux_psock_stop_tx(psock);
 		}
 	}
 	read_unlock_bh(&sk->sk_callback_lock);
@@ -195,10 +158,14 @@ static u64 kcm_psock_cookie(struct sock *sk)
 	return halves[0] | (u64)halves[1] << 32;
 }
 
+/* The last reference: unattached, its parser done, nobody's reservation. */
 static void kcm_psock_free(struct kref *ref)
 {
 	struct kcm_psock *psock = container_of(ref, struct kcm_psock, ref);
 
+	WARN_ON_ONCE(!psock->unattached || !READ_ONCE(psock->rx_stopped) ||
+		     psock->rx_head || psock->rx_batch || psock->tx_kcm ||
+		     !skb_queue_empty(&psock->rx_held));
 	consume_skb(psock->view);
 	bpf_prog_put(psock->prog);
 	fput(psock->file);
@@ -208,6 +175,53 @@ static void kcm_psock_free(struct kref *ref)
 void kcm_psock_put(struct kcm_psock *psock)
 {
 	kref_put(&psock->ref, kcm_psock_free);
+}
+
+/* Adds psock's counters to sum.  Under mux->lock. */
+void kcm_psock_stats_read(const struct kcm_psock *psock,
+			  struct kcm_psock_stats *sum)
+{
+	const struct kcm_parser_stats *rx = &psock->rx_stats;
+	u64 aborts, mem_fail, need_more, too_big, timeouts;
+	unsigned int start;
+
+	lockdep_assert_held(&psock->mux->lock);
+	sum->rx_msgs += psock->rx_msgs;
+	sum->rx_bytes += psock->rx_bytes;
+	sum->reserved += psock->reserved;
+	sum->unreserved += psock->unreserved;
+	do {
+		start = u64_stats_fetch_begin(&rx->syncp);
+		aborts = u64_stats_read(&rx->aborts);
+		mem_fail = u64_stats_read(&rx->mem_fail);
+		need_more = u64_stats_read(&rx->need_more);
+		too_big = u64_stats_read(&rx->too_big);
+		timeouts = u64_stats_read(&rx->timeouts);
+	} while (u64_stats_fetch_retry(&rx->syncp, start));
+	sum->rx_aborts += aborts;
+	sum->rx_mem_fail += mem_fail;
+	sum->rx_need_more += need_more;
+	sum->rx_too_big += too_big;
+	sum->rx_timeouts += timeouts;
+	kcm_tx_stats_read(&psock->tx_stats, &sum->tx_msgs, &sum->tx_bytes,
+			  &sum->tx_aborts);
+}
+
+void kcm_psock_stats_add(struct kcm_psock_stats *to,
+			 const struct kcm_psock_stats *from)
+{
+	to->rx_msgs += from->rx_msgs;
+	to->rx_bytes += from->rx_bytes;
+	to->tx_msgs += from->tx_msgs;
+	to->tx_bytes += from->tx_bytes;
+	to->reserved += from->reserved;
+	to->unreserved += from->unreserved;
+	to->rx_aborts += from->rx_aborts;
+	to->tx_aborts += from->tx_aborts;
+	to->rx_mem_fail += from->rx_mem_fail;
+	to->rx_need_more += from->rx_need_more;
+	to->rx_too_big += from->rx_too_big;
+	to->rx_timeouts += from->rx_timeouts;
 }
 
 /* Why sk cannot be attached to kcm's mux, or 0. */
@@ -325,6 +339,7 @@ int kcm_psock_attach(struct kcm_sock *kcm, int fd, int bpf_fd)
 	INIT_LIST_HEAD(&psock->rx_node);
 	__skb_queue_head_init(&psock->rx_held);
 	INIT_LIST_HEAD(&psock->tx_node);
+	u64_stats_init(&psock->tx_stats.syncp);
 
 	kcm_parser_init(psock);
 
@@ -349,15 +364,12 @@ int kcm_psock_attach(struct kcm_sock *kcm, int fd, int bpf_fd)
 	if (!((1 << sock->sk->sk_state) &
 	      (TCPF_ESTABLISHED | TCPF_SYN_SENT | TCPF_SYN_RECV)))
 		kcm_psock_fail(psock, EPIPE);
-	release_sock(sock->sk);
-
-	/* Parse what arrived before we were attached; not if unattached
-	 * meanwhile, whose kcm_parser_done() would not cancel this work.
+	/* Parse what arrived before we were attached.  An unattach from
+	 * now on waits for the socket lock to stop the parser, and then
+	 * cancels this work (kcm_parser_done()).
 	 */
-	spin_lock_bh(&mux->lock);
-	if (!psock->unattached)
-		kcm_parser_start(psock);
-	spin_unlock_bh(&mux->lock);
+	kcm_parser_start(psock);
+	release_sock(sock->sk);
 	kcm_psock_put(psock);
 	return 0;
 
@@ -373,13 +385,14 @@ err_put_sock:
 }
 
 /*
- * Gives the TCP socket back to user space.  The caller has set
- * psock->unattached under mux->lock, so nobody else unattaches it.
+ * Gives the TCP socket back to user space.  The caller has claimed psock
+ * (kcm_mux_claim_psock()), so nobody else unattaches it.
  */
 void kcm_psock_unattach(struct kcm_psock *psock)
 {
 	struct sock *sk = psock->sk;
 
+	WARN_ON_ONCE(!READ_ONCE(psock->unattached));
 	kcm_psock_unhook(psock);
 
 	/* Under the socket lock: a send in progress finishes first, and the
@@ -396,8 +409,7 @@ void kcm_psock_unattach(struct kcm_psock *psock)
 
 int kcm_psock_unattach_fd(struct kcm_sock *kcm, int fd)
 {
-	struct kcm_mux *mux = kcm->mux;
-	struct kcm_psock *psock = NULL, *p;
+	struct kcm_psock *psock;
 	struct socket *sock;
 	int err;
 
@@ -405,16 +417,7 @@ int kcm_psock_unattach_fd(struct kcm_sock *kcm, int fd)
 	if (!sock)
 		return -ENOENT;
 
-	spin_lock_bh(&mux->lock);
-	list_for_each_entry(p, &mux->psocks, mux_node) {
-		if (p->sk == sock->sk && !p->unattached) {
-			p->unattached = true;
-			psock = p;
-			break;
-		}
-	}
-	spin_unlock_bh(&mux->lock);
-
+	psock = kcm_mux_claim_psock(kcm->mux, sock->sk);
 	if (psock)
 		kcm_psock_unattach(psock);
 	sockfd_put(sock);

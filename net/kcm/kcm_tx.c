@@ -251,6 +251,36 @@ static unsigned int kcm_tx_bvecs(struct sk_buff *head, unsigned int offset,
 	return nr;
 }
 
+/* Counts a message of len bytes sent.  Under the lock of the KCM socket
+ * that sent it (see struct kcm_tx_stats).
+ */
+static void kcm_tx_count(struct kcm_tx_stats *stats, unsigned int len)
+{
+	unsigned long flags = u64_stats_update_begin_irqsave(&stats->syncp);
+
+	u64_stats_inc(&stats->msgs);
+	u64_stats_add(&stats->bytes, len);
+	u64_stats_update_end_irqrestore(&stats->syncp, flags);
+}
+
+/* Adds the counters of stats to the three sums, at any time. */
+void kcm_tx_stats_read(const struct kcm_tx_stats *stats, u64 *msgs,
+		       u64 *bytes, u64 *aborts)
+{
+	u64 m, b, a;
+	unsigned int start;
+
+	do {
+		start = u64_stats_fetch_begin(&stats->syncp);
+		m = u64_stats_read(&stats->msgs);
+		b = u64_stats_read(&stats->bytes);
+		a = u64_stats_read(&stats->aborts);
+	} while (u64_stats_fetch_retry(&stats->syncp, start));
+	*msgs += m;
+	*bytes += b;
+	*aborts += a;
+}
+
 /*
  * Sends what is left of message head on psock's TCP socket.  Returns 0 when
  * all of it is in TCP, -EAGAIN when TCP has no room (its write-space
@@ -263,6 +293,8 @@ static int kcm_tx_send_msg(struct kcm_sock *kcm, struct kcm_psock *psock,
 	struct sock *sk = psock->sk;
 	int ret = 0;
 
+	sock_owned_by_me(&kcm->sk);
+	WARN_ON_ONCE(kcm->tx_psock != psock);
 	lock_sock(sk);
 	/* A ULP (kTLS) installed since attach writes the stream now. */
 	if (unlikely(inet_csk_has_ulp(sk)))
@@ -289,8 +321,7 @@ static int kcm_tx_send_msg(struct kcm_sock *kcm, struct kcm_psock *psock,
 		}
 		ret = 0;
 	}
-	psock->stats.tx_msgs++;
-	psock->stats.tx_bytes += head->len;
+	kcm_tx_count(&psock->tx_stats, head->len);
 out:
 	release_sock(sk);
 	if (ret && ret != -EAGAIN)
@@ -302,16 +333,13 @@ out:
 static void kcm_tx_failover(struct kcm_sock *kcm)
 {
 	struct kcm_psock *psock = kcm->tx_psock;
-	struct kcm_mux *mux = kcm->mux;
+	bool begun = kcm->tx_sent;
 
-	if (kcm->tx_sent) {
-		spin_lock_bh(&mux->lock);
-		mux->stats.tx_retries++;
-		psock->stats.tx_aborts++;
-		spin_unlock_bh(&mux->lock);
-		kcm->tx_sent = 0;
-	}
-	kcm_mux_tx_unreserve(kcm);
+	if (begun)
+		kcm_stats_add(&psock->tx_stats.syncp, &psock->tx_stats.aborts,
+			      1);
+	kcm->tx_sent = 0;
+	kcm_mux_tx_unreserve(kcm, begun);
 }
 
 /*
@@ -328,11 +356,11 @@ static void kcm_tx_push(struct kcm_sock *kcm)
 	sock_owned_by_me(sk);
 	while (!kcm->tx_stopped && (head = skb_peek(&sk->sk_write_queue))) {
 		u64 cookie = kcm_msg_cb(head)->cookie;
-		struct kcm_psock *psock = kcm->tx_psock;
+		struct kcm_psock *psock = READ_ONCE(kcm->tx_psock);
 
 		/* Between messages: a directed one may need another psock. */
 		if (psock && cookie && cookie != psock->cookie) {
-			kcm_mux_tx_unreserve(kcm);
+			kcm_mux_tx_unreserve(kcm, false);
 			psock = NULL;
 		}
 		if (!psock) {
@@ -360,14 +388,13 @@ static void kcm_tx_push(struct kcm_sock *kcm)
 
 		__skb_unlink(head, &sk->sk_write_queue);
 		kcm->tx_sent = 0;
-		kcm->tx_msgs++;
-		kcm->tx_bytes += head->len;
+		kcm_tx_count(&kcm->tx_stats, head->len);
 		kcm_tx_free(sk, head);
 		freed = true;
 	}
 
-	if (kcm->tx_psock && skb_queue_empty(&sk->sk_write_queue))
-		kcm_mux_tx_unreserve(kcm);
+	if (READ_ONCE(kcm->tx_psock) && skb_queue_empty(&sk->sk_write_queue))
+		kcm_mux_tx_unreserve(kcm, false);
 	if (freed)
 		sk->sk_write_space(sk);
 }
@@ -540,9 +567,9 @@ void kcm_tx_release(struct kcm_sock *kcm)
 	 * be linked to us after the unreserve below.
 	 */
 	kcm_mux_tx_cancel_wait(kcm);
-	if (kcm->tx_psock && kcm->tx_sent)
+	if (READ_ONCE(kcm->tx_psock) && kcm->tx_sent)
 		kcm_psock_fail(kcm->tx_psock, EPIPE);
-	kcm_mux_tx_unreserve(kcm);
+	kcm_mux_tx_unreserve(kcm, false);
 	release_sock(sk);
 
 	cancel_work_sync(&kcm->tx_work);

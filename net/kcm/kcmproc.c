@@ -13,13 +13,15 @@
 #include <net/netns/generic.h>
 #include <net/tcp.h>
 
-/* Everything a statistics row can show, summed over what it covers. */
+/*
+ * Everything a statistics row can show, summed over what it covers.
+ * RX-Intr, RX-Unrecov and RX-BadLen stay 0: they count failures of Linux's
+ * parser that ours does not have.
+ */
 struct kcm_proc_sums {
-	u64 rx_msgs, rx_bytes, tx_msgs, tx_bytes;
-	u64 tx_retries, attach, unattach, unattach_rsvd, rx_ready_drops;
-	u64 reserved, unreserved;
-	u64 rx_aborts, rx_intr, rx_unrecov, rx_mem_fail, rx_need_more;
-	u64 rx_bad_len, rx_too_big, rx_timeouts, tx_aborts;
+	struct kcm_psock_stats ps;
+	struct kcm_mux_stats mux;
+	u64 rx_intr, rx_unrecov, rx_bad_len;
 };
 
 struct kcm_proc_col {
@@ -33,33 +35,33 @@ struct kcm_proc_col {
 
 /* The first four columns of every statistics row. */
 static const struct kcm_proc_col kcm_object_cols[] = {
-	KCM_COL("RX-Msgs", 10, rx_msgs),
-	KCM_COL("RX-Bytes", 16, rx_bytes),
-	KCM_COL("TX-Msgs", 10, tx_msgs),
-	KCM_COL("TX-Bytes", 16, tx_bytes),
+	KCM_COL("RX-Msgs", 10, ps.rx_msgs),
+	KCM_COL("RX-Bytes", 16, ps.rx_bytes),
+	KCM_COL("TX-Msgs", 10, ps.tx_msgs),
+	KCM_COL("TX-Bytes", 16, ps.tx_bytes),
 };
 
 /* The columns that follow them in /proc/net/kcm_stats. */
 static const struct kcm_proc_col kcm_mux_cols[] = {
-	KCM_COL("TX-Retries", 10, tx_retries),
-	KCM_COL("Attach", 10, attach),
-	KCM_COL("Unattach", 10, unattach),
-	KCM_COL("UnattchRsvd", 10, unattach_rsvd),
-	KCM_COL("RX-RdyDrops", 10, rx_ready_drops),
+	KCM_COL("TX-Retries", 10, mux.tx_retries),
+	KCM_COL("Attach", 10, mux.attach),
+	KCM_COL("Unattach", 10, mux.unattach),
+	KCM_COL("UnattchRsvd", 10, mux.unattach_rsvd),
+	KCM_COL("RX-RdyDrops", 10, mux.rx_ready_drops),
 };
 
 static const struct kcm_proc_col kcm_psock_cols[] = {
-	KCM_COL("Reserved", 10, reserved),
-	KCM_COL("Unreserved", 10, unreserved),
-	KCM_COL("RX-Aborts", 10, rx_aborts),
+	KCM_COL("Reserved", 10, ps.reserved),
+	KCM_COL("Unreserved", 10, ps.unreserved),
+	KCM_COL("RX-Aborts", 10, ps.rx_aborts),
 	KCM_COL("RX-Intr", 10, rx_intr),
 	KCM_COL("RX-Unrecov", 10, rx_unrecov),
-	KCM_COL("RX-MemFail", 10, rx_mem_fail),
-	KCM_COL("RX-NeedMor", 10, rx_need_more),
+	KCM_COL("RX-MemFail", 10, ps.rx_mem_fail),
+	KCM_COL("RX-NeedMor", 10, ps.rx_need_more),
 	KCM_COL("RX-BadLen", 10, rx_bad_len),
-	KCM_COL("RX-TooBig", 10, rx_too_big),
-	KCM_COL("RX-Timeout", 10, rx_timeouts),
-	KCM_COL("TX-Aborts", 10, tx_aborts),
+	KCM_COL("RX-TooBig", 10, ps.rx_too_big),
+	KCM_COL("RX-Timeout", 10, ps.rx_timeouts),
+	KCM_COL("TX-Aborts", 10, ps.tx_aborts),
 };
 
 static void kcm_proc_header(struct seq_file *seq, const char *first,
@@ -97,44 +99,18 @@ static void kcm_proc_values(struct seq_file *seq,
 	kcm_proc_print(seq, sums, cols, n);
 }
 
-/* RX-Intr, RX-Unrecov and RX-BadLen stay 0: they count failures of
- * Linux's parser that ours does not have.
- */
-static void kcm_proc_add_psock(struct kcm_proc_sums *s,
-			       const struct kcm_psock_stats *ps)
-{
-	s->rx_msgs += ps->rx_msgs;
-	s->rx_bytes += ps->rx_bytes;
-	s->tx_msgs += ps->tx_msgs;
-	s->tx_bytes += ps->tx_bytes;
-	s->reserved += ps->reserved;
-	s->unreserved += ps->unreserved;
-	s->rx_aborts += ps->rx_aborts;
-	s->tx_aborts += ps->tx_aborts;
-	s->rx_mem_fail += ps->rx_mem_fail;
-	s->rx_need_more += ps->rx_need_more;
-	s->rx_too_big += ps->rx_too_big;
-	s->rx_timeouts += ps->rx_timeouts;
-}
-
-static void kcm_proc_psock_sums(struct kcm_proc_sums *s,
-				struct kcm_psock *psock)
-{
-	kcm_proc_add_psock(s, &psock->stats);
-}
-
 /*
  * Counters a mux keeps, and those of its psocks gone: under mux->lock, or
  * for knet->gone (the counters of muxes gone) under knet->lock.
  */
 static void kcm_proc_add_mux(struct kcm_proc_sums *s, struct kcm_mux *mux)
 {
-	s->tx_retries += mux->stats.tx_retries;
-	s->attach += mux->stats.attach;
-	s->unattach += mux->stats.unattach;
-	s->unattach_rsvd += mux->stats.unattach_rsvd;
-	s->rx_ready_drops += mux->stats.rx_ready_drops;
-	kcm_proc_add_psock(s, &mux->gone);
+	s->mux.tx_retries += mux->stats.tx_retries;
+	s->mux.attach += mux->stats.attach;
+	s->mux.unattach += mux->stats.unattach;
+	s->mux.unattach_rsvd += mux->stats.unattach_rsvd;
+	s->mux.rx_ready_drops += mux->stats.rx_ready_drops;
+	kcm_psock_stats_add(&s->ps, &mux->gone);
 }
 
 /* Sums of a mux and of all its psocks, past and present.  Under mux->lock. */
@@ -145,7 +121,7 @@ static void kcm_proc_mux_sums(struct kcm_proc_sums *s, struct kcm_mux *mux)
 	lockdep_assert_held(&mux->lock);
 	kcm_proc_add_mux(s, mux);
 	list_for_each_entry(psock, &mux->psocks, mux_node)
-		kcm_proc_psock_sums(s, psock);
+		kcm_psock_stats_read(psock, &s->ps);
 }
 
 static int kcm_proc_stats_show(struct seq_file *seq, void *v)
@@ -200,17 +176,19 @@ static unsigned int kcm_proc_queued_msgs(struct sock *sk)
 static void kcm_proc_show_sock(struct seq_file *seq, struct kcm_sock *kcm)
 {
 	struct kcm_proc_sums s = {
-		.rx_msgs = kcm->rx_msgs, .rx_bytes = kcm->rx_bytes,
-		.tx_msgs = kcm->tx_msgs, .tx_bytes = kcm->tx_bytes,
+		.ps.rx_msgs = kcm->rx_msgs, .ps.rx_bytes = kcm->rx_bytes,
 	};
 	struct sock *sk = &kcm->sk;
 
+	lockdep_assert_held(&kcm->mux->lock);
+	kcm_tx_stats_read(&kcm->tx_stats, &s.ps.tx_msgs, &s.ps.tx_bytes,
+			  &s.ps.tx_aborts);
 	seq_printf(seq, "   kcm-%-7u", kcm->index);
 	kcm_proc_values(seq, &s, NULL, 0);
 	seq_printf(seq, " %-8u %-8d %-8u %-8d ",
 		   kcm_proc_queued_msgs(sk),
 		   atomic_read(&sk->sk_rmem_alloc),
-		   skb_queue_len(&sk->sk_write_queue),
+		   skb_queue_len_lockless(&sk->sk_write_queue),
 		   READ_ONCE(sk->sk_wmem_queued));
 	/* Status words as Linux's, where the state is the same. */
 	if (kcm->rx_disabled)
@@ -229,13 +207,13 @@ static void kcm_proc_show_psock(struct seq_file *seq, struct kcm_psock *psock)
 	struct kcm_proc_sums s = {};
 	struct sock *sk = psock->sk;
 
-	kcm_proc_psock_sums(&s, psock);
+	kcm_psock_stats_read(psock, &s.ps);
 	seq_printf(seq, "   psock-%-5u", psock->index);
 	kcm_proc_values(seq, &s, NULL, 0);
 	seq_printf(seq, " %-8u %-8d %-8u %-8d ",
-		   skb_queue_len(&sk->sk_receive_queue),
+		   skb_queue_len_lockless(&sk->sk_receive_queue),
 		   atomic_read(&sk->sk_rmem_alloc),
-		   skb_queue_len(&sk->sk_write_queue),
+		   skb_queue_len_lockless(&sk->sk_write_queue),
 		   READ_ONCE(sk->sk_wmem_queued));
 	if (psock->failed)
 		seq_puts(seq, "TxStop ");

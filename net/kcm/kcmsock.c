@@ -31,6 +31,10 @@ static const struct proto_ops kcm_ops;
 
 static void kcm_sock_destruct(struct sock *sk)
 {
+	struct kcm_sock *kcm = kcm_sk(sk);
+
+	WARN_ON_ONCE(kcm->mux || kcm->tx_psock || kcm->tx_partial ||
+		     !skb_queue_empty(&sk->sk_write_queue));
 	skb_queue_purge(&sk->sk_receive_queue);
 }
 
@@ -46,6 +50,7 @@ static void kcm_sock_init(struct sock *sk, struct socket *sock,
 	INIT_LIST_HEAD(&kcm->rx_node);
 	INIT_LIST_HEAD(&kcm->tx_node);
 	INIT_WORK(&kcm->tx_work, kcm_tx_work);
+	u64_stats_init(&kcm->tx_stats.syncp);
 	kcm_mux_add_sock(mux, kcm);
 }
 
@@ -227,14 +232,14 @@ static int kcm_setsockopt(struct socket *sock, int level, int optname,
 		return 0;
 	case KCM_RECV_ORIGIN:
 		lock_sock(&kcm->sk);
-		kcm->rx_origin = val != 0;
+		WRITE_ONCE(kcm->rx_origin, val != 0);
 		release_sock(&kcm->sk);
 		return 0;
 	case KCM_RECV_BATCH:
 		if (sock->type != SOCK_DGRAM)
 			return -EOPNOTSUPP;
 		lock_sock(&kcm->sk);
-		kcm->rx_batch_recv = val != 0;
+		WRITE_ONCE(kcm->rx_batch_recv, val != 0);
 		release_sock(&kcm->sk);
 		return 0;
 	default:
