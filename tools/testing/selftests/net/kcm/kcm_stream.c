@@ -972,3 +972,62 @@ KCM_TEST(urgent_byte_first_of_message,
 	ASSERT_OK(kcm_unattach(kcm, tcp));
 	ASSERT_EQ(kcm_get_int_opt(tcp, SOL_SOCKET, SO_OOBINLINE), 0);
 }
+
+/* ---- the peer's FIN in the segment of the last message ------------------ */
+
+/*
+ * The peer corks, writes messages and shuts down: TCP puts the FIN in the
+ * segment of the last message, and the pass that takes that message takes
+ * the FIN with it (TCP counts it as a byte consumed).  Every message
+ * arrives; the socket shows the peer gone (EPIPE), nothing else.  before:
+ * all of it arrives before the attach.
+ */
+static void fin_with_last_message(int family, bool before)
+{
+	int kcm, peer, tcp, prog, one = 1, zero = 0;
+	char msg[3][100], got[200];
+	uint32_t conn, seq, i;
+
+	kcm = kcm_socket(SOCK_DGRAM);
+	prog = kcm_prog_len32();
+	kcm_tcp_pair(family, &peer, &tcp);
+	if (!before)
+		ASSERT_OK(kcm_attach(kcm, tcp, prog));
+	ASSERT_OK(setsockopt(peer, IPPROTO_TCP, TCP_CORK, &one, sizeof(one)));
+	for (i = 0; i < 3; i++) {
+		kcm_msg_build(msg[i], sizeof(msg[i]), 0, i);
+		kcm_write_all(peer, msg[i], sizeof(msg[i]));
+	}
+	ASSERT_OK(shutdown(peer, SHUT_WR));
+	ASSERT_OK(setsockopt(peer, IPPROTO_TCP, TCP_CORK, &zero, sizeof(zero)));
+	if (before) {
+		kcm_msleep(100);
+		ASSERT_OK(kcm_attach(kcm, tcp, prog));
+	}
+	for (i = 0; i < 3; i++) {
+		ssize_t n = kcm_recv_timeout(kcm, got, sizeof(got), 0, 5000);
+
+		if (n < 0)
+			KCM_FAIL("message %u: %s, SO_ERROR %d", i,
+				 kcm_errname(errno), kcm_so_error(tcp));
+		ASSERT_EQ(n, sizeof(msg[i]));
+		ASSERT_EQ(kcm_msg_check(got, n, &conn, &seq), 0);
+		ASSERT_EQ(seq, i);
+	}
+	EXPECT_EQ(kcm_so_error(tcp), EPIPE);
+}
+
+KCM_TEST(fin_with_last_message_v4)
+{
+	fin_with_last_message(AF_INET, false);
+}
+
+KCM_TEST(fin_with_last_message_v6)
+{
+	fin_with_last_message(AF_INET6, false);
+}
+
+KCM_TEST(fin_with_last_message_before_attach)
+{
+	fin_with_last_message(AF_INET, true);
+}
