@@ -21,6 +21,7 @@ static struct sk_buff *kcm_rx_wait(struct sock *sk, long timeo, int *err)
 {
 	struct sk_buff *skb;
 
+	sock_owned_by_me(sk);
 	while (!(skb = skb_peek(&sk->sk_receive_queue))) {
 		*err = sock_error(sk);
 		if (*err)
@@ -42,7 +43,7 @@ static struct sk_buff *kcm_rx_wait(struct sock *sk, long timeo, int *err)
  * The first n messages of skb from its current one are read; byte end of
  * skb follows the last of them.  The next message of a batch becomes
  * current, and the socket is charged only for what is left; a read skb is
- * freed.
+ * freed.  Under the socket lock (/proc counts msgs without it).
  */
 static void kcm_rx_done_msgs(struct kcm_sock *kcm, struct sk_buff *skb,
 			     u32 n, u32 end)
@@ -51,7 +52,8 @@ static void kcm_rx_done_msgs(struct kcm_sock *kcm, struct sk_buff *skb,
 	struct sock *sk = &kcm->sk;
 	u32 charge;
 
-	cb->msgs -= n;
+	sock_owned_by_me(sk);
+	WRITE_ONCE(cb->msgs, cb->msgs - n);
 	cb->started = false;
 	if (cb->msgs) {
 		memcpy(&cb->len, skb->data + end, sizeof(u32));
@@ -111,7 +113,7 @@ struct sk_buff *kcm_rx_split_started(struct sk_buff *skb)
 	rcb->offset = end + sizeof(u32);
 
 	__skb_trim(skb, end);
-	cb->msgs = 1;
+	WRITE_ONCE(cb->msgs, 1);
 	charge = kcm_msg_unread(skb) + sizeof(struct sk_buff);
 	atomic_sub(cb->charge - charge, &skb->sk->sk_rmem_alloc);
 	cb->charge = charge;
