@@ -9,7 +9,7 @@
  *
  * Environment:
  *   KCM_LANE=ours|linux   which implementation is loaded (default: ours)
- *   KCM_RUN_ALL=1         do not skip KCM_LINUX_BUG cases on lane linux
+ *   KCM_RUN_ALL=1         run KCM_LINUX_CRASH cases on lane linux too
  *   KCM_ONLY=a,b,c        run only the named cases (others are skipped)
  *   KCM_VERBOSE=1         print extra "# " lines from KCM_LOG()
  * Command-line arguments, if any, work like KCM_ONLY.
@@ -46,7 +46,9 @@ struct kcm_case {
 	const char *name;
 	void (*fn)(void);
 	int ext;		/* uses an extension: skipped on lane linux */
-	const char *linux_bug;	/* documented Linux bug: skipped on lane linux */
+	const char *linux_bug;	/* documented Linux bug: must fail on lane linux */
+	const char *linux_crash; /* ... and it takes Linux's kernel down */
+	int linux_race;		/* ... that shows only now and then */
 	int timeout;		/* seconds; 0 means the default (30) */
 };
 
@@ -54,7 +56,18 @@ void kcm_register(struct kcm_case *c);
 
 /*
  * KCM_TEST(name [, option ...]) { body }
- * Options: KCM_EXT, KCM_LINUX_BUG("why"), KCM_TIMEOUT(seconds).
+ * Options: KCM_EXT, KCM_LINUX_BUG("why"), KCM_LINUX_CRASH("why"),
+ * KCM_LINUX_RACE("why"), KCM_TIMEOUT(seconds).
+ *
+ * On lane linux a KCM_LINUX_BUG case runs and must fail: it is reported as
+ * an expected failure ("not ok ... # TODO linux bug: why"); if it passes,
+ * the mark or the test is wrong, and that is a failure.  A KCM_LINUX_CRASH
+ * case (a Linux bug that panics or wedges the kernel, which would end the
+ * VM and every case after it) is not run there: a skip that says why.  A
+ * KCM_LINUX_RACE case is a Linux bug that shows only now and then however
+ * the case provokes it: an expected failure when it shows, a skip that
+ * says it did not when the case passes.
+ * On lane ours every case must pass: a skip is a failure there.
  */
 #define KCM_TEST(cname, ...)						\
 	static void kcm_body_##cname(void);				\
@@ -69,6 +82,8 @@ void kcm_register(struct kcm_case *c);
 
 #define KCM_EXT			.ext = 1
 #define KCM_LINUX_BUG(why)	.linux_bug = (why)
+#define KCM_LINUX_CRASH(why)	.linux_bug = (why), .linux_crash = (why)
+#define KCM_LINUX_RACE(why)	.linux_bug = (why), .linux_race = 1
 #define KCM_TIMEOUT(s)		.timeout = (s)
 
 /* ---- outcome ---------------------------------------------------------- */
@@ -288,6 +303,7 @@ void kcm_new_netns(void);
 
 /* Read a whole file into a malloc'd NUL-terminated buffer (or NULL). */
 char *kcm_read_file(const char *path);
+int kcm_write_file(const char *path, const char *text);	/* 0 or -errno */
 /* Diagnostics: @why, then /proc/net/kcm and /proc/net/kcm_stats. */
 void kcm_dump_proc(const char *why);
 
