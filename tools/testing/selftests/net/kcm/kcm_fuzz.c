@@ -191,19 +191,6 @@ static int fs_prob_fd = -1, fs_times_fd = -1;
 static int fs_stacks;
 static const char *const fs_mode_name[] = { "off", "task", "module" };
 
-static int write_str(const char *path, const char *val)
-{
-	int fd = open(path, O_WRONLY | O_CLOEXEC), err = 0;
-	size_t len = strlen(val);
-
-	if (fd < 0)
-		return -errno;
-	if (write(fd, val, len) != (ssize_t)len)
-		err = errno ? -errno : -EIO;
-	close(fd);
-	return err;
-}
-
 static void fs_set(const char *knob, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
@@ -217,7 +204,7 @@ static void fs_set(const char *knob, const char *fmt, ...)
 	vsnprintf(val, sizeof(val), fmt, ap);
 	va_end(ap);
 	snprintf(path, sizeof(path), FAILSLAB "%s", knob);
-	err = write_str(path, val);
+	err = kcm_write_file(path, val);
 	if (err)
 		KCM_FAIL("failslab: writing %s to %s: %s", val, path,
 			 strerror(-err));
@@ -343,10 +330,10 @@ static long failslab_stop(void)
 	close(fs_prob_fd);
 	close(fs_times_fd);
 	/* The rest back to what a plain failslab user expects. */
-	write_str(FAILSLAB "task-filter", "N");
-	write_str(FAILSLAB "verbose", "0");
-	write_str(FAILSLAB "require-start", "0");
-	write_str(FAILSLAB "require-end", "0xffffffffffffffff");
+	kcm_write_file(FAILSLAB "task-filter", "N");
+	kcm_write_file(FAILSLAB "verbose", "0");
+	kcm_write_file(FAILSLAB "require-start", "0");
+	kcm_write_file(FAILSLAB "require-end", "0xffffffffffffffff");
 	return FAILSLAB_TIMES - strtol(text, NULL, 0);
 }
 
@@ -1261,7 +1248,7 @@ static void *worker_main(void *arg)
 
 	/* From here on this thread's allocations may fail (task mode). */
 	if (fs_mode == FS_TASK &&
-	    write_str("/proc/thread-self/make-it-fail", "1"))
+	    kcm_write_file("/proc/thread-self/make-it-fail", "1"))
 		kcm_diag("thread %d: make-it-fail: %s", w->id, strerror(errno));
 
 	while (!__atomic_load_n(&stop, __ATOMIC_RELAXED)) {
