@@ -1027,7 +1027,8 @@ KCM_TEST(fin_with_last_message_v6)
 	fin_with_last_message(AF_INET6, false);
 }
 
-KCM_TEST(fin_with_last_message_before_attach)
+KCM_TEST(fin_with_last_message_before_attach,
+	 KCM_LINUX_BUG("a socket attached after its peer closed shows no EPIPE"))
 {
 	fin_with_last_message(AF_INET, true);
 }

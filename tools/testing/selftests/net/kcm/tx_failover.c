@@ -414,6 +414,14 @@ static void reset_one_of_three(int want_pollerr)
 	EXPECT_EQ(lost_after, 0);
 	/* The survivors carried the traffic after the reset. */
 	EXPECT_GT(frames[1] + frames[2], 0);
+	for (i = 0; i < F_SEND; i++) {
+		close(fo.kcm[i]);
+		free(fo.after_err[i]);
+	}
+	for (i = 0; i < F_CONN; i++) {
+		close(fo.tcp[i]);
+		close(fo.st[i].fd);
+	}
 }
 
 KCM_TEST(reset_one_of_three, KCM_TIMEOUT(90))
@@ -421,10 +429,27 @@ KCM_TEST(reset_one_of_three, KCM_TIMEOUT(90))
 	reset_one_of_three(0);
 }
 
-KCM_TEST(reset_one_of_three_pollerr, KCM_TIMEOUT(90),
-	 KCM_LINUX_BUG("the error of a connection reset under traffic can be gone before the application polls: no POLLERR"))
+/*
+ * On Linux the error is gone in about one round in ten (6.1 and 6.12,
+ * measured): the case resets a connection under traffic again and again,
+ * which shows it in most runs (a race: a run where it did not show is
+ * reported so, not as a pass or a failure).
+ */
+#define F_POLLERR_ROUNDS	12
+
+KCM_TEST(reset_one_of_three_pollerr, KCM_TIMEOUT(400),
+	 KCM_LINUX_RACE("the error of a connection reset under traffic can be gone before the application polls: no POLLERR"))
 {
-	reset_one_of_three(1);
+	int round;
+
+	for (round = 0; round < F_POLLERR_ROUNDS; round++) {
+		reset_one_of_three(1);
+		if (kcm_case_failed) {
+			kcm_diag("round %d of %d failed", round + 1,
+				 F_POLLERR_ROUNDS);
+			break;
+		}
+	}
 }
 
 /*
