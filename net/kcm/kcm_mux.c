@@ -166,7 +166,6 @@ static void kcm_mux_rx_drain(struct kcm_mux *mux)
 	}
 }
 
-/* Under mux->lock. */
 static void kcm_mux_rx_make_ready(struct kcm_sock *kcm)
 {
 	struct kcm_mux *mux = kcm->mux;
@@ -377,7 +376,6 @@ static void kcm_mux_tx_link(struct kcm_sock *kcm, struct kcm_psock *psock)
 	WRITE_ONCE(kcm->tx_psock, psock);
 }
 
-/* Under mux->lock. */
 static bool kcm_mux_psock_usable(const struct kcm_psock *psock)
 {
 	lockdep_assert_held(&psock->mux->lock);
