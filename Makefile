@@ -145,6 +145,7 @@ check-debug: KCM = ours
 check-debug:
 	@scripts/install-deps.sh
 	@rm -rf build/debug-tests
+	@$(MAKE) --no-print-directory kcmstat
 	@$(MAKE) --no-print-directory -C $(TESTS_DIR) OUTPUT=$(CURDIR)/build/debug-tests
 	@DEBUG_TESTS=$(CURDIR)/build/debug-tests scripts/debug-kernel/check.sh
 
@@ -152,6 +153,7 @@ check-kcsan: KCM = ours
 check-kcsan:
 	@scripts/install-deps.sh
 	@rm -rf build/kcsan-tests
+	@$(MAKE) --no-print-directory kcmstat
 	@$(MAKE) --no-print-directory -C $(TESTS_DIR) OUTPUT=$(CURDIR)/build/kcsan-tests
 	@DEBUG_FLAVOUR=kcsan DEBUG_TESTS=$(CURDIR)/build/kcsan-tests scripts/debug-kernel/check.sh
 
