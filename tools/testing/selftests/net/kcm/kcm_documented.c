@@ -29,16 +29,6 @@
 
 #include "kcm_test.h"
 
-#ifndef MSG_BATCH
-#define MSG_BATCH 0x40000
-#endif
-#ifndef TCP_ULP
-#define TCP_ULP 31
-#endif
-#ifndef SO_COOKIE
-#define SO_COOKIE 57
-#endif
-
 /* Linux's kcm.ko drops the rest of a SOCK_SEQPACKET message read short. */
 #define SEQPACKET_PARTIAL_BUG \
 	"SOCK_SEQPACKET drops the unread rest of a message"
@@ -133,22 +123,6 @@ static int wait_inq_at_most(int tcp, int want, int ms)
 	while ((n = tcp_inq(tcp)) > want && kcm_now_ms() < end)
 		kcm_msleep(5);
 	return n;
-}
-
-/* Wait up to 10 s for everything written on @fd to be acknowledged. */
-static void wait_acked(int fd)
-{
-	long long end = kcm_now_ms() + 10000;
-	int outq;
-
-	for (;;) {
-		ASSERT_OK(ioctl(fd, SIOCOUTQ, &outq));
-		if (!outq)
-			return;
-		if (kcm_now_ms() > end)
-			KCM_FAIL("%d bytes still not acknowledged", outq);
-		kcm_msleep(5);
-	}
 }
 
 /*
@@ -640,7 +614,7 @@ static void unattach_limit(int family)
 	/* More than half: consumed, not given back. */
 	tcp = unattach_limit_pair(family, kcm, &peer);
 	kcm_write_all(peer, msg, BIG_PART);
-	wait_acked(peer);
+	kcm_wait_acked(peer);
 	kcm_msleep(100);
 	ASSERT_ERRNO(kcm_recv_timeout(kcm, got, LEN, 0, 100), EAGAIN);
 	ASSERT_EQ(kcm_so_error(tcp), 0);
@@ -654,7 +628,7 @@ static void unattach_limit(int family)
 	/* A long message: taken out from its first byte. */
 	tcp = unattach_limit_pair(family, kcm, &peer);
 	kcm_write_all(peer, msg, SMALL_PART);
-	wait_acked(peer);
+	kcm_wait_acked(peer);
 	kcm_msleep(100);
 	ASSERT_OK(kcm_unattach(kcm, tcp));
 	ASSERT_EQ(tcp_inq(tcp), 0);
@@ -668,7 +642,7 @@ static void unattach_limit(int family)
 	kcm_msg_build(msg, SHORT_LEN, 9, 2);
 	tcp = unattach_limit_pair(family, kcm, &peer);
 	kcm_write_all(peer, msg, SMALL_PART);
-	wait_acked(peer);
+	kcm_wait_acked(peer);
 	kcm_msleep(100);
 	ASSERT_OK(kcm_unattach(kcm, tcp));
 	kcm_write_all(peer, after, sizeof(after));

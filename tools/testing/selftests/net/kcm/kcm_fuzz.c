@@ -67,13 +67,6 @@
 
 #include "kcm_test.h"
 
-#ifndef MSG_BATCH
-#define MSG_BATCH 0x40000
-#endif
-#ifndef SO_COOKIE
-#define SO_COOKIE 57
-#endif
-
 #define FUZZ_DEFAULT_SECONDS	20
 #define FUZZ_DEFAULT_THREADS	4
 #define FUZZ_MAX_THREADS	16

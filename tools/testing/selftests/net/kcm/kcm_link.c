@@ -1307,22 +1307,6 @@ static void deliver(int fd, int kcm, uint32_t origin, uint32_t seq,
 	free(m);
 }
 
-/* Wait until all that was written on @fd was acknowledged by the peer. */
-static void wait_acked(int fd)
-{
-	long long end = kcm_now_ms() + 10000;
-	int outq;
-
-	for (;;) {
-		ASSERT_OK(ioctl(fd, SIOCOUTQ, &outq));
-		if (!outq)
-			return;
-		if (kcm_now_ms() > end)
-			KCM_FAIL("%d bytes still unacknowledged", outq);
-		kcm_msleep(5);
-	}
-}
-
 /*
  * The server's mux has the three connections attached; the client writes
  * framed messages by hand.  Half of a message arrives on connection 0;
@@ -1357,7 +1341,7 @@ static void unattach_mid_message(int family)
 	hlen = msg_build(half, 0, 100, 8000 + kcm_rand(&rng) % 8000, l.seed);
 	cut = 1 + kcm_rand(&rng) % (hlen - 2);
 	kcm_write_all(cli[0], half, cut);
-	wait_acked(cli[0]);
+	kcm_wait_acked(cli[0]);
 	kcm_diag("%zu of the %zu bytes of a message arrived on connection 0",
 		 cut, hlen);
 

@@ -36,13 +36,6 @@
 
 #include "kcm_test.h"
 
-#ifndef SO_COOKIE
-#define SO_COOKIE 57
-#endif
-#ifndef MSG_BATCH
-#define MSG_BATCH 0x40000
-#endif
-
 #define BIG		(256 * 1024)
 
 /* ---- local helpers ------------------------------------------------------ */

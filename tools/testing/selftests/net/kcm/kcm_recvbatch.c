@@ -28,10 +28,6 @@
 
 #include "kcm_test.h"
 
-#ifndef SO_COOKIE
-#define SO_COOKIE 57
-#endif
-
 #define HDR	sizeof(uint32_t)
 #define BIG	(256 * 1024)
 

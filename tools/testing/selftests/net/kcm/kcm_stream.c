@@ -188,7 +188,6 @@ static void load_run(int family, int ms)
 	long long moved, end;
 	int prog, i;
 
-
 	ASSERT_TRUE(l);
 	for (i = 0; i < LOAD_CONNS; i++)
 		ASSERT_TRUE(l->seen[i] = calloc(LOAD_SEQ_MAX / 64,
@@ -856,10 +855,6 @@ KCM_TEST(unattach_while_sending_posts_nothing,
 	kcm_msleep(100);
 	ASSERT_EQ(kcm_so_error(tcp), 0);
 }
-
-#ifndef TCP_ULP
-#define TCP_ULP 31
-#endif
 
 /*
  * A ULP installed on an attached socket (kTLS, with setsockopt TCP_ULP)

@@ -851,6 +851,22 @@ void kcm_new_netns(void)
 	close(fd);
 }
 
+/* Waits up to 10 s for everything written on @fd to be acknowledged. */
+void kcm_wait_acked(int fd)
+{
+	long long end = kcm_now_ms() + 10000;
+	int outq;
+
+	for (;;) {
+		ASSERT_OK(ioctl(fd, SIOCOUTQ, &outq));
+		if (!outq)
+			return;
+		if (kcm_now_ms() > end)
+			KCM_FAIL("%d bytes still not acknowledged", outq);
+		kcm_msleep(5);
+	}
+}
+
 int kcm_write_file(const char *path, const char *text)
 {
 	int fd = open(path, O_WRONLY | O_CLOEXEC), err = 0;

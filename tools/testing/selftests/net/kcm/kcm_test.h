@@ -39,6 +39,16 @@
 #ifndef SOL_KCM
 #define SOL_KCM 281
 #endif
+/* Older libc headers lack these. */
+#ifndef MSG_BATCH
+#define MSG_BATCH 0x40000
+#endif
+#ifndef SO_COOKIE
+#define SO_COOKIE 57
+#endif
+#ifndef TCP_ULP
+#define TCP_ULP 31
+#endif
 
 /* ---- case registration ------------------------------------------------ */
 
@@ -304,6 +314,7 @@ void kcm_new_netns(void);
 /* Read a whole file into a malloc'd NUL-terminated buffer (or NULL). */
 char *kcm_read_file(const char *path);
 int kcm_write_file(const char *path, const char *text);	/* 0 or -errno */
+void kcm_wait_acked(int fd);	/* all written on @fd acked, within 10 s */
 /* Diagnostics: @why, then /proc/net/kcm and /proc/net/kcm_stats. */
 void kcm_dump_proc(const char *why);
 

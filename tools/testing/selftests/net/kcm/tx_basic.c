@@ -36,10 +36,6 @@
 
 #include "kcm_test.h"
 
-#ifndef MSG_BATCH
-#define MSG_BATCH 0x40000
-#endif
-
 /* ---- local helpers ------------------------------------------------------ */
 
 /* A framed message: 4-byte BE payload length + @plen pseudo-random bytes.
