@@ -5,14 +5,15 @@
 # and "ok - NAME # XFAIL reason" for a case that failed as expected (TAP's
 # "not ok ... # TODO": a Linux bug, on lane linux).
 # Reads tap.log (ttyS1, see init.sh for the kcm-vm: lines), console.log and
-# qemu.rc (exit status of `timeout qemu`: 124 or 137 = timed out).
+# qemu.rc (exit status of `timeout qemu`: 124 or 137 = timed out) and
+# expected-tests (the test binaries put in the VM: each must have run).
 set -euo pipefail
 
 dir=${1:?usage: $0 VMDIR}
 qemu_rc=$(cat "$dir/qemu.rc" 2>/dev/null || echo 1)
 
-touch "$dir/tap.log"
-tr -d '\r' <"$dir/tap.log" | awk -v qemu_rc="$qemu_rc" '
+touch "$dir/tap.log" "$dir/expected-tests"
+tr -d '\r' <"$dir/tap.log" | awk -v qemu_rc="$qemu_rc" -v expected="$dir/expected-tests" '
 function emit(ok, name, note) {
 	print (ok ? "ok" : "not ok") " - " name (note != "" ? " # " note : "")
 }
@@ -45,6 +46,7 @@ function finish_binary(rc, died,    why) {
 /^kcm-vm: test / {
 	cur = $3; plan = -1; count = 0; nfail = 0; timedout = 0; skipall = ""
 	nbinaries++
+	ran[cur] = 1
 	next
 }
 /^kcm-vm: timeout / { timedout = 1; next }
@@ -76,6 +78,8 @@ cur != "" && /^(not )?ok( |$)/ {
 }
 END {
 	if (cur != "") finish_binary(-1, 1)
+	while ((getline name < expected) > 0)
+		if (begun && !(name in ran)) emit(0, name ": run", "never ran")
 	if (!begun) emit(0, "VM booted", "no output from /init")
 	else if (loaded && nbinaries == 0) emit(0, "test binaries", "build/tests/ has no executable")
 	if (qemu_rc == 124 || qemu_rc == 137) emit(0, "VM finished", "timed out, killed")

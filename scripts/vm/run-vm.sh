@@ -116,6 +116,9 @@ if [ -n "${TESTS:-}" ]; then
 	done
 fi
 if [ -n "${VM_OVERLAY:-}" ]; then cp -a "$VM_OVERLAY/." "$stage/"; fi
+# The test binaries /init will run, for parse.sh to check that each did.
+find "$stage/tests" -maxdepth 1 -type f -perm -u+x -printf '%f\n' |
+	LC_ALL=C sort >"$dir/expected-tests"
 
 # Dynamically linked programs also get their shared libraries and loader.
 while read -r f; do
