@@ -890,24 +890,26 @@ static void soak_one(struct soak_conf cf)
  * took more than a minute.
  *
  * What Linux's kcm.ko did in these cases (KCM_RUN_ALL=1; 6.1 and 6.12).
+ * Its stalls depend on timing: soak_c1_r1_64_recv_block once ran clean on
+ * 6.12 (2026-12-07), so they are races, not sure failures.
  */
 #define STALLS "stalls: a few hundred messages, then nothing for 10 s"
 #define MISFRAMES "misframes mixed sizes (a message whose length is not its prefix's)"
 
-KCM_TEST(soak_c1_r1_64_recv_block, KCM_TIMEOUT(300), KCM_LINUX_BUG(STALLS))
+KCM_TEST(soak_c1_r1_64_recv_block, KCM_TIMEOUT(300), KCM_LINUX_RACE(STALLS))
 {
 	soak_one((struct soak_conf){ .family = AF_INET, .conns = 1,
 		 .readers = 1, .size = 64, .read = RD_RECV });
 }
 
-KCM_TEST(soak_c4_r2_512_mmsg_tiny_nonblock_pause, KCM_TIMEOUT(300), KCM_LINUX_BUG(STALLS))
+KCM_TEST(soak_c4_r2_512_mmsg_tiny_nonblock_pause, KCM_TIMEOUT(300), KCM_LINUX_RACE(STALLS))
 {
 	soak_one((struct soak_conf){ .family = AF_INET6, .conns = 4,
 		 .readers = 2, .size = 512, .tiny = true, .read = RD_MMSG,
 		 .rcvtimeo = true, .nonblock = true, .pause = true });
 }
 
-KCM_TEST(soak_c16_r4_4096_epoll_nonblock_pause, KCM_TIMEOUT(300), KCM_LINUX_BUG(STALLS))
+KCM_TEST(soak_c16_r4_4096_epoll_nonblock_pause, KCM_TIMEOUT(300), KCM_LINUX_RACE(STALLS))
 {
 	soak_one((struct soak_conf){ .family = AF_INET, .conns = 16,
 		 .readers = 4, .size = 4096, .read = RD_EPOLL,
@@ -918,14 +920,14 @@ KCM_TEST(soak_c16_r4_4096_epoll_nonblock_pause, KCM_TIMEOUT(300), KCM_LINUX_BUG(
  * Default buffers, many small messages on many connections: found by the
  * long form (matrix 905 and 1178) on 6.1, where every run of it stalled.
  */
-KCM_TEST(soak_c16_r4_64_epoll_nonblock, KCM_TIMEOUT(300), KCM_LINUX_BUG(STALLS))
+KCM_TEST(soak_c16_r4_64_epoll_nonblock, KCM_TIMEOUT(300), KCM_LINUX_RACE(STALLS))
 {
 	soak_one((struct soak_conf){ .family = AF_INET, .conns = 16,
 		 .readers = 4, .size = 64, .read = RD_EPOLL,
 		 .nonblock = true });
 }
 
-KCM_TEST(soak_c4_r4_64k_recv_tiny_timeo, KCM_TIMEOUT(300), KCM_LINUX_BUG(STALLS))
+KCM_TEST(soak_c4_r4_64k_recv_tiny_timeo, KCM_TIMEOUT(300), KCM_LINUX_RACE(STALLS))
 {
 	soak_one((struct soak_conf){ .family = AF_INET, .conns = 4,
 		 .readers = 4, .size = 65536, .tiny = true, .read = RD_RECV,
@@ -1002,7 +1004,7 @@ static int soak_secs(void)
  * check), 5 s of them: a few configurations the short cases do not fix,
  * and this code run too, rather than a skip.
  */
-KCM_TEST(soak_matrix, KCM_TIMEOUT(300), KCM_LINUX_BUG(STALLS))
+KCM_TEST(soak_matrix, KCM_TIMEOUT(300), KCM_LINUX_RACE(STALLS))
 {
 	int secs = soak_secs(), run_ms = 1500, n = 0, i, runs = 0, cycles = 0;
 	const char *v = getenv("KCM_SOAK_RUN_MS");
