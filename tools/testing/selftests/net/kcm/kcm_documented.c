@@ -125,15 +125,47 @@ static int wait_inq_at_most(int tcp, int want, int ms)
 	return n;
 }
 
+static uint64_t so_cookie(int fd)
+{
+	uint64_t c = 0;
+	socklen_t len = sizeof(c);
+
+	ASSERT_OK(getsockopt(fd, SOL_SOCKET, SO_COOKIE, &c, &len));
+	return c;
+}
+
+/* sendmsg() with a SOL_KCM/KCM_ORIGIN control message naming @cookie. */
+static ssize_t send_directed(int kcm, const void *buf, size_t len,
+			     uint64_t cookie, int flags)
+{
+	union {
+		char buf[CMSG_SPACE(sizeof(uint64_t))];
+		struct cmsghdr align;
+	} ctl;
+	struct iovec iov = { (void *)buf, len };
+	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1,
+			    .msg_control = ctl.buf,
+			    .msg_controllen = sizeof(ctl.buf) };
+	struct cmsghdr *cm = CMSG_FIRSTHDR(&m);
+
+	memset(&ctl, 0, sizeof(ctl));
+	cm->cmsg_level = SOL_KCM;
+	cm->cmsg_type = KCM_ORIGIN;
+	cm->cmsg_len = CMSG_LEN(sizeof(cookie));
+	memcpy(CMSG_DATA(cm), &cookie, sizeof(cookie));
+	return sendmsg(kcm, &m, flags);
+}
+
 /*
  * Send @size-byte messages of connection @conn, numbered from *seq on, each
  * with one send (MSG_EOR on SOCK_SEQPACKET) and MSG_DONTWAIT, until the
  * KCM socket refuses one and still refuses it 300 ms later: its send
- * buffer is full and nothing drains any more.
+ * buffer is full and nothing drains any more.  With a non-zero @cookie,
+ * each is directed at the connection with that cookie (KCM_ORIGIN).
  * Returns the number of messages accepted.
  */
-static int fill_send_buffer(int kcm, size_t size, uint32_t conn,
-			    uint32_t *seq)
+static int fill_send_buffer_to(int kcm, size_t size, uint32_t conn,
+			       uint32_t *seq, uint64_t cookie)
 {
 	int eor = kcm_get_int_opt(kcm, SOL_SOCKET, SO_TYPE) == SOCK_SEQPACKET ?
 		  MSG_EOR : 0;
@@ -141,8 +173,13 @@ static int fill_send_buffer(int kcm, size_t size, uint32_t conn,
 	int n = 0, refused = 0;
 
 	while (refused < 2) {
+		ssize_t r;
+
 		kcm_msg_build(msg, size, conn, *seq);
-		if (send(kcm, msg, size, MSG_DONTWAIT | eor) == (ssize_t)size) {
+		r = cookie ? send_directed(kcm, msg, size, cookie,
+					   MSG_DONTWAIT | eor) :
+			     send(kcm, msg, size, MSG_DONTWAIT | eor);
+		if (r == (ssize_t)size) {
 			(*seq)++;
 			refused = 0;
 			if (++n > 100000)
@@ -155,6 +192,12 @@ static int fill_send_buffer(int kcm, size_t size, uint32_t conn,
 	}
 	free(msg);
 	return n;
+}
+
+static int fill_send_buffer(int kcm, size_t size, uint32_t conn,
+			    uint32_t *seq)
+{
+	return fill_send_buffer_to(kcm, size, conn, seq, 0);
 }
 
 struct stream_reader {
@@ -994,37 +1037,6 @@ KCM_TEST(msg_batch_on_one_tcp_socket, KCM_TIMEOUT(60))
 
 /* ---- 10. a directed message queued when its connection fails ------------- */
 
-static uint64_t so_cookie(int fd)
-{
-	uint64_t c = 0;
-	socklen_t len = sizeof(c);
-
-	ASSERT_OK(getsockopt(fd, SOL_SOCKET, SO_COOKIE, &c, &len));
-	return c;
-}
-
-/* sendmsg() with a SOL_KCM/KCM_ORIGIN control message naming @cookie. */
-static ssize_t send_directed(int kcm, const void *buf, size_t len,
-			     uint64_t cookie, int flags)
-{
-	union {
-		char buf[CMSG_SPACE(sizeof(uint64_t))];
-		struct cmsghdr align;
-	} ctl;
-	struct iovec iov = { (void *)buf, len };
-	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1,
-			    .msg_control = ctl.buf,
-			    .msg_controllen = sizeof(ctl.buf) };
-	struct cmsghdr *cm = CMSG_FIRSTHDR(&m);
-
-	memset(&ctl, 0, sizeof(ctl));
-	cm->cmsg_level = SOL_KCM;
-	cm->cmsg_type = KCM_ORIGIN;
-	cm->cmsg_len = CMSG_LEN(sizeof(cookie));
-	memcpy(CMSG_DATA(cm), &cookie, sizeof(cookie));
-	return sendmsg(kcm, &m, flags);
-}
-
 /*
  * kcm.rst, Extensions, KCM_ORIGIN: a directed message is sent "on the
  * attached TCP socket with that cookie and on no other: no load balancing
@@ -1042,7 +1054,8 @@ KCM_TEST(directed_queued_dropped_when_connection_fails, KCM_EXT,
 {
 	enum { SZ = 4000 };
 	struct linger lg = { .l_onoff = 1, .l_linger = 0 };
-	int kcm, tcp[2], peer[2], n = 0, refused = 0;
+	int kcm, tcp[2], peer[2], n;
+	uint32_t seq = 0;
 	uint64_t cookie0;
 	char msg[SZ];
 
@@ -1052,18 +1065,7 @@ KCM_TEST(directed_queued_dropped_when_connection_fails, KCM_EXT,
 	shrink_tcp(tcp[0], peer[0]);
 	cookie0 = so_cookie(tcp[0]);
 
-	while (refused < 2) {
-		kcm_msg_build(msg, SZ, 0, n);
-		if (send_directed(kcm, msg, SZ, cookie0, MSG_DONTWAIT) == SZ) {
-			refused = 0;
-			if (++n > 100000)
-				KCM_FAIL("sends never pushed back");
-			continue;
-		}
-		ASSERT_EQ(errno, EAGAIN);
-		refused++;
-		kcm_msleep(300);
-	}
+	n = fill_send_buffer_to(kcm, SZ, 0, &seq, cookie0);
 	kcm_diag("%d directed messages accepted", n);
 	ASSERT_EQ(kcm_poll1(kcm, POLLOUT, 0) & POLLOUT, 0);
 
