@@ -31,6 +31,8 @@
 #   FUZZ_FAILSLAB_STACKS=1  failslab logs the stack of a few injected
 #                   failures a second; the allocation sites are counted in
 #                   build/vm/debug-LANE*/failslab-sites.txt
+# Suite mode also runs inject_alloc (tools/testing/selftests/net/kcm/): cases
+# that make one chosen allocation fail, which Debian's kernels cannot.
 #   CHECK_FAILSLAB_SECONDS  suite mode: after the suite, kcm_fuzz runs this
 #                   long with failslab in task mode, then as long in module
 #                   mode (default 45; 0 = not at all)
@@ -165,6 +167,15 @@ elif [ "${CHECK_FAILSLAB_SECONDS:-45}" -gt 0 ] && [ -x "$tests/kcm_fuzz" ]; then
 			"$fs_seed" "${CHECK_FAILSLAB_SECONDS:-45}" "$m"
 	done
 	echo "# check-debug: then kcm_fuzz with failslab, task and module mode, ${CHECK_FAILSLAB_SECONDS:-45} s each, seed $fs_seed"
+fi
+if [ "$mode" = check ]; then
+	# The cases that inject one allocation failure at a chosen place: not
+	# among the suite's binaries (Debian's kernels cannot inject), so built
+	# here and put in the VM with the suite.
+	make -s -C "$root/tools/testing/selftests/net/kcm" \
+		OUTPUT="$root/build/debug-tests" "$root/build/debug-tests/inject_alloc"
+	mkdir -p "$overlay/tests"
+	cp "$root/build/debug-tests/inject_alloc" "$overlay/tests/"
 fi
 
 # --- the kernel log and kmemleak verdicts ---------------------------------------

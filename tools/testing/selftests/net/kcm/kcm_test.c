@@ -324,6 +324,7 @@ int main(int argc, char **argv)
 	kcm_diag("lane: %s", kcm_lane_is_linux() ? "linux" : "ours");
 	for (i = 0; i < ncases; i++) {
 		struct kcm_case *c = cases[i];
+		long long t0;
 		int r;
 
 		if (!selected(c->name, argc, argv)) {
@@ -342,7 +343,13 @@ int main(int argc, char **argv)
 			skip++;
 			continue;
 		}
+		t0 = kcm_now_ms();
 		r = run_case(c);
+		/* Where the suite's time goes, for the slow cases. */
+		t0 = kcm_now_ms() - t0;
+		if (t0 >= 1000)
+			kcm_diag("%s took %lld.%lld s", c->name, t0 / 1000,
+				 t0 % 1000 / 100);
 		if (c->linux_bug && kcm_lane_is_linux()) {
 			if (r == 1) {
 				printf("not ok %d %s # TODO linux bug: %s\n",

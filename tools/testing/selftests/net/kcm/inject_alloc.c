@@ -1,0 +1,145 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Allocation failures injected at one chosen place, on the debug kernel
+ * only (make check-debug): Debian's kernels have no fault injection, so this
+ * binary is not among the suite's (its name is not kcm_* or tx_*) and
+ * scripts/debug-kernel/check.sh builds it and puts it in the debug VM.
+ *
+ * failslab is narrowed to the one allocation under test: the slab cache it
+ * comes from (cache-filter, with that cache's failslab flag), the thread
+ * that makes it (task-filter, /proc/thread-self/make-it-fail) and a single
+ * failure (times = 1).  Each case checks that the failure was injected, so
+ * that a path that no longer allocates there fails the case instead of
+ * passing it untested.
+ */
+#include <netinet/in.h>
+#include <linux/sockios.h>
+#include <stdlib.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include "kcm_test.h"
+
+#define FAILSLAB	"/sys/kernel/debug/failslab/"
+
+static void knob(const char *path, const char *val)
+{
+	int err = kcm_write_file(path, val);
+
+	if (err)
+		KCM_FAIL("writing %s to %s: %s (needs CONFIG_FAILSLAB, CONFIG_FAULT_INJECTION_DEBUG_FS and a slab cache of that name)",
+			 val, path, strerror(-err));
+}
+
+/* The next allocation from @cache by this thread fails, once. */
+static void fail_next_alloc(const char *cache)
+{
+	char path[128];
+
+	snprintf(path, sizeof(path), "/sys/kernel/slab/%s/failslab", cache);
+	knob(FAILSLAB "probability", "0");
+	knob(FAILSLAB "interval", "1");
+	knob(FAILSLAB "space", "0");
+	knob(FAILSLAB "times", "1");
+	knob(FAILSLAB "verbose", "0");
+	knob(FAILSLAB "ignore-gfp-wait", "N");
+	knob(FAILSLAB "task-filter", "Y");
+	knob(FAILSLAB "cache-filter", "Y");
+	knob(path, "1");
+	knob("/proc/thread-self/make-it-fail", "1");
+	knob(FAILSLAB "probability", "100");
+}
+
+/* Back to no injection; returns how many failures were injected (0 or 1). */
+static int injection_end(const char *cache)
+{
+	char path[128], *times;
+	int left;
+
+	snprintf(path, sizeof(path), "/sys/kernel/slab/%s/failslab", cache);
+	knob(FAILSLAB "probability", "0");
+	knob("/proc/thread-self/make-it-fail", "0");
+	knob(path, "0");
+	knob(FAILSLAB "cache-filter", "N");
+	knob(FAILSLAB "task-filter", "N");
+	times = kcm_read_file(FAILSLAB "times");
+	if (!times)
+		KCM_FAIL("reading " FAILSLAB "times: %s", strerror(errno));
+	left = atoi(times);
+	free(times);
+	return 1 - left;
+}
+
+/* Until TCP holds nothing unacknowledged on @fd. */
+static void wait_all_acked(int fd)
+{
+	long long t0 = kcm_now_ms();
+	int outq;
+
+	for (;;) {
+		ASSERT_OK(ioctl(fd, SIOCOUTQ, &outq));
+		if (!outq)
+			return;
+		if (kcm_now_ms() - t0 > 10000)
+			KCM_FAIL("%d bytes still unacknowledged after 10 s", outq);
+		kcm_msleep(10);
+	}
+}
+
+/*
+ * A message queued on an idle connection whose TCP socket cannot allocate
+ * its first buffer: TCP takes nothing and has nothing in flight, so no ACK
+ * will come to call its write-space callback.  The message must still go
+ * out, with no further send to push it.  (TCP calls write-space itself when
+ * a send fails with its queues empty; the module must act on that call.)
+ */
+static void tx_first_tcp_alloc_fails(int family)
+{
+	const char *cache = "skbuff_fclone_cache";
+	char msg[200], got[200];
+	int kcm, peer, tcp, i;
+
+	kcm = kcm_socket(SOCK_DGRAM);
+	kcm_tcp_pair(family, &peer, &tcp);
+	ASSERT_OK(kcm_attach(kcm, tcp, kcm_prog_len32()));
+
+	/* One message through first, then nothing in flight. */
+	kcm_msg_build(msg, sizeof(msg), 1, 0);
+	ASSERT_EQ(send(kcm, msg, sizeof(msg), 0), sizeof(msg));
+	kcm_read_all(peer, got, sizeof(got));
+	ASSERT_MEMEQ(got, msg, sizeof(msg));
+	wait_all_acked(tcp);
+
+	kcm_msg_build(msg, sizeof(msg), 1, 1);
+	fail_next_alloc(cache);
+	i = send(kcm, msg, sizeof(msg), 0);
+	if (injection_end(cache) != 1)
+		KCM_FAIL("no allocation from %s failed during the send: the case tests nothing",
+			 cache);
+	ASSERT_EQ(i, sizeof(msg));
+
+	/* Nothing else is sent: the module must try again by itself. */
+	if (!(kcm_poll1(peer, POLLIN, 10000) & POLLIN))
+		KCM_FAIL("the message never went out (10 s): TCP's allocation failed and nothing retried");
+	kcm_read_all(peer, got, sizeof(got));
+	ASSERT_MEMEQ(got, msg, sizeof(msg));
+
+	/* And the connection carries on. */
+	kcm_msg_build(msg, sizeof(msg), 1, 2);
+	ASSERT_EQ(send(kcm, msg, sizeof(msg), 0), sizeof(msg));
+	kcm_read_all(peer, got, sizeof(got));
+	ASSERT_MEMEQ(got, msg, sizeof(msg));
+	close(kcm);
+	close(tcp);
+	close(peer);
+}
+
+KCM_TEST(tx_first_tcp_alloc_fails_v4, KCM_TIMEOUT(60))
+{
+	tx_first_tcp_alloc_fails(AF_INET);
+}
+
+KCM_TEST(tx_first_tcp_alloc_fails_v6, KCM_TIMEOUT(60))
+{
+	tx_first_tcp_alloc_fails(AF_INET6);
+}
