@@ -167,12 +167,22 @@ struct kcm_net {
 	struct kcm_mux gone;		/* only the counters of muxes gone */
 };
 
+/* A length-field framing (SIOCKCMATTACHLEN), checked at attach. */
+struct kcm_len_framing {
+	u32 offset;			/* of the field in the message */
+	u32 width;			/* 1, 2, 4 or 8 bytes */
+	bool little_endian;
+	s32 adjust;			/* length = field value + adjust */
+	u32 max_len;			/* 0: no limit but the buffer's */
+};
+
 struct kcm_psock {
 	struct kref ref;
 	struct kcm_mux *mux;
 	struct sock *sk;		/* the TCP socket */
 	struct file *file;		/* keeps sk alive while attached */
-	struct bpf_prog *prog;
+	struct bpf_prog *prog;		/* the framing program, or NULL: */
+	struct kcm_len_framing len_framing;	/* ... framed by this */
 	u32 index;
 	u64 cookie;			/* SO_COOKIE of sk */
 
@@ -195,6 +205,7 @@ struct kcm_psock {
 	struct work_struct rx_work;	/* a pass in process context */
 	struct delayed_work rx_timeout;	/* message assembly time limit */
 	struct sk_buff *view;		/* message prefix the program sees */
+					/* (NULL when framed by length) */
 	struct sk_buff *rx_batch;	/* small messages not yet steered */
 	struct sk_buff *rx_head;	/* message taken out as it arrives */
 	struct sk_buff *rx_tail;	/* last of rx_head's fragments */
@@ -331,7 +342,8 @@ int kcm_mux_tx_check_cookie(struct kcm_mux *mux, u64 cookie);
 void kcm_mux_tx_cancel_wait(struct kcm_sock *kcm);
 
 /* kcm_psock.c */
-int kcm_psock_attach(struct kcm_sock *kcm, int fd, int bpf_fd);
+int kcm_psock_attach(struct kcm_sock *kcm, int fd, int bpf_fd,
+		     const struct kcm_len_framing *len_framing);
 int kcm_psock_unattach_fd(struct kcm_sock *kcm, int fd);
 void kcm_psock_unattach(struct kcm_psock *psock);
 void kcm_psock_fail(struct kcm_psock *psock, int err);
@@ -342,6 +354,9 @@ void kcm_psock_stats_add(struct kcm_psock_stats *to,
 			 const struct kcm_psock_stats *from);
 
 /* kcm_parser.c */
+struct kcm_attach_len;
+int kcm_parser_len_init(struct kcm_len_framing *f,
+			const struct kcm_attach_len *info);
 void kcm_parser_init(struct kcm_psock *psock);
 void kcm_parser_start(struct kcm_psock *psock);
 void kcm_parser_data_ready(struct kcm_psock *psock);

@@ -5,7 +5,8 @@
  * Linux 6.5 replaced ->sendpage with sendmsg(MSG_SPLICE_PAGES).  Debian's
  * 6.1 defines MSG_SPLICE_PAGES without TCP honouring it, so the version,
  * not the flag, decides.  Linux 6.12 has skb fragments the CPU cannot
- * read (device memory).
+ * read (device memory), and its unaligned access helpers in another
+ * header.
  */
 #ifndef _KCM_COMPAT_H
 #define _KCM_COMPAT_H
@@ -13,6 +14,13 @@
 #include <linux/version.h>
 #include <linux/bvec.h>
 #include <net/tcp.h>
+
+/* Linux 6.12 moved the unaligned access helpers to <linux/unaligned.h>. */
+#if LINUX_VERSION_CODE < KERNEL_VERSION(6, 12, 0)
+#include <asm/unaligned.h>
+#else
+#include <linux/unaligned.h>
+#endif
 
 #if LINUX_VERSION_CODE < KERNEL_VERSION(6, 5, 0)
 #define KCM_HAVE_SENDPAGE 1

@@ -10,8 +10,10 @@
  *
  * A pass walks the TCP receive queue from the first unconsumed byte.  For
  * each message the framing program tells its length, seeing the message's
- * first byte at offset 0.  A message whose bytes are all in is taken out
- * of the queue:
+ * first byte at offset 0, or the parser reads it from the message's length
+ * field itself (SIOCKCMATTACHLEN), where it lies, copying only a field that
+ * straddles two pieces of memory.  A message whose bytes are all in is
+ * taken out of the queue:
  *
  *   - a small one is copied into a batch, a linear skb that holds the small
  *     messages of the pass one after the other, each after its length
@@ -326,6 +328,124 @@ static bool kcm_parser_frame_head(struct kcm_psock *psock,
 static void kcm_parser_count(struct kcm_psock *psock, u64_stats_t *counter)
 {
 	kcm_stats_add(&psock->rx_stats.syncp, counter, 1);
+}
+
+/*
+ * The framing of SIOCKCMATTACHLEN, checked: 0 or -EINVAL.  A field ends
+ * within KCM_LEN_MAX_HEADER bytes, less than KCM_RX_VIEW_MAX, so a header
+ * not yet complete is no longer than a program's view could be.
+ */
+int kcm_parser_len_init(struct kcm_len_framing *f,
+			const struct kcm_attach_len *info)
+{
+	u32 end = info->offset + info->width;
+
+	if (info->flags & ~KCM_LEN_LITTLE_ENDIAN)
+		return -EINVAL;
+	if (info->width != 1 && info->width != 2 && info->width != 4 &&
+	    info->width != 8)
+		return -EINVAL;
+	if (info->offset > KCM_LEN_MAX_HEADER || end > KCM_LEN_MAX_HEADER)
+		return -EINVAL;
+	if (info->max_len && (info->max_len < end || info->max_len > INT_MAX))
+		return -EINVAL;
+	f->offset = info->offset;
+	f->width = info->width;
+	f->little_endian = info->flags & KCM_LEN_LITTLE_ENDIAN;
+	f->adjust = info->adjust;
+	f->max_len = info->max_len ?: INT_MAX;
+	return 0;
+}
+
+/* The value of a length field of f's width and byte order. */
+static u64 kcm_parser_len_value(const struct kcm_len_framing *f,
+				const u8 *field)
+{
+	switch (f->width) {
+	case 1:
+		return *field;
+	case 2:
+		return f->little_endian ? get_unaligned_le16(field) :
+					  get_unaligned_be16(field);
+	case 4:
+		return f->little_endian ? get_unaligned_le32(field) :
+					  get_unaligned_be32(field);
+	default:
+		return f->little_endian ? get_unaligned_le64(field) :
+					  get_unaligned_be64(field);
+	}
+}
+
+/*
+ * Reads the length field of the message at pos, whose first have bytes
+ * were taken out into rx_head; avail more are in from pos on, enough to
+ * hold the field.  In place where the field lies in one piece of memory
+ * in TCP's queue; copied into buf otherwise.
+ */
+static const u8 *kcm_parser_len_field(struct kcm_psock *psock,
+				      struct kcm_rx_pos *pos, u32 have,
+				      u8 *buf)
+{
+	const struct kcm_len_framing *f = &psock->len_framing;
+	u32 start = f->offset, end = f->offset + f->width;
+	struct kcm_rx_pos p = *pos;
+	u8 *to = buf;
+
+	if (!have && p.data && p.room >= end)
+		return p.data + start;
+	if (start < have) {
+		u32 n = min(end, have) - start;
+
+		if (skb_copy_bits(psock->rx_head, psock->rx_offset + start,
+				  to, n))
+			return NULL;
+		to += n;
+		start += n;
+	}
+	if (start < end) {
+		if (start > have)
+			kcm_parser_advance(psock->sk, &p, start - have);
+		kcm_parser_copy(psock->sk, p, to, end - start);
+	}
+	return buf;
+}
+
+/*
+ * The length of the message at pos, read from its length field, into
+ * *ret as a program would answer it: 0 while the field is not all in, the
+ * length, or -EBADMSG (shorter than its own header) or -EMSGSIZE (longer
+ * than max_len).  avail bytes are in from pos on.  False if the field
+ * could not be read.
+ */
+static bool kcm_parser_frame_len(struct kcm_psock *psock,
+				 struct kcm_rx_pos *pos, u32 avail, int *ret)
+{
+	const struct kcm_len_framing *f = &psock->len_framing;
+	u32 have = psock->rx_head ? psock->rx_have : 0;
+	u32 end = f->offset + f->width;
+	const u8 *field;
+	u8 buf[8];
+	s64 len;
+	u64 v;
+
+	if (have + avail < end) {
+		*ret = 0;
+		return true;
+	}
+	field = kcm_parser_len_field(psock, pos, have, buf);
+	if (!field)
+		return false;
+	v = kcm_parser_len_value(f, field);
+	len = v > U32_MAX ? S64_MAX : (s64)v + f->adjust;
+	if (len < end) {
+		*ret = -EBADMSG;
+	} else if (len > f->max_len) {
+		kcm_parser_count(psock, &psock->rx_stats.too_big);
+		*ret = -EMSGSIZE;
+	} else {
+		*ret = len;
+	}
+	return true;
 }
 
 /* Hands skb to the mux; if the mux holds it, the pass ends. */
@@ -694,8 +814,12 @@ static int kcm_parser_frame_step(struct kcm_psock *psock,
 	bool framed;
 	int ret;
 
-	framed = psock->rx_head ? kcm_parser_frame_head(psock, pos, avail, &ret) :
-				  kcm_parser_frame(psock, pos, avail, &ret);
+	if (!psock->prog)
+		framed = kcm_parser_frame_len(psock, pos, avail, &ret);
+	else if (psock->rx_head)
+		framed = kcm_parser_frame_head(psock, pos, avail, &ret);
+	else
+		framed = kcm_parser_frame(psock, pos, avail, &ret);
 	if (!framed) {
 		kcm_parser_count(psock, &psock->rx_stats.mem_fail);
 		return -ENOMEM;

@@ -167,7 +167,8 @@ static void kcm_psock_free(struct kref *ref)
 		     psock->rx_head || psock->rx_batch || psock->tx_kcm ||
 		     !skb_queue_empty(&psock->rx_held));
 	consume_skb(psock->view);
-	bpf_prog_put(psock->prog);
+	if (psock->prog)
+		bpf_prog_put(psock->prog);
 	fput(psock->file);
 	kfree(psock);
 }
@@ -298,12 +299,17 @@ static void kcm_psock_unhook(struct kcm_psock *psock)
 	write_unlock_bh(&sk->sk_callback_lock);
 }
 
-int kcm_psock_attach(struct kcm_sock *kcm, int fd, int bpf_fd)
+/*
+ * Attaches TCP socket fd, framed by program bpf_fd or, if len_framing is
+ * not NULL, by that length field.
+ */
+int kcm_psock_attach(struct kcm_sock *kcm, int fd, int bpf_fd,
+		     const struct kcm_len_framing *len_framing)
 {
 	struct kcm_mux *mux = kcm->mux;
 	struct kcm_net *knet = mux->knet;
+	struct bpf_prog *prog = NULL;
 	struct kcm_psock *psock;
-	struct bpf_prog *prog;
 	struct socket *sock;
 	int err;
 
@@ -312,10 +318,12 @@ int kcm_psock_attach(struct kcm_sock *kcm, int fd, int bpf_fd)
 	if (!sock)
 		return -ENOENT;
 
-	prog = bpf_prog_get_type(bpf_fd, BPF_PROG_TYPE_SOCKET_FILTER);
-	if (IS_ERR(prog)) {
-		err = PTR_ERR(prog);
-		goto err_put_sock;
+	if (!len_framing) {
+		prog = bpf_prog_get_type(bpf_fd, BPF_PROG_TYPE_SOCKET_FILTER);
+		if (IS_ERR(prog)) {
+			err = PTR_ERR(prog);
+			goto err_put_sock;
+		}
 	}
 
 	err = kcm_psock_check(kcm, sock->sk);
@@ -326,9 +334,13 @@ int kcm_psock_attach(struct kcm_sock *kcm, int fd, int bpf_fd)
 	psock = kzalloc(sizeof(*psock), GFP_KERNEL);
 	if (!psock)
 		goto err_put_prog;
-	psock->view = alloc_skb(KCM_PSOCK_VIEW_SIZE, GFP_KERNEL);
-	if (!psock->view)
-		goto err_free_psock;
+	if (prog) {
+		psock->view = alloc_skb(KCM_PSOCK_VIEW_SIZE, GFP_KERNEL);
+		if (!psock->view)
+			goto err_free_psock;
+	} else {
+		psock->len_framing = *len_framing;
+	}
 
 	kref_init(&psock->ref);
 	psock->mux = mux;
@@ -378,7 +390,8 @@ err_free_view:
 err_free_psock:
 	kfree(psock);
 err_put_prog:
-	bpf_prog_put(prog);
+	if (prog)
+		bpf_prog_put(prog);
 err_put_sock:
 	sockfd_put(sock);
 	return err;

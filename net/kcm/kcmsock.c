@@ -195,7 +195,19 @@ static int kcm_ioctl(struct socket *sock, unsigned int cmd, unsigned long arg)
 
 		if (copy_from_user(&info, uarg, sizeof(info)))
 			return -EFAULT;
-		return kcm_psock_attach(kcm, info.fd, info.bpf_fd);
+		return kcm_psock_attach(kcm, info.fd, info.bpf_fd, NULL);
+	}
+	case SIOCKCMATTACHLEN: {
+		struct kcm_len_framing framing;
+		struct kcm_attach_len info;
+		int err;
+
+		if (copy_from_user(&info, uarg, sizeof(info)))
+			return -EFAULT;
+		err = kcm_parser_len_init(&framing, &info);
+		if (err)
+			return err;
+		return kcm_psock_attach(kcm, info.fd, -1, &framing);
 	}
 	case SIOCKCMUNATTACH: {
 		struct kcm_unattach info;

@@ -59,6 +59,30 @@ int libkcm_unattach(int kcmfd, int tcpfd)
 int libkcm_attach_framing(int kcmfd, int tcpfd,
 			  const struct libkcm_framing *f)
 {
+	struct kcm_attach_len req;
+
+	if (libkcm_framing_check(f))
+		return -1;
+	memset(&req, 0, sizeof(req));
+	req.fd = tcpfd;
+	req.flags = f->endian == LIBKCM_LITTLE_ENDIAN ? KCM_LEN_LITTLE_ENDIAN : 0;
+	req.offset = f->offset;
+	req.width = f->width;
+	req.adjust = f->adj;
+	req.max_len = f->max_len;
+	if (!ioctl(kcmfd, SIOCKCMATTACHLEN, &req))
+		return 0;
+	/* A kernel without it (Linux's kcm.ko): the same framing, as a
+	 * program.
+	 */
+	if (errno != ENOTTY)
+		return -1;
+	return libkcm_attach_framing_prog(kcmfd, tcpfd, f);
+}
+
+int libkcm_attach_framing_prog(int kcmfd, int tcpfd,
+			       const struct libkcm_framing *f)
+{
 	int prog, ret, err;
 
 	prog = libkcm_framing_load(f, NULL, 0);

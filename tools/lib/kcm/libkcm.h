@@ -84,11 +84,17 @@ int libkcm_clone(int kcmfd);
 int libkcm_attach(int kcmfd, int tcpfd, int progfd);
 /* SIOCKCMUNATTACH.  0 or -1. */
 int libkcm_unattach(int kcmfd, int tcpfd);
-/* Build and load the program of @f, attach @tcpfd with it and close the
- * program.  0 or -1.
+/* Attach @tcpfd framed by @f: read by the kernel itself where it can
+ * (SIOCKCMATTACHLEN: no program, no privilege needed), else with the
+ * program of @f (Linux's kcm.ko answers that ioctl ENOTTY).  0 or -1.
  */
 int libkcm_attach_framing(int kcmfd, int tcpfd,
 			  const struct libkcm_framing *f);
+/* Build and load the program of @f, attach @tcpfd with it and close the
+ * program, whatever the kernel can do.  0 or -1.
+ */
+int libkcm_attach_framing_prog(int kcmfd, int tcpfd,
+			       const struct libkcm_framing *f);
 
 /* ---- framing programs -------------------------------------------------- */
 

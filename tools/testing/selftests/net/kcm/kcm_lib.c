@@ -316,13 +316,19 @@ static size_t pick_size(const struct combo *c, uint64_t *rnd, int j)
 	return (size_t)(lo + kcm_rand(rnd) % (span < 3000 ? span : 3000));
 }
 
+/* How a case attaches: with the program always, or as the kernel can. */
+typedef int (*attach_fn)(int kcmfd, int tcpfd,
+			 const struct libkcm_framing *f);
+
 /*
  * Frame @nmsg messages of combo @c sent over one TCP connection into a KCM
- * socket.  @packed: write the messages back to back in chunks of random
- * sizes (our module only); otherwise one message per write, each received
- * before the next is sent (what Linux's kcm.ko handles).
+ * socket attached by @attach.  @packed: write the messages back to back in
+ * chunks of random sizes (our module only); otherwise one message per
+ * write, each received before the next is sent (what Linux's kcm.ko
+ * handles).
  */
-static void stream_combo(const struct combo *c, int nmsg, int packed)
+static void stream_combo(const struct combo *c, int nmsg, int packed,
+			 attach_fn attach)
 {
 	static unsigned char out[70000], in[70000 + 16];
 	unsigned char *all = NULL;
@@ -332,10 +338,10 @@ static void stream_combo(const struct combo *c, int nmsg, int packed)
 
 	kcm = kcm_socket(SOCK_DGRAM);
 	kcm_tcp_pair(AF_INET, &peer, &tcp);
-	ASSERT_OK(libkcm_attach_framing(kcm, tcp,
-				&(struct libkcm_framing){ .offset = c->offset,
-				.width = c->width, .endian = c->endian,
-				.adj = c->adj, .max_len = c->max_len }));
+	ASSERT_OK(attach(kcm, tcp,
+			 &(struct libkcm_framing){ .offset = c->offset,
+			 .width = c->width, .endian = c->endian,
+			 .adj = c->adj, .max_len = c->max_len }));
 	close(tcp);	/* the mux keeps it */
 
 	sizes = calloc((size_t)nmsg, sizeof(*sizes));
@@ -383,16 +389,31 @@ static void stream_combo(const struct combo *c, int nmsg, int packed)
 	close(kcm);
 }
 
+/*
+ * Each combo with its program, and as libkcm_attach_framing() attaches it:
+ * read by our module itself (SIOCKCMATTACHLEN), with the program on
+ * Linux's, which has no such ioctl.
+ */
 #define COMBO_CASE(i)							\
 	KCM_TEST(lib_stream_combo_##i, KCM_TIMEOUT(120))		\
 	{								\
-		stream_combo(&combos[i], 24, 0);			\
+		stream_combo(&combos[i], 24, 0,				\
+			     libkcm_attach_framing_prog);		\
 	}								\
 	KCM_TEST(lib_packed_combo_##i, KCM_TIMEOUT(120),		\
 		 KCM_LINUX_BUG("the program runs at the start of the skb, " \
 			       "not of the message"))			\
 	{								\
-		stream_combo(&combos[i], 200, 1);			\
+		stream_combo(&combos[i], 200, 1,			\
+			     libkcm_attach_framing_prog);		\
+	}								\
+	KCM_TEST(lib_native_stream_combo_##i, KCM_TIMEOUT(120))	\
+	{								\
+		stream_combo(&combos[i], 24, 0, libkcm_attach_framing);	\
+	}								\
+	KCM_TEST(lib_native_packed_combo_##i, KCM_TIMEOUT(120), KCM_EXT) \
+	{								\
+		stream_combo(&combos[i], 200, 1, libkcm_attach_framing); \
 	}
 
 COMBO_CASE(0)
@@ -409,7 +430,7 @@ COMBO_CASE(8)
  * A length above max_len posts EMSGSIZE on the TCP socket, a length shorter
  * than the header EBADMSG; another connection of the mux goes on working.
  */
-static void stream_error(int too_big)
+static void stream_error(int too_big, attach_fn attach)
 {
 	/* LE 2-byte field at 2, +4, at most 100: 0xffff is too big.
 	 * BE 2-byte field at 2, +0: a field of 3 is shorter than 4.
@@ -424,8 +445,8 @@ static void stream_error(int too_big)
 	kcm = kcm_socket(SOCK_DGRAM);
 	kcm_tcp_pair(AF_INET, &p1, &t1);
 	kcm_tcp_pair(AF_INET, &p2, &t2);
-	ASSERT_OK(libkcm_attach_framing(kcm, t1, too_big ? &big : &shortf));
-	ASSERT_OK(libkcm_attach_framing(kcm, t2, &big));
+	ASSERT_OK(attach(kcm, t1, too_big ? &big : &shortf));
+	ASSERT_OK(attach(kcm, t2, &big));
 	memset(m, 0x33, sizeof(m));
 	if (too_big) {
 		m[2] = 0xff;
@@ -446,12 +467,22 @@ static void stream_error(int too_big)
 
 KCM_TEST(lib_stream_too_big_emsgsize)
 {
-	stream_error(1);
+	stream_error(1, libkcm_attach_framing_prog);
 }
 
 KCM_TEST(lib_stream_short_length_ebadmsg)
 {
-	stream_error(0);
+	stream_error(0, libkcm_attach_framing_prog);
+}
+
+KCM_TEST(lib_native_stream_too_big_emsgsize)
+{
+	stream_error(1, libkcm_attach_framing);
+}
+
+KCM_TEST(lib_native_stream_short_length_ebadmsg)
+{
+	stream_error(0, libkcm_attach_framing);
 }
 
 /* The socket helpers: clone, attach, unattach, errors passed through. */
