@@ -113,15 +113,26 @@ static void kcm_proc_add_mux(struct kcm_proc_sums *s, struct kcm_mux *mux)
 	kcm_psock_stats_add(&s->ps, &mux->gone);
 }
 
-/* Sums of a mux and of all its psocks, past and present.  Under mux->lock. */
+/*
+ * Sums of a mux and of all its psocks, past and present: those attached,
+ * those gone, and those unattached but still reserved by a socket, whose
+ * counters join the ones gone only when that reservation ends.  Under
+ * mux->lock.
+ */
 static void kcm_proc_mux_sums(struct kcm_proc_sums *s, struct kcm_mux *mux)
 {
 	struct kcm_psock *psock;
+	struct kcm_sock *kcm;
 
 	lockdep_assert_held(&mux->lock);
 	kcm_proc_add_mux(s, mux);
 	list_for_each_entry(psock, &mux->psocks, mux_node)
 		kcm_psock_stats_read(psock, &s->ps);
+	list_for_each_entry(kcm, &mux->socks, mux_node) {
+		psock = kcm->tx_psock;
+		if (psock && list_empty(&psock->mux_node))
+			kcm_psock_stats_read(psock, &s->ps);
+	}
 }
 
 static int kcm_proc_stats_show(struct seq_file *seq, void *v)
