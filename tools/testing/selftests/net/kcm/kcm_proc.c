@@ -990,7 +990,7 @@ static void backlog(struct backlog *b)
 	}
 }
 
-/* The peer reads @n messages, numbered from 0, @conn's. */
+/* The peer on @fd reads @n messages of TX_SIZE bytes, numbered from 0. */
 static void peer_reads(int fd, int n)
 {
 	char got[TX_SIZE];
