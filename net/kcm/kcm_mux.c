@@ -563,13 +563,15 @@ struct kcm_psock *kcm_mux_claim_psock(struct kcm_mux *mux, struct sock *sk)
 /*
  * Forgets psock, whose parser is done: its held messages go to another
  * socket, the socket that has it reserved sends elsewhere, and its counters
- * are kept in the mux's totals.
+ * are kept in the mux's totals: now, or if it is reserved when that
+ * reservation ends (kcm_mux_tx_unreserve()), since the socket that has it
+ * still counts on it (the Unreserved, and a message aborted on it).
  */
 void kcm_mux_remove_psock(struct kcm_mux *mux, struct kcm_psock *psock)
 {
 	spin_lock_bh(&mux->lock);
 	WARN_ON_ONCE(!psock->unattached || !READ_ONCE(psock->rx_stopped));
-	list_del(&psock->mux_node);
+	list_del_init(&psock->mux_node);
 	mux->psock_count--;
 	mux->stats.unattach++;
 	list_del_init(&psock->tx_node);
@@ -585,7 +587,8 @@ void kcm_mux_remove_psock(struct kcm_mux *mux, struct kcm_psock *psock)
 	kcm_mux_tx_wake_reserver(psock);
 	kcm_mux_tx_wake_directed(mux, psock);
 
-	kcm_psock_stats_read(psock, &mux->gone);
+	if (!psock->tx_kcm)
+		kcm_psock_stats_read(psock, &mux->gone);
 	spin_unlock_bh(&mux->lock);
 }
 
@@ -643,6 +646,9 @@ void kcm_mux_tx_unreserve(struct kcm_sock *kcm, bool retry)
 		psock->unreserved++;
 		if (retry)
 			mux->stats.tx_retries++;
+		/* Removed while reserved: its counts are final now. */
+		if (list_empty(&psock->mux_node))
+			kcm_psock_stats_read(psock, &mux->gone);
 		kcm_mux_tx_offer(mux, psock);
 	}
 	spin_unlock_bh(&mux->lock);

@@ -113,15 +113,26 @@ static void kcm_proc_add_mux(struct kcm_proc_sums *s, struct kcm_mux *mux)
 	kcm_psock_stats_add(&s->ps, &mux->gone);
 }
 
-/* Sums of a mux and of all its psocks, past and present.  Under mux->lock. */
+/*
+ * Sums of a mux and of all its psocks, past and present: those attached,
+ * those gone, and those unattached but still reserved by a socket, whose
+ * counters join the ones gone only when that reservation ends.  Under
+ * mux->lock.
+ */
 static void kcm_proc_mux_sums(struct kcm_proc_sums *s, struct kcm_mux *mux)
 {
 	struct kcm_psock *psock;
+	struct kcm_sock *kcm;
 
 	lockdep_assert_held(&mux->lock);
 	kcm_proc_add_mux(s, mux);
 	list_for_each_entry(psock, &mux->psocks, mux_node)
 		kcm_psock_stats_read(psock, &s->ps);
+	list_for_each_entry(kcm, &mux->socks, mux_node) {
+		psock = kcm->tx_psock;
+		if (psock && list_empty(&psock->mux_node))
+			kcm_psock_stats_read(psock, &s->ps);
+	}
 }
 
 static int kcm_proc_stats_show(struct seq_file *seq, void *v)
@@ -190,15 +201,17 @@ static void kcm_proc_show_sock(struct seq_file *seq, struct kcm_sock *kcm)
 		   atomic_read(&sk->sk_rmem_alloc),
 		   skb_queue_len_lockless(&sk->sk_write_queue),
 		   READ_ONCE(sk->sk_wmem_queued));
-	/* Status words as Linux's, where the state is the same. */
-	if (kcm->rx_disabled)
-		seq_puts(seq, "RxDis ");
-	if (kcm->rx_ready)
-		seq_puts(seq, "RxWait ");
+	/* Linux's words, in Linux's order, for the states both have; RxDis
+	 * (receiving disabled) is ours only.
+	 */
 	if (kcm->tx_psock)
-		seq_printf(seq, "Rsvd-%u ", kcm->tx_psock->index);
+		seq_printf(seq, "Psck-%u ", kcm->tx_psock->index);
 	if (kcm->tx_waiting)
 		seq_puts(seq, "TxWait ");
+	if (kcm->rx_ready)
+		seq_puts(seq, "RxWait ");
+	if (kcm->rx_disabled)
+		seq_puts(seq, "RxDis ");
 	seq_puts(seq, "\n");
 }
 
@@ -215,16 +228,17 @@ static void kcm_proc_show_psock(struct seq_file *seq, struct kcm_psock *psock)
 		   atomic_read(&sk->sk_rmem_alloc),
 		   skb_queue_len_lockless(&sk->sk_write_queue),
 		   READ_ONCE(sk->sk_wmem_queued));
+	/* Linux's words, in Linux's order. */
 	if (psock->failed)
 		seq_puts(seq, "TxStop ");
 	if (READ_ONCE(psock->rx_stopped))
 		seq_puts(seq, "RxStop ");
-	if (!skb_queue_empty(&psock->rx_held))
-		seq_puts(seq, "RdyRx ");
-	if (psock->rx_paused)
-		seq_puts(seq, "RxPause ");
 	if (psock->tx_kcm)
 		seq_printf(seq, "Rsvd-%u ", psock->tx_kcm->index);
+	if (psock->rx_paused)
+		seq_puts(seq, "RxPause ");
+	if (!skb_queue_empty(&psock->rx_held))
+		seq_puts(seq, "RdyRx ");
 	seq_puts(seq, "\n");
 }
 
