@@ -823,6 +823,8 @@ KCM_TEST(full_socket_takes_messages_again_at_half, KCM_TIMEOUT(60),
 			KCM_FAIL("%d messages taken: never full", k);
 		kcm_msg_build(msg, SZ, 10, k);
 		kcm_write_all(peer, msg, SZ);
+		/* In the TCP socket (not held back by the peer's Nagle). */
+		kcm_wait_acked(peer);
 		if (wait_inq_at_most(tcp, 0, 3000) > 0)
 			break;
 	}
@@ -836,7 +838,7 @@ KCM_TEST(full_socket_takes_messages_again_at_half, KCM_TIMEOUT(60),
 		kcm_msg_build(msg, SZ, 10, seq);
 		kcm_write_all(peer, msg, SZ);
 	}
-	kcm_msleep(100);
+	kcm_wait_acked(peer);
 	inq0 = tcp_inq(tcp);
 	ASSERT_EQ(inq0, (2 * k + 1) * SZ);
 
