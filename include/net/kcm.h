@@ -62,6 +62,7 @@
 #define __NET_KCM_H_
 
 #include <linux/kref.h>
+#include <linux/rhashtable-types.h>
 #include <linux/u64_stats_sync.h>
 #include <linux/workqueue.h>
 #include <net/sock.h>
@@ -143,6 +144,7 @@ struct kcm_mux {
 	/* All under lock. */
 	struct list_head socks;		/* every KCM socket of the mux */
 	struct list_head psocks;	/* every attached psock */
+	struct rhashtable by_cookie;	/* those not unattached, by cookie */
 	unsigned int sock_count;
 	unsigned int psock_count;
 
@@ -151,7 +153,7 @@ struct kcm_mux {
 	struct sk_buff_head rx_orphans;	/* messages whose socket went away */
 
 	struct list_head tx_idle;	/* psocks free for any sender */
-	struct list_head tx_waiters;	/* KCM sockets waiting for a psock */
+	struct list_head tx_waiters;	/* KCM sockets waiting for any psock */
 
 	struct kcm_mux_stats stats;
 	struct kcm_psock_stats gone;	/* counters of unattached psocks */
@@ -223,11 +225,13 @@ struct kcm_psock {
 	 * path (which rechecks under the lock where it matters).
 	 */
 	struct list_head mux_node;	/* in mux->psocks */
+	struct rhash_head cookie_node;	/* in mux->by_cookie */
 	struct list_head rx_node;	/* in mux->rx_held while held */
 	struct sk_buff_head rx_held;	/* parsed, waiting for a socket */
 	struct kcm_sock *rx_target;	/* this pass's socket, woken at its end */
 	bool rx_paused;			/* rx_held not empty: no pass */
 	struct list_head tx_node;	/* in mux->tx_idle while idle */
+	struct list_head tx_directed;	/* KCM sockets waiting for us */
 	struct kcm_sock *tx_kcm;	/* socket that reserved us */
 	bool failed;			/* error posted: no more sending */
 	bool unattached;
@@ -255,7 +259,8 @@ struct kcm_sock {
 	bool rx_ready;
 	bool rx_disabled;
 	bool leaving;			/* being released */
-	struct list_head tx_node;	/* in mux->tx_waiters while waiting */
+	struct list_head tx_node;	/* while waiting: in mux->tx_waiters, */
+					/* or the tx_directed of its psock */
 	bool tx_waiting;
 	u64 tx_wait_cookie;		/* the psock waited for, or 0: any */
 	struct kcm_psock *tx_psock;	/* reserved psock, or NULL */
@@ -324,9 +329,9 @@ extern struct workqueue_struct *kcm_wq;
 struct kcm_mux *kcm_mux_create(struct net *net);
 void kcm_mux_add_sock(struct kcm_mux *mux, struct kcm_sock *kcm);
 void kcm_mux_remove_sock(struct kcm_sock *kcm);
-bool kcm_mux_has_sk(struct kcm_mux *mux, struct sock *sk);
-void kcm_mux_add_psock(struct kcm_mux *mux, struct kcm_psock *psock);
-struct kcm_psock *kcm_mux_claim_psock(struct kcm_mux *mux, struct sock *sk);
+bool kcm_mux_has_cookie(struct kcm_mux *mux, u64 cookie);
+int kcm_mux_add_psock(struct kcm_mux *mux, struct kcm_psock *psock);
+struct kcm_psock *kcm_mux_claim_psock(struct kcm_mux *mux, u64 cookie);
 void kcm_mux_remove_psock(struct kcm_mux *mux, struct kcm_psock *psock);
 bool kcm_mux_psock_stop_tx(struct kcm_psock *psock);
 void kcm_mux_tx_wake_owner(struct kcm_psock *psock);

@@ -17,11 +17,23 @@
  * from mux->tx_idle and keeps it until its queue is empty, so a message is
  * never interleaved with another on a stream.  A socket that finds no idle
  * psock waits on mux->tx_waiters and is handed the next psock that frees up.
+ * A message directed at one connection (KCM_ORIGIN) reserves that psock,
+ * found by its cookie in mux->by_cookie, or waits on that psock's
+ * tx_directed: a psock that frees up goes to its own waiters first, so
+ * neither a lookup nor an offer walks the mux's other psocks or senders.
  */
 
+#include <linux/rhashtable.h>
 #include <linux/slab.h>
 #include <net/kcm.h>
 #include <net/netns/generic.h>
+
+static const struct rhashtable_params kcm_mux_cookie_params = {
+	.key_len = sizeof(u64),
+	.key_offset = offsetof(struct kcm_psock, cookie),
+	.head_offset = offsetof(struct kcm_psock, cookie_node),
+	.automatic_shrinking = true,
+};
 
 struct kcm_mux *kcm_mux_create(struct net *net)
 {
@@ -31,6 +43,10 @@ struct kcm_mux *kcm_mux_create(struct net *net)
 	mux = kzalloc(sizeof(*mux), GFP_KERNEL);
 	if (!mux)
 		return NULL;
+	if (rhashtable_init(&mux->by_cookie, &kcm_mux_cookie_params)) {
+		kfree(mux);
+		return NULL;
+	}
 
 	mux->knet = knet;
 	spin_lock_init(&mux->lock);
@@ -71,7 +87,7 @@ static void kcm_mux_destroy(struct kcm_mux *mux)
 	struct kcm_net *knet = mux->knet;
 	struct kcm_psock *psock;
 
-	while ((psock = kcm_mux_claim_psock(mux, NULL)))
+	while ((psock = kcm_mux_claim_psock(mux, 0)))
 		kcm_psock_unattach(psock);
 	WARN_ON_ONCE(!list_empty(&mux->psocks) || !list_empty(&mux->socks) ||
 		     !list_empty(&mux->rx_ready) || !list_empty(&mux->rx_held) ||
@@ -85,6 +101,7 @@ static void kcm_mux_destroy(struct kcm_mux *mux)
 	mutex_unlock(&knet->lock);
 
 	skb_queue_purge(&mux->rx_orphans);
+	rhashtable_destroy(&mux->by_cookie);
 	kfree(mux);
 }
 
@@ -382,16 +399,12 @@ static bool kcm_mux_psock_usable(const struct kcm_psock *psock)
 	return !psock->failed && !psock->unattached;
 }
 
-/* The attached psock with that cookie.  Under mux->lock. */
+/* The attached psock with that cookie, not unattached.  Under mux->lock. */
 static struct kcm_psock *kcm_mux_find_cookie(struct kcm_mux *mux, u64 cookie)
 {
-	struct kcm_psock *psock;
-
 	lockdep_assert_held(&mux->lock);
-	list_for_each_entry(psock, &mux->psocks, mux_node)
-		if (psock->cookie == cookie && !psock->unattached)
-			return psock;
-	return NULL;
+	return rhashtable_lookup_fast(&mux->by_cookie, &cookie,
+				      kcm_mux_cookie_params);
 }
 
 /* Whether a message directed at cookie can be sent: 0, -ENOENT or -EPIPE. */
@@ -413,14 +426,15 @@ int kcm_mux_tx_check_cookie(struct kcm_mux *mux, u64 cookie)
 /*
  * Reserves a psock for kcm's head message: any idle one, or with a non-zero
  * cookie the one attached socket with that cookie.  Returns NULL when kcm
- * must wait (it is then on tx_waiters and its work runs when a psock frees
- * up), or with *err set when the message cannot be sent at all.
+ * must wait (it is then on tx_waiters, or that psock's tx_directed, and its
+ * work runs when a psock frees up), or with *err set when the message
+ * cannot be sent at all.
  */
 struct kcm_psock *kcm_mux_tx_reserve(struct kcm_sock *kcm, u64 cookie,
 				     int *err)
 {
+	struct kcm_psock *psock = NULL, *target = NULL;
 	struct kcm_mux *mux = kcm->mux;
-	struct kcm_psock *psock;
 
 	*err = 0;
 	sock_owned_by_me(&kcm->sk);
@@ -432,39 +446,40 @@ struct kcm_psock *kcm_mux_tx_reserve(struct kcm_sock *kcm, u64 cookie,
 		return psock;
 	}
 	if (cookie) {
-		psock = kcm_mux_find_cookie(mux, cookie);
-		if (!psock)
+		target = kcm_mux_find_cookie(mux, cookie);
+		if (!target)
 			*err = -ENOENT;
-		else if (psock->failed)
+		else if (target->failed)
 			*err = -EPIPE;
-		else if (list_empty(&psock->tx_node))
-			psock = NULL;
+		else if (!list_empty(&target->tx_node))
+			psock = target;
 	} else {
 		psock = list_first_entry_or_null(&mux->tx_idle,
 						 struct kcm_psock, tx_node);
 	}
 
-	if (*err) {
-		psock = NULL;
-	} else if (psock) {
+	if (kcm->tx_waiting && (psock || *err ||
+				kcm->tx_wait_cookie != cookie)) {
+		list_del_init(&kcm->tx_node);
+		kcm->tx_waiting = false;
+	}
+	if (psock) {
 		list_del_init(&psock->tx_node);
 		kcm_mux_tx_link(kcm, psock);
-		if (kcm->tx_waiting) {
-			list_del_init(&kcm->tx_node);
-			kcm->tx_waiting = false;
-		}
-	} else {
+	} else if (!*err && !kcm->tx_waiting) {
+		/* In line for that psock, or for any. */
 		kcm->tx_wait_cookie = cookie;
-		if (!kcm->tx_waiting)
-			list_add_tail(&kcm->tx_node, &mux->tx_waiters);
+		list_add_tail(&kcm->tx_node, cookie ? &target->tx_directed :
+						      &mux->tx_waiters);
 		kcm->tx_waiting = true;
 	}
 	spin_unlock_bh(&mux->lock);
 	return psock;
 }
 
-/* Hands a free psock to the first waiter that can use it, or makes it idle.
- * Under mux->lock.
+/*
+ * Hands a free psock to the first socket waiting for it, else to the first
+ * waiting for any psock, else makes it idle.  Under mux->lock.
  */
 static void kcm_mux_tx_offer(struct kcm_mux *mux, struct kcm_psock *psock)
 {
@@ -474,30 +489,35 @@ static void kcm_mux_tx_offer(struct kcm_mux *mux, struct kcm_psock *psock)
 	if (!kcm_mux_psock_usable(psock) || psock->tx_kcm)
 		return;
 
-	list_for_each_entry(kcm, &mux->tx_waiters, tx_node) {
-		if (kcm->tx_wait_cookie && kcm->tx_wait_cookie != psock->cookie)
-			continue;
-		list_del_init(&kcm->tx_node);
-		kcm->tx_waiting = false;
-		kcm_mux_tx_link(kcm, psock);
-		queue_work(kcm_wq, &kcm->tx_work);
+	kcm = list_first_entry_or_null(&psock->tx_directed, struct kcm_sock,
+				       tx_node) ?:
+	      list_first_entry_or_null(&mux->tx_waiters, struct kcm_sock,
+				       tx_node);
+	if (!kcm) {
+		list_add_tail(&psock->tx_node, &mux->tx_idle);
 		return;
 	}
-	list_add_tail(&psock->tx_node, &mux->tx_idle);
+	list_del_init(&kcm->tx_node);
+	kcm->tx_waiting = false;
+	kcm_mux_tx_link(kcm, psock);
+	queue_work(kcm_wq, &kcm->tx_work);
 }
 
-/* psock failed or went away: directed senders waiting for it give up.
- * Under mux->lock.
+/*
+ * psock failed or went away: the sockets waiting for it stop waiting and
+ * find out (their message is dropped).  Under mux->lock.
  */
 static void kcm_mux_tx_wake_directed(struct kcm_mux *mux,
 				     struct kcm_psock *psock)
 {
-	struct kcm_sock *kcm;
+	struct kcm_sock *kcm, *tmp;
 
 	lockdep_assert_held(&mux->lock);
-	list_for_each_entry(kcm, &mux->tx_waiters, tx_node)
-		if (kcm->tx_wait_cookie == psock->cookie)
-			queue_work(kcm_wq, &kcm->tx_work);
+	list_for_each_entry_safe(kcm, tmp, &psock->tx_directed, tx_node) {
+		list_del_init(&kcm->tx_node);
+		kcm->tx_waiting = false;
+		queue_work(kcm_wq, &kcm->tx_work);
+	}
 }
 
 /* Wakes the socket that has psock reserved, to send.  Under mux->lock. */
@@ -508,54 +528,63 @@ static void kcm_mux_tx_wake_reserver(struct kcm_psock *psock)
 		queue_work(kcm_wq, &psock->tx_kcm->tx_work);
 }
 
-/* The attached psock of sk, of any socket with sk NULL.  Under mux->lock. */
-static struct kcm_psock *kcm_mux_find_sk(struct kcm_mux *mux, struct sock *sk)
-{
-	struct kcm_psock *psock;
-
-	lockdep_assert_held(&mux->lock);
-	list_for_each_entry(psock, &mux->psocks, mux_node)
-		if ((!sk || psock->sk == sk) && !psock->unattached)
-			return psock;
-	return NULL;
-}
-
-/* Whether a psock of sk is attached to mux. */
-bool kcm_mux_has_sk(struct kcm_mux *mux, struct sock *sk)
+/* Whether the TCP socket with that cookie is attached to mux. */
+bool kcm_mux_has_cookie(struct kcm_mux *mux, u64 cookie)
 {
 	bool found;
 
 	spin_lock_bh(&mux->lock);
-	found = kcm_mux_find_sk(mux, sk);
+	found = kcm_mux_find_cookie(mux, cookie);
 	spin_unlock_bh(&mux->lock);
 	return found;
 }
 
-/* Under the TCP socket lock (attach). */
-void kcm_mux_add_psock(struct kcm_mux *mux, struct kcm_psock *psock)
+/* Under the TCP socket lock (attach).  0, or -errno if it could not be
+ * indexed.
+ */
+int kcm_mux_add_psock(struct kcm_mux *mux, struct kcm_psock *psock)
 {
+	int err;
+
 	lockdep_assert(lockdep_sock_is_held(psock->sk));
 	spin_lock_bh(&mux->lock);
-	list_add_tail(&psock->mux_node, &mux->psocks);
-	mux->psock_count++;
-	mux->stats.attach++;
-	kcm_mux_tx_offer(mux, psock);
+	err = rhashtable_insert_fast(&mux->by_cookie, &psock->cookie_node,
+				     kcm_mux_cookie_params);
+	if (!err) {
+		list_add_tail(&psock->mux_node, &mux->psocks);
+		mux->psock_count++;
+		mux->stats.attach++;
+		kcm_mux_tx_offer(mux, psock);
+	}
 	spin_unlock_bh(&mux->lock);
+	return err;
 }
 
 /*
- * The attached psock of sk (of any socket with sk NULL), which the caller
- * is then the one to unattach (kcm_psock_unattach()): it is marked so, and
- * nobody else finds it here.  NULL if there is none.
+ * The attached psock of the TCP socket with that cookie (of any with cookie
+ * 0), which the caller is then the one to unattach (kcm_psock_unattach()):
+ * it is marked so, and nobody else finds it here.  NULL if there is none.
  */
-struct kcm_psock *kcm_mux_claim_psock(struct kcm_mux *mux, struct sock *sk)
+struct kcm_psock *kcm_mux_claim_psock(struct kcm_mux *mux, u64 cookie)
 {
-	struct kcm_psock *psock;
+	struct kcm_psock *psock = NULL, *p;
 
 	spin_lock_bh(&mux->lock);
-	psock = kcm_mux_find_sk(mux, sk);
-	if (psock)
+	if (cookie) {
+		psock = kcm_mux_find_cookie(mux, cookie);
+	} else {
+		list_for_each_entry(p, &mux->psocks, mux_node) {
+			if (!p->unattached) {
+				psock = p;
+				break;
+			}
+		}
+	}
+	if (psock) {
 		WRITE_ONCE(psock->unattached, true);
+		rhashtable_remove_fast(&mux->by_cookie, &psock->cookie_node,
+				       kcm_mux_cookie_params);
+	}
 	spin_unlock_bh(&mux->lock);
 	return psock;
 }

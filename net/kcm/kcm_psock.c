@@ -165,7 +165,8 @@ static void kcm_psock_free(struct kref *ref)
 
 	WARN_ON_ONCE(!psock->unattached || !READ_ONCE(psock->rx_stopped) ||
 		     psock->rx_head || psock->rx_batch || psock->tx_kcm ||
-		     !skb_queue_empty(&psock->rx_held));
+		     !skb_queue_empty(&psock->rx_held) ||
+		     !list_empty(&psock->tx_directed));
 	consume_skb(psock->view);
 	if (psock->prog)
 		bpf_prog_put(psock->prog);
@@ -255,7 +256,7 @@ static int kcm_psock_hook(struct kcm_psock *psock)
 	sock_owned_by_me(sk);
 	if (sk->sk_state == TCP_LISTEN || sk->sk_state == TCP_CLOSE)
 		return -EOPNOTSUPP;
-	if (kcm_mux_has_sk(psock->mux, sk))
+	if (kcm_mux_has_cookie(psock->mux, psock->cookie))
 		return -EALREADY;
 
 	write_lock_bh(&sk->sk_callback_lock);
@@ -351,6 +352,7 @@ int kcm_psock_attach(struct kcm_sock *kcm, int fd, int bpf_fd,
 	INIT_LIST_HEAD(&psock->rx_node);
 	__skb_queue_head_init(&psock->rx_held);
 	INIT_LIST_HEAD(&psock->tx_node);
+	INIT_LIST_HEAD(&psock->tx_directed);
 	u64_stats_init(&psock->tx_stats.syncp);
 
 	kcm_parser_init(psock);
@@ -370,7 +372,9 @@ int kcm_psock_attach(struct kcm_sock *kcm, int fd, int bpf_fd,
 	 * the psock at any moment: keep it until we are done with it.
 	 */
 	kref_get(&psock->ref);
-	kcm_mux_add_psock(mux, psock);
+	err = kcm_mux_add_psock(mux, psock);
+	if (err)
+		goto err_unhook;
 
 	/* The peer is gone already (CLOSE_WAIT, ...): nothing to send on. */
 	if (!((1 << sock->sk->sk_state) &
@@ -385,6 +389,12 @@ int kcm_psock_attach(struct kcm_sock *kcm, int fd, int bpf_fd,
 	kcm_psock_put(psock);
 	return 0;
 
+err_unhook:
+	/* Callbacks since the hook may have queued a parser pass. */
+	kcm_parser_stop(psock);
+	kcm_psock_unhook(psock);
+	release_sock(sock->sk);
+	kcm_parser_done(psock);
 err_free_view:
 	kfree_skb(psock->view);
 err_free_psock:
@@ -430,7 +440,7 @@ int kcm_psock_unattach_fd(struct kcm_sock *kcm, int fd)
 	if (!sock)
 		return -ENOENT;
 
-	psock = kcm_mux_claim_psock(kcm->mux, sock->sk);
+	psock = kcm_mux_claim_psock(kcm->mux, kcm_psock_cookie(sock->sk));
 	if (psock)
 		kcm_psock_unattach(psock);
 	sockfd_put(sock);

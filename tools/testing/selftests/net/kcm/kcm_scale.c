@@ -1,0 +1,227 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * One mux serving many clients: KCM_SCALE_CONNS attached connections
+ * (default 10,000), each client with a request in flight, answered by two
+ * server threads that reply on the connection each request came from
+ * (KCM_RECV_ORIGIN / KCM_ORIGIN).  Every reply must reach its own client,
+ * whole; a tenth of the clients then reset their connections and the rest
+ * carry on; last, every connection is unattached.  The phases' times are
+ * printed, not asserted.
+ */
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include "kcm_test.h"
+
+#define SCALE_MSG	32
+
+struct scale {
+	int n;
+	int kcm[2];
+	int *client, *server;
+	uint64_t *cookie;		/* of server[i] */
+	atomic_int stop;
+	atomic_int replies, bad;
+};
+
+static uint64_t so_cookie(int fd)
+{
+	uint64_t c = 0;
+	socklen_t len = sizeof(c);
+
+	ASSERT_OK(getsockopt(fd, SOL_SOCKET, SO_COOKIE, &c, &len));
+	return c;
+}
+
+/* Receives a request with its origin; 0 on timeout. */
+static ssize_t recv_origin(int kcm, void *buf, size_t cap, uint64_t *cookie)
+{
+	char ctl[CMSG_SPACE(sizeof(uint64_t))];
+	struct iovec iov = { buf, cap };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1,
+			     .msg_control = ctl,
+			     .msg_controllen = sizeof(ctl) };
+	struct cmsghdr *cm;
+	ssize_t n = recvmsg(kcm, &mh, 0);
+
+	if (n < 0)
+		return errno == EAGAIN ? 0 : -1;
+	*cookie = 0;
+	cm = CMSG_FIRSTHDR(&mh);
+	if (cm && cm->cmsg_level == SOL_KCM && cm->cmsg_type == KCM_ORIGIN)
+		memcpy(cookie, CMSG_DATA(cm), sizeof(*cookie));
+	return n;
+}
+
+static ssize_t send_to(int kcm, const void *buf, size_t len, uint64_t cookie)
+{
+	char ctl[CMSG_SPACE(sizeof(uint64_t))] = { 0 };
+	struct iovec iov = { (void *)buf, len };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1,
+			     .msg_control = ctl,
+			     .msg_controllen = sizeof(ctl) };
+	struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+
+	cm->cmsg_level = SOL_KCM;
+	cm->cmsg_type = KCM_ORIGIN;
+	cm->cmsg_len = CMSG_LEN(sizeof(cookie));
+	memcpy(CMSG_DATA(cm), &cookie, sizeof(cookie));
+	return sendmsg(kcm, &mh, 0);
+}
+
+/* A server thread: every request goes back whole on its own connection,
+ * whose cookie must be that of the client the request names.
+ */
+struct server {
+	struct scale *s;
+	int kcm;
+	pthread_t th;
+};
+
+static void *server_fn(void *arg)
+{
+	struct server *sv = arg;
+	struct scale *s = sv->s;
+	int kcm = sv->kcm;
+	uint8_t buf[SCALE_MSG + 8];
+
+	while (!atomic_load(&s->stop)) {
+		uint32_t conn, seq;
+		uint64_t cookie;
+		ssize_t n = recv_origin(kcm, buf, sizeof(buf), &cookie);
+
+		if (!n)
+			continue;
+		if (n != SCALE_MSG || kcm_msg_check(buf, n, &conn, &seq) ||
+		    conn >= (uint32_t)s->n || cookie != s->cookie[conn] ||
+		    send_to(kcm, buf, n, cookie) != n) {
+			atomic_fetch_add(&s->bad, 1);
+			continue;
+		}
+		atomic_fetch_add(&s->replies, 1);
+	}
+	return NULL;
+}
+
+/* One request from each client not reset, then each one's reply. */
+static void round_trip(struct scale *s, uint32_t seq, const char *what)
+{
+	uint8_t msg[SCALE_MSG], got[SCALE_MSG];
+	long long t0 = kcm_now_ms();
+	int i, sent = 0;
+
+	for (i = 0; i < s->n; i++) {
+		if (s->client[i] < 0)
+			continue;
+		kcm_msg_build(msg, sizeof(msg), i, seq);
+		kcm_write_all(s->client[i], msg, sizeof(msg));
+		sent++;
+	}
+	for (i = 0; i < s->n; i++) {
+		uint32_t conn, q;
+
+		if (s->client[i] < 0)
+			continue;
+		if (!(kcm_poll1(s->client[i], POLLIN, 30000) & POLLIN))
+			KCM_FAIL("%s: client %d got no reply in 30 s (%d replies sent, %d bad requests)",
+				 what, i, atomic_load(&s->replies),
+				 atomic_load(&s->bad));
+		kcm_read_all(s->client[i], got, sizeof(got));
+		if (kcm_msg_check(got, sizeof(got), &conn, &q) ||
+		    conn != (uint32_t)i || q != seq)
+			KCM_FAIL("%s: client %d got a reply for connection %u seq %u",
+				 what, i, conn, q);
+	}
+	ASSERT_EQ(atomic_load(&s->bad), 0);
+	kcm_diag("%s: %d requests answered in %lld ms", what, sent,
+		 kcm_now_ms() - t0);
+}
+
+KCM_TEST(directed_replies_many_connections, KCM_EXT, KCM_TIMEOUT(600))
+{
+	const char *env = getenv("KCM_SCALE_CONNS");
+	int prog = kcm_prog_len32(), lfd, i, replies;
+	struct scale *s = kcm_xmalloc(sizeof(*s));
+	struct linger rst = { 1, 0 };
+	struct server sv[2];
+	struct rlimit rl;
+	long long t0;
+	int one = 1;
+
+	memset(s, 0, sizeof(*s));
+	s->n = env ? atoi(env) : 10000;
+	rl.rlim_cur = rl.rlim_max = 2 * s->n + 64;
+	ASSERT_OK(setrlimit(RLIMIT_NOFILE, &rl));
+	s->client = kcm_xmalloc(s->n * sizeof(int));
+	s->server = kcm_xmalloc(s->n * sizeof(int));
+	s->cookie = kcm_xmalloc(s->n * sizeof(uint64_t));
+
+	kcm_new_netns();
+	s->kcm[0] = kcm_socket(SOCK_DGRAM);
+	s->kcm[1] = ASSERT_OK(kcm_clone(s->kcm[0]));
+	for (i = 0; i < 2; i++) {
+		kcm_set_int_opt(s->kcm[i], SOL_KCM, KCM_RECV_ORIGIN, 1);
+		kcm_set_rcvtimeo(s->kcm[i], 100);
+	}
+
+	t0 = kcm_now_ms();
+	lfd = kcm_tcp_listener(AF_INET, 4096);
+	for (i = 0; i < s->n; i++) {
+		s->client[i] = kcm_tcp_connect_to(lfd);
+		s->server[i] = ASSERT_OK(accept(lfd, NULL, NULL));
+		ASSERT_OK(setsockopt(s->client[i], IPPROTO_TCP, TCP_NODELAY,
+				     &one, sizeof(one)));
+		s->cookie[i] = so_cookie(s->server[i]);
+		if (kcm_attach(s->kcm[i % 2], s->server[i], prog))
+			KCM_FAIL("attach of connection %d: %s", i,
+				 kcm_errname(errno));
+	}
+	close(lfd);
+	kcm_diag("%d connections made and attached in %lld ms", s->n,
+		 kcm_now_ms() - t0);
+
+	for (i = 0; i < 2; i++) {
+		sv[i] = (struct server){ .s = s, .kcm = s->kcm[i] };
+		ASSERT_EQ(pthread_create(&sv[i].th, NULL, server_fn, &sv[i]),
+			  0);
+	}
+	round_trip(s, 0, "all connections");
+
+	/* A tenth of the clients reset; the others go on. */
+	for (i = 0; i < s->n; i += 10) {
+		ASSERT_OK(setsockopt(s->client[i], SOL_SOCKET, SO_LINGER, &rst,
+				     sizeof(rst)));
+		close(s->client[i]);
+		s->client[i] = -1;
+	}
+	round_trip(s, 1, "after a tenth reset");
+	replies = atomic_load(&s->replies);
+	ASSERT_EQ(replies, s->n + s->n - (s->n + 9) / 10);
+
+	atomic_store(&s->stop, 1);
+	for (i = 0; i < 2; i++)
+		ASSERT_EQ(pthread_join(sv[i].th, NULL), 0);
+
+	t0 = kcm_now_ms();
+	for (i = 0; i < s->n; i++) {
+		if (kcm_unattach(s->kcm[i % 2], s->server[i]))
+			KCM_FAIL("unattach of connection %d: %s", i,
+				 kcm_errname(errno));
+		close(s->server[i]);
+		if (s->client[i] >= 0)
+			close(s->client[i]);
+	}
+	kcm_diag("%d connections unattached in %lld ms", s->n,
+		 kcm_now_ms() - t0);
+	close(s->kcm[0]);
+	close(s->kcm[1]);
+	free(s->client);
+	free(s->server);
+	free(s->cookie);
+	free(s);
+}
