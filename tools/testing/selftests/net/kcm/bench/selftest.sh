@@ -8,7 +8,9 @@
 # the KCM variants share with them must catch a corrupt byte, a loss, a
 # duplicate and a stall.  `make bench-selftest`, and part of `make check`.
 #   selftest.sh [KCM_BENCH]       (default: build/bench/bin/kcm_bench)
-# Prints TAP; exits 1 if a case failed.
+# Prints "bench-selftest: ok|not ok N - case" lines (not a TAP stream of
+# its own: make check prints the suite's TAP after them); exits 1 if a case
+# failed.
 set -uo pipefail
 
 root=$(cd "$(dirname "$0")/../../../../../.." && pwd)
@@ -34,16 +36,14 @@ expect() {
 		grep -qE "$re" <<<"$out" || why+="${why:+; }no line matches '$re'"
 	done
 	if [ -z "$why" ]; then
-		echo "ok $n - $name"
+		echo "bench-selftest: ok $n - $name"
 	else
-		echo "not ok $n - $name # $why"
-		sed 's/^/#   /' <<<"$out" | head -n 20
+		echo "bench-selftest: not ok $n - $name # $why"
+		sed 's/^/bench-selftest:   /' <<<"$out" | head -n 20
 		failed=$((failed + 1))
 	fi
 }
 
-echo "TAP version 13"
-echo "1..12"
 expect "stream user: clean" "" 0 ok -- -w stream -v user -s 64 -c 2 -t 2
 expect "stream tcp, mixed sizes: clean" "" 0 ok -- -w stream -v tcp -s 0 -c 2 -t 1
 expect "echo user: clean" "" 0 ok -- -w echo -v user -s 64 -c 2 -t 1
@@ -72,5 +72,5 @@ expect "stream user: a stall, half a message" stall 1 stalled \
 	'^KCMBENCH .* stall=(noprogress|drain) ' '^# sender 0: sent 11, received 10; 1 missing: seq 10$' \
 	'^#   conn 0: sent 11, received 10, outstanding 1; .*; 258 bytes of a message held by the server$' \
 	-- -w stream -v user -s 512 -c 1 -t 1
-echo "# $((n - failed)) passed, $failed failed"
+echo "bench-selftest: $((n - failed)) passed, $failed failed"
 [ "$failed" -eq 0 ]
