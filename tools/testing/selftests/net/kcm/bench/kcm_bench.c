@@ -434,7 +434,10 @@ static void fill(unsigned char *p, size_t n, uint64_t *seed)
 
 /*
  * stream: one client's batch of messages, built once and sent round after
- * round; only the sequence numbers and checksums change between rounds.
+ * round; only the sequence numbers and checksums change between rounds
+ * (writing new filler would cost as much as checking it).  So a payload
+ * replaced by the same message's of an earlier round, header apart, would
+ * pass: it is the same; any other mix-up changes the checksum.
  */
 struct plan {
 	unsigned char *buf;
@@ -650,7 +653,7 @@ static void verify(struct rx_ctx *rx, const unsigned char *hdr, uint32_t plen,
 		violation(rx->name, "sender %u seq %u: expected seq %u on this connection",
 			  sender, seq, rx->next[sender]);
 	else if (rx->order == ORDER_RISING && seq < rx->next[sender])
-		violation(rx->name, "sender %u seq %u: this reader had seq %u already",
+		violation(rx->name, "sender %u seq %u: after seq %u on this reader",
 			  sender, seq, rx->next[sender] - 1);
 	rx->next[sender] = seq + 1;
 	if (seen_mark(rx, sender, seq)) {
