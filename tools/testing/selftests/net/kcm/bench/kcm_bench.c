@@ -126,14 +126,12 @@
 #define MAX_THREADS	16
 
 /*
- * The payload header, in host byte order: checksum, sender, sequence
- * number; echo requests add their send time.  Filler follows.
+ * The payload header, 64-bit words in host byte order: checksum, sender
+ * and sequence number; echo requests add their send time.  Filler follows.
  */
-#define PH_SUM		0		/* u64 checksum */
-#define PH_ID		8		/* from here on, all is checksummed */
-#define PH_SENDER	8		/* u32 client number */
-#define PH_SEQ		12		/* u32 sequence number of that client */
-#define PH_TIME		16		/* echo: u64 send time, ns */
+#define PH_SUM		0		/* checksum */
+#define PH_ID		8		/* client number | its sequence number << 32 */
+#define PH_TIME		16		/* echo: send time, ns */
 #define PH_STREAM	16		/* header bytes: stream */
 #define PH_ECHO		24		/* header bytes: echo */
 #define MAX_REPORTED	8		/* violations printed */
@@ -333,7 +331,8 @@ static size_t write_full(int fd, const unsigned char *buf, size_t len)
  * chance of 2^-64.
  *
  * A message's checksum covers its filler first, the last partial word
- * padded with zeros, folds the lanes, then takes the header from PH_ID on
+ * padded with zeros, folds the lanes, then takes the header words from
+ * PH_ID on
  * in the same way: a client computes its fixed filler's part once and
  * only adds sender and sequence per message.
  */
@@ -354,7 +353,7 @@ static void csum_init(struct csum *c)
 }
 
 /* Take @nw whole words at @p. */
-static void csum_words(struct csum *c, const unsigned char *p, size_t nw)
+static inline void csum_words(struct csum *c, const unsigned char *p, size_t nw)
 {
 	uint64_t h0, h1, h2, h3;
 
@@ -390,32 +389,60 @@ static void csum_tail(struct csum *c, const unsigned char *p, size_t n)
 	csum_words(c, w, 1);
 }
 
-/*
- * The checksum of the payload at @payload, whose filler went into @body:
- * the lanes folded into one, then the header words after it.
- */
-static uint64_t csum_end(const struct csum *body, const unsigned char *payload)
+/* The lanes folded into one word: the checksum of a filler. */
+static uint64_t csum_fold(const struct csum *c)
 {
-	uint64_t r = body->h[0];
-	unsigned int i;
+	uint64_t r = c->h[0];
+	int i;
 
 	for (i = 1; i < 4; i++)
-		r = (r * CSUM_MUL) ^ body->h[i];
-	for (i = PH_ID; i < ph; i += 8)
-		r = (r * CSUM_MUL) ^ load64(payload + i);
+		r = (r * CSUM_MUL) ^ c->h[i];
+	return r;
+}
+
+/* The checksum of the @n bytes of filler at @p. */
+static uint64_t filler_sum(const unsigned char *p, size_t n)
+{
+	struct csum c;
+
+	csum_init(&c);
+	csum_words(&c, p, n / 8);
+	csum_tail(&c, p + n / 8 * 8, n % 8);
+	return csum_fold(&c);
+}
+
+/*
+ * The checksum of a payload whose filler's is @filler and whose header
+ * words from PH_ID on are @words.
+ */
+static uint64_t csum_end(uint64_t filler, const uint64_t *words)
+{
+	uint64_t r = filler;
+	unsigned int i;
+
+	for (i = 0; i < (ph - PH_ID) / 8; i++)
+		r = (r * CSUM_MUL) ^ words[i];
 	return r * CSUM_MUL;
+}
+
+/* The checksum of the payload at @payload, whose filler's is @filler. */
+static uint64_t payload_end(uint64_t filler, const unsigned char *payload)
+{
+	uint64_t words[(PH_ECHO - PH_ID) / 8];
+
+	memcpy(words, payload + PH_ID, ph - PH_ID);
+	return csum_end(filler, words);
 }
 
 /* The checksum of a payload of @plen bytes, all at @p. */
 static uint64_t payload_sum(const unsigned char *p, uint32_t plen)
 {
-	size_t body = plen - ph;
-	struct csum c;
+	return payload_end(filler_sum(p + ph, plen - ph), p);
+}
 
-	csum_init(&c);
-	csum_words(&c, p + ph, body / 8);
-	csum_tail(&c, p + ph + body / 8 * 8, body % 8);
-	return csum_end(&c, p);
+static uint64_t make_id(uint32_t sender, uint32_t seq)
+{
+	return sender | (uint64_t)seq << 32;
 }
 
 /* Pseudo-random filler, so that no two clients' or slots' messages match. */
@@ -444,7 +471,7 @@ struct plan {
 	size_t len, n;
 	size_t *ends;			/* end offset of message i in buf */
 	uint32_t *plen;			/* payload bytes of message i */
-	struct csum *body;		/* checksum of message i's filler */
+	uint64_t *filler;		/* checksum of message i's filler */
 };
 static struct plan plans[MAX_CONNS];
 
@@ -461,8 +488,8 @@ static void build_plan(int id)
 	pl->buf = malloc(cap);
 	pl->ends = malloc(max * sizeof(*pl->ends));
 	pl->plen = malloc(max * sizeof(*pl->plen));
-	pl->body = malloc(max * sizeof(*pl->body));
-	if (!pl->buf || !pl->ends || !pl->plen || !pl->body)
+	pl->filler = malloc(max * sizeof(*pl->filler));
+	if (!pl->buf || !pl->ends || !pl->plen || !pl->filler)
 		die("malloc");
 	for (;;) {
 		uint32_t plen = pick_size(rnd(&seed));
@@ -471,11 +498,8 @@ static void build_plan(int id)
 		if (off + plen + HDR > cap && n > 0)
 			break;
 		put_be32(pl->buf + off, plen);
-		memcpy(p + PH_SENDER, &(uint32_t){ id }, 4);
 		fill(p + ph, plen - ph, &fseed);
-		csum_init(&pl->body[n]);
-		csum_words(&pl->body[n], p + ph, (plen - ph) / 8);
-		csum_tail(&pl->body[n], p + ph + (plen - ph) / 8 * 8, (plen - ph) % 8);
+		pl->filler[n] = filler_sum(p + ph, plen - ph);
 		pl->plen[n] = plen;
 		off += plen + HDR;
 		pl->ends[n++] = off;
@@ -487,18 +511,17 @@ static void build_plan(int id)
 }
 
 /* stream: number the messages of the next round from @seq, and sum them. */
-static void stamp_round(struct plan *pl, uint32_t seq)
+static void stamp_round(struct plan *pl, uint32_t sender, uint32_t seq)
 {
 	size_t i;
 
 	for (i = 0; i < pl->n; i++) {
 		unsigned char *p = pl->buf + (i ? pl->ends[i - 1] : 0) + HDR;
-		uint32_t s = seq + i;
-		uint64_t sum;
+		uint64_t id = make_id(sender, seq + i);
+		uint64_t sum = csum_end(pl->filler[i], &id);
 
-		memcpy(p + PH_SEQ, &s, 4);
-		sum = csum_end(&pl->body[i], p);
 		memcpy(p + PH_SUM, &sum, 8);
+		memcpy(p + PH_ID, &id, 8);
 	}
 }
 
@@ -622,11 +645,12 @@ static void verify(struct rx_ctx *rx, const unsigned char *hdr, uint32_t plen,
 		   uint64_t sum, int from)
 {
 	uint32_t sender, seq, want_len;
-	uint64_t want_sum;
+	uint64_t want_sum, id;
 
 	memcpy(&want_sum, hdr + PH_SUM, 8);
-	memcpy(&sender, hdr + PH_SENDER, 4);
-	memcpy(&seq, hdr + PH_SEQ, 4);
+	memcpy(&id, hdr + PH_ID, 8);
+	sender = id;
+	seq = id >> 32;
 	if (sum != want_sum) {
 		/* Its sender and seq may be what is corrupt: not accounted. */
 		violation(rx->name, "checksum %016llx, the message says %016llx (sender %u seq %u, %u bytes)",
@@ -763,7 +787,7 @@ static uint64_t stream_rx_feed(struct rx_ctx *rx, struct stream_rx *s,
 		csum_tail(&s->c, s->part, s->npart);
 		s->npart = 0;
 		verify(rx, s->hdr + HDR, get_be32(s->hdr),
-		       csum_end(&s->c, s->hdr + HDR), from);
+		       payload_end(csum_fold(&s->c), s->hdr + HDR), from);
 		s->have = 0;
 		msgs++;
 	}
@@ -1140,7 +1164,7 @@ static void *stream_client(void *arg)
 	while (!stop_send && !abort_run && UINT32_MAX - seq >= pl->n) {
 		size_t sent, w;
 
-		stamp_round(pl, seq);
+		stamp_round(pl, id, seq);
 		if (id == 0 && inject && inject_seq - seq < pl->n) {
 			sent = send_round_wrong(fd, pl, inject_seq - seq);
 		} else {
@@ -1180,29 +1204,25 @@ static void lat_add(struct lat_buf *l, uint64_t v)
 /* echo: one client's request buffer, its filler random and fixed. */
 struct echo_tx {
 	unsigned char *req;
-	struct csum body;		/* the filler's checksum ... */
-	uint32_t body_len;		/* ... for a payload of this size */
+	uint64_t filler;		/* the filler's checksum ... */
+	uint32_t filler_len;		/* ... for a payload of this size */
 };
 
 /* Request @seq of client @id: header, send time, filler; its length. */
 static size_t make_request(struct echo_tx *tx, long id, uint32_t seq)
 {
-	uint32_t plen = sent_size(id, seq), sender = id;
+	uint32_t plen = sent_size(id, seq);
+	uint64_t words[2] = { make_id(id, seq), now_ns() }, sum;
 	unsigned char *p = tx->req + HDR;
-	uint64_t t = now_ns(), sum;
 
 	put_be32(tx->req, plen);
-	memcpy(p + PH_SENDER, &sender, 4);
-	memcpy(p + PH_SEQ, &seq, 4);
-	memcpy(p + PH_TIME, &t, 8);
-	if (plen != tx->body_len) {
-		csum_init(&tx->body);
-		csum_words(&tx->body, p + ph, (plen - ph) / 8);
-		csum_tail(&tx->body, p + ph + (plen - ph) / 8 * 8, (plen - ph) % 8);
-		tx->body_len = plen;
+	if (plen != tx->filler_len) {
+		tx->filler = filler_sum(p + ph, plen - ph);
+		tx->filler_len = plen;
 	}
-	sum = csum_end(&tx->body, p);
+	sum = csum_end(tx->filler, words);
 	memcpy(p + PH_SUM, &sum, 8);
+	memcpy(p + PH_ID, words, sizeof(words));
 	return plen + HDR;
 }
 
@@ -1231,7 +1251,7 @@ static void *echo_client(void *arg)
 	/* kcm: a reply may come on any connection; else on the request's. */
 	int from = var == V_KCM ? -1 : id;
 	uint64_t fseed = 0x5851f42d4c957f2dull * (id + 1);
-	struct echo_tx tx = { .body_len = UINT32_MAX };
+	struct echo_tx tx = { .filler_len = UINT32_MAX };
 	unsigned char *buf;
 	size_t have = 0;
 
