@@ -323,18 +323,15 @@ static size_t write_full(int fd, const unsigned char *buf, size_t len)
 /* ---- message checksum ------------------------------------------------------ */
 
 /*
- * A 64-bit multiplicative hash of 8-byte words, in four interleaved lanes
- * so that the multiplications of consecutive words do not wait for each
- * other.  Each step h = (h ^ w) * odd is a bijection of w, and so is the
- * final fold of the lanes in each lane: a change confined to one word (a
+ * A 64-bit multiplicative hash of 8-byte words.  The filler's words go in
+ * four interleaved lanes, so that the multiplications of consecutive
+ * words do not wait for each other (the last partial word padded with
+ * zeros); the lanes are folded into one, which then takes the header words
+ * from PH_ID on.  Each step h = (h ^ w) * odd, and each step of the fold,
+ * is a bijection of what it takes: a change confined to one word (a
  * corrupt byte) always changes the sum, any other change does but with a
- * chance of 2^-64.
- *
- * A message's checksum covers its filler first, the last partial word
- * padded with zeros, folds the lanes, then takes the header words from
- * PH_ID on
- * in the same way: a client computes its fixed filler's part once and
- * only adds sender and sequence per message.
+ * chance of 2^-64.  A client computes its fixed filler's part once and
+ * only adds the header per message.
  */
 #define CSUM_MUL	0x100000001b3ull	/* FNV's 64-bit prime */
 
@@ -1526,7 +1523,8 @@ static void usage(const char *prog)
 {
 	fprintf(stderr,
 		"usage: %s -w stream|echo -v kcm|user|tcp|kcmd|kcmb -s SIZE(0=mixed) -c CONNS -t THREADS\n"
-		"          [-d SECONDS] [-g STALL_SECONDS] [-r REP]   (kcmb: stream only)\n", prog);
+		"          [-d SECONDS] [-g STALL_SECONDS] [-r REP]   (kcmb: stream only;\n"
+		"          SIZE at least %d, the header: %d for echo)\n", prog, PH_STREAM, PH_ECHO);
 	exit(2);
 }
 
