@@ -9,7 +9,11 @@
 #   make run              boot 6.12 with our module and run build/samples/kcm_demo
 #   make bench            benchmark our kcm.ko, Linux's and user-space framing
 #                         in VMs (6.12); table and plot in build/bench/; fails
-#                         if our module stalled or lost/damaged messages
+#                         if our module or a baseline stalled or lost/damaged
+#                         messages, or a VM logged a kernel report
+#   make bench-selftest   on the host: kcm_bench's data check catches an
+#                         injected corruption, loss, duplicate and stall
+#                         (about 10 s; part of make check)
 #   make soak             kcm_soak's long form on our module: every kernel,
 #                         plain TCG and QEMU -icount (scripts/vm/soak.sh)
 #   make check-debug      the suite on a debug kernel (KASAN, lockdep, kmemleak,
@@ -73,7 +77,7 @@ SAMPLE_CFLAGS := -static -O2 -Wall -Wextra -Werror -I include/uapi -I include
 TESTS_DIR := tools/testing/selftests/net/kcm
 
 .PHONY: lib kcmstat
-.PHONY: all modules tests samples check check-locked check-debug check-kcsan fuzz run bench bench-build profile soak clean install
+.PHONY: all modules tests samples check check-locked check-debug check-kcsan fuzz run bench bench-build bench-selftest profile soak clean install
 .DEFAULT_GOAL := all
 
 all: modules
@@ -136,6 +140,7 @@ check-locked:
 	@scripts/install-deps.sh
 	@rm -rf build/tests
 	@$(MAKE) --no-print-directory $(if $(filter ours,$(KCM)),modules) tests samples
+	@$(MAKE) --no-print-directory bench-selftest
 	@scripts/vm/check.sh
 
 # Debug kernels: scripts/debug-kernel/ (the first build takes ~15 min, then
@@ -176,6 +181,12 @@ bench-build:
 	@scripts/install-deps.sh
 	@$(MAKE) --no-print-directory modules
 	@$(MAKE) --no-print-directory -C $(TESTS_DIR)/bench OUTPUT=$(CURDIR)/build/bench/bin
+
+# kcm_bench's user-space variants on the host, with faults injected: the
+# benchmark's data check must fail them (no module, no VM).
+bench-selftest:
+	@$(MAKE) --no-print-directory -C $(TESTS_DIR)/bench OUTPUT=$(CURDIR)/build/bench/bin
+	@$(TESTS_DIR)/bench/selftest.sh $(CURDIR)/build/bench/bin/kcm_bench
 
 # One VM per lane, one at a time; see scripts/bench/bench.sh for BENCH_*.
 bench: KERNELS = 6.12

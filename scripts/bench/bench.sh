@@ -6,10 +6,13 @@
 # (the Makefile's bench target builds both).  Outputs in build/bench/
 # (build/bench/icount/ with BENCH_ICOUNT=1): table.txt, results.txt (every
 # run), ratios.dat, bench.png, vm/KVER-LANE/ (logs).
-# Exits 1 (after the table and the plot) if a run of our module stalled,
-# misframed, lost or invented messages or failed (report.py's
-# failures.txt), or if a VM did not finish; a failures summary comes last.
-# Linux's module stalling is what the table shows, not a failure.
+# Exits 1 (after the table and the plot) if a run of our module, or of a
+# baseline (user, tcp) in either lane, stalled, misframed, delivered a
+# message that failed kcm_bench's verification, lost or invented messages
+# or failed (report.py's failures.txt), or if a VM did not finish or its
+# console has a kernel report (scripts/vm/kernel-report.sh); a failures
+# summary comes last.  Linux's module stalling is what the table shows,
+# not a failure.
 # Environment: KERNELS (default 6.12), BENCH_LANES (default "ours linux"),
 # BENCH_ICOUNT=1, BENCH_REPS, BENCH_DUR, BENCH_STALL, BENCH_DIRECTED, BENCH_SIZES, BENCH_CONNS,
 # BENCH_THREADS, BENCH_WORKLOADS, BENCH_VARIANTS, BENCH_ECHO_VARIANTS,
@@ -52,6 +55,10 @@ for kver in "${kvers[@]}"; do
 			echo "bench: $kver/$lane: VM failed after $((SECONDS - t)) s (partial results kept)"
 			vm_failed+=("$kver/$lane: the VM did not finish (see ${out#"$root"/}/vm/$kver-$lane/console.log)")
 		fi
+		if report=$("$root/scripts/vm/kernel-report.sh" "$work/vm/$kver-$lane/console.log"); then
+			echo "bench: $kver/$lane: kernel report: $report"
+			vm_failed+=("$kver/$lane: kernel report in the console: $report (see ${out#"$root"/}/vm/$kver-$lane/console.log)")
+		fi
 		logs+=("$work/vm/$kver-$lane/bench.log")
 	done
 done
@@ -89,12 +96,13 @@ fi
 echo "bench: table in ${out#"$root"/}/table.txt, every run in ${out#"$root"/}/results.txt" \
 	"(total $((SECONDS - start)) s)"
 
-# Failures: our module stalled or delivered wrong data, or a VM died.
+# Failures: our module or a baseline stalled or delivered wrong data, or
+# a VM died or logged a kernel report.
 mapfile -t bad <"$out/failures.txt"
 if [ ${#bad[@]} -gt 0 ] || [ ${#vm_failed[@]} -gt 0 ]; then
 	echo
-	echo "bench: FAILED: ${#bad[@]} run(s) of our module stalled or delivered wrong data," \
-		"${#vm_failed[@]} VM(s) did not finish:"
+	echo "bench: FAILED: ${#bad[@]} run(s) stalled or delivered wrong data," \
+		"${#vm_failed[@]} VM problem(s) (did not finish, kernel report):"
 	printf '  %s\n' "${vm_failed[@]}" "${bad[@]}" | grep -v '^  $' || true
 	exit 1
 fi

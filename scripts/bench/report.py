@@ -9,15 +9,17 @@
 # A cell is the median over the reps whose status is ok; "stalled" if every
 # rep stalled, "stall k/n" if k of n did, "skipped" if every rep was (the
 # module lacks the feature), "misframed k/n" if the module delivered
-# messages whose length disagrees with their prefix, "MISMATCH" or "ERROR"
-# if a rep lost or invented messages or failed (a benchmark or module bug).
+# messages whose length disagrees with their prefix, "CORRUPT" if a rep
+# received a message that failed its verification (checksum, length,
+# sender, order, duplicate), "MISMATCH" or "ERROR" if a rep lost or
+# invented messages or failed (a benchmark or module bug).
 # Ratios compare medians of ok runs only.
 #
-# Also writes OUTDIR/failures.txt: one line per run of our module (lane
-# ours, variants kcm, kcmb, kcmd) that stalled, misframed, lost or invented
-# messages, or failed; empty if none.  bench.sh exits 1 when it is not.
-# Linux's module stalls and misframes (see README): its runs are reported
-# in the table, not as failures.
+# Also writes OUTDIR/failures.txt: one line per run that stalled, misframed,
+# delivered wrong data, lost or invented messages, or failed, of our module
+# (lane ours) or of a baseline (user, tcp) in either lane; empty if none.
+# bench.sh exits 1 when it is not.  Linux's module stalls and misframes
+# (see README): its runs are reported in the table, not as failures.
 import os
 import re
 import sys
@@ -70,6 +72,8 @@ def cell(kver, lane, w, v, s, c, t, metric):
 	ok = [float(r[metric]) for r in rs if r['status'] == 'ok']
 	if 'error' in st:
 		return 'ERROR', None
+	if 'corrupt' in st:
+		return 'CORRUPT', None
 	if 'mismatch' in st:
 		return 'MISMATCH', None
 	if 'misframed' in st:
@@ -209,23 +213,24 @@ for kver in kvers:
 			f'{v} ' + ' '.join(f'{st}={n}' for st, n in sorted(cnt[v].items()))
 			for v in sorted(cnt)))
 
-# Runs of our module that must not happen.
-OUR_VARIANTS = ('kcm', 'kcmb', 'kcmd')
-BAD = ('stalled', 'misframed', 'mismatch', 'error')
+# Runs that must not happen: our module's, and the baselines' in any lane
+# (there a failure is the benchmark's or the kernel's TCP's).
+BASELINES = ('user', 'tcp')
+BAD = ('stalled', 'misframed', 'corrupt', 'mismatch', 'error')
 failures = []
 for k in sorted(runs):
 	kver, lane, w, v, s, c, t = k
-	if lane != 'ours' or v not in OUR_VARIANTS:
+	if lane != 'ours' and v not in BASELINES:
 		continue
 	for r in runs[k]:
 		if r['status'] in BAD:
 			extra = ' '.join(f'{x}={r[x]}' for x in (
 				'stall', 'reason', 'sent_msgs', 'recv_msgs', 'badframes', 'requests',
-				'replies', 'badreplies') if x in r)
-			failures.append(f'{kver} ours {w} {v} size={s} conns={c} threads={t}'
+				'replies', 'badreplies', 'violations', 'first') if x in r)
+			failures.append(f'{kver} {lane} {w} {v} size={s} conns={c} threads={t}'
 					f' rep={r.get("rep", "?")}: {r["status"]}' + (f' ({extra})' if extra else ''))
 if failures:
-	out.append(f'FAILURES of our module: {len(failures)} run(s)')
+	out.append(f'FAILURES: {len(failures)} run(s)')
 	out.extend('  ' + f for f in failures)
 with open(os.path.join(outdir, 'failures.txt'), 'w') as f:
 	f.write(''.join(x + '\n' for x in failures))

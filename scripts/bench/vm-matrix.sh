@@ -14,6 +14,19 @@
 bin=/samples/kcm_bench
 
 echo "# kcm-bench: $(uname -r) lane=$LANE reps=$BENCH_REPS dur=$BENCH_DUR"
+# One run: workload variant size conns threads rep.  kcm_bench prints its
+# KCMBENCH line (and, for a run that is not ok, "# " lines saying why) and
+# exits 1 if the run is not ok; a run killed or failed before its line gets
+# an error line here.
+one() {
+	# Hard limit on top of the program's own stall detection.
+	out=$(timeout -s KILL 60 $bin -w "$1" -v "$2" -s "$3" -c "$4" -t "$5" \
+		-d "$BENCH_DUR" -g "$BENCH_STALL" -r "$6")
+	rc=$?
+	[ -n "$out" ] && echo "$out"
+	echo "$out" | grep -q '^KCMBENCH ' ||
+		echo "KCMBENCH workload=$1 variant=$2 size=$3 conns=$4 threads=$5 rep=$6 status=error reason=\"exit $rc\""
+}
 run_case() {	# workload size conns threads
 	r=1
 	while [ $r -le "$BENCH_REPS" ]; do
@@ -23,10 +36,7 @@ run_case() {	# workload size conns threads
 		order=$(echo "$vars" | awk -v k=$((r - 1)) '{
 			for (i = 0; i < NF; i++) printf "%s ", $((i + k) % NF + 1) }')
 		for v in $order; do
-			# Hard limit on top of the program's own stall detection.
-			timeout -s KILL 60 $bin -w "$1" -v "$v" -s "$2" -c "$3" -t "$4" \
-				-d "$BENCH_DUR" -g "$BENCH_STALL" -r $r ||
-				echo "KCMBENCH workload=$1 variant=$v size=$2 conns=$3 threads=$4 rep=$r status=error reason=\"exit $?\""
+			one "$1" "$v" "$2" "$3" "$4" $r
 		done
 		r=$((r + 1))
 	done
@@ -53,13 +63,9 @@ if [ "${BENCH_DIRECTED:-1}" = 1 ]; then
 		if [ "$LANE" = linux ]; then
 			echo "KCMBENCH workload=echo variant=kcmd size=64 conns=16 threads=2 rep=$r status=skipped reason=\"Linux's kcm.ko cannot send on a chosen connection\""
 		else
-			timeout -s KILL 60 $bin -w echo -v kcmd -s 64 -c 16 -t 2 \
-				-d "$BENCH_DUR" -g "$BENCH_STALL" -r $r ||
-				echo "KCMBENCH workload=echo variant=kcmd size=64 conns=16 threads=2 rep=$r status=error reason=\"exit $?\""
+			one echo kcmd 64 16 2 $r
 		fi
-		timeout -s KILL 60 $bin -w echo -v user -s 64 -c 16 -t 2 \
-			-d "$BENCH_DUR" -g "$BENCH_STALL" -r $r ||
-			echo "KCMBENCH workload=echo variant=user size=64 conns=16 threads=2 rep=$r status=error reason=\"exit $?\""
+		one echo user 64 16 2 $r
 		r=$((r + 1))
 	done
 fi

@@ -88,8 +88,7 @@ END {
 }'
 
 # Splats: panic_on_warn turns most of them into a panic, but not all.
-pattern='WARNING:|BUG:|Oops|Kernel panic|KASAN|possible circular locking|possible recursive locking|INFO: task|kmemleak|UBSAN|general protection fault|Call Trace|list_add corruption|refcount_t'
-if splat=$(tr -d '\r' <"$dir/console.log" 2>/dev/null | grep -m1 -E "$pattern"); then
+if splat=$("$(dirname "$0")/kernel-report.sh" "$dir/console.log"); then
 	echo "not ok - kernel log clean # ${splat//#/}"
 else
 	echo "ok - kernel log clean"

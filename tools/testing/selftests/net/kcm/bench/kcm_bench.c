@@ -12,7 +12,9 @@
  *   user  T threads, each with an epoll set over its share of the
  *         connections, reading into a per-connection buffer and cutting
  *         messages at the length prefix (partial messages carry over).
- *   tcp   as user, but the bytes are only counted (or echoed): no framing.
+ *   tcp   as user, but no message is cut out: the bytes are verified as
+ *         they arrive, through a state per connection, and counted (or
+ *         echoed as they came).
  *   kcmd  as kcm, with KCM_RECV_ORIGIN on: echo replies go back on the
  *         connection each request came from (KCM_ORIGIN), and each client
  *         checks that every reply is its own (our extension only).
@@ -30,7 +32,6 @@
  *
  *   stream  every client sends as fast as it can for the duration, then
  *           stops at a message boundary; the server drains what is left.
- *           The server's totals must equal the clients' totals.
  *   echo    closed loop with C requests in flight: a client that receives
  *           a reply sends its next request.  Requests carry their send
  *           time, so a round trip is measured even if a reply comes back
@@ -39,14 +40,44 @@
  *
  * Size 0 means mixed sizes, drawn log-uniformly from 16 B to 64 KiB.
  *
+ * Every variant checks the data, and does the same work for it.  A payload
+ * starts with a checksum of the rest of it, the number of the client that
+ * sent it and the client's sequence number (echo: and the send time); the
+ * rest is filler.  Every receiver (the servers; in echo the clients too)
+ * verifies each message: its length (the one sent with that sequence
+ * number), its checksum (over the whole payload: a corrupt byte anywhere
+ * is caught), its sender.  The receivers that account for the messages
+ * (stream: the server; echo: the clients, for the replies) check the order
+ * promised: on one TCP connection (user, tcp, and kcmd's replies) exactly
+ * in sequence; a KCM reader in increasing sequence per sender (the other
+ * readers get the rest); kcm echo replies in any order.  Each keeps a bit
+ * per sender and sequence number; at the end of the run the bits of all
+ * must show every message (request) of every client received (answered)
+ * exactly once.  The tcp server verifies the bytes as they come, without
+ * cutting messages out.
+ *
  * One line per run on stdout:
  *   KCMBENCH workload=W variant=V size=S conns=C threads=T status=S key=value...
- * where status is ok, stalled, misframed (the server got messages whose
- * length disagrees with their prefix: framing was lost), mismatch (counts
- * differ), error, or skipped (kcmb on a module without KCM_RECV_BATCH).
- * A run in which nothing moves for the stall timeout (default 3 s), or
- * whose drain after the stop takes longer than that, ends with
- * status=stalled (stall=noprogress or stall=drain) instead of hanging.
+ * where status is ok, misframed (the server got messages whose length
+ * disagrees with their prefix: framing was lost), corrupt (a message
+ * failed its verification: checksum, length, sender, order, duplicate),
+ * stalled, mismatch (some message was never received, or one received
+ * was never sent), error, or skipped (kcmb on a module without
+ * KCM_RECV_BATCH).  A run in which nothing moves for the stall timeout
+ * (default 3 s), or whose drain after the stop takes longer than that,
+ * ends with status=stalled (stall=noprogress or stall=drain) instead of
+ * hanging.  A run that is not ok then prints, as "# " lines, its first
+ * violations (where, which sender and sequence number, what was wrong),
+ * every sender whose count is off (with the first missing sequence
+ * numbers), the state of every connection (messages outstanding, bytes
+ * queued in TCP on both ends) and, on KCM, /proc/net/kcm{,_stats}; the
+ * line's first= is the first problem.  Exit status: 0 ok or skipped, 1
+ * any other status, 2 error.
+ *
+ * KCM_BENCH_INJECT=corrupt|drop|dup|stall[:SEQ] (the bench's self-test,
+ * selftest.sh) makes client 0 send its message SEQ (default 10) wrong: one
+ * byte flipped after the checksum was computed, not at all, twice, or
+ * half of it and then nothing more; the run must then fail.
  *
  * Usage: kcm_bench -w stream|echo -v kcm|user|tcp|kcmd|kcmb -s SIZE -c C -t T
  *                  [-d SECONDS] [-g STALL_SECONDS] [-r REP]
@@ -94,11 +125,24 @@
 #define MAX_CONNS	64
 #define MAX_THREADS	16
 
+/*
+ * The payload header, 64-bit words in host byte order: checksum, sender
+ * and sequence number; echo requests add their send time.  Filler follows.
+ */
+#define PH_SUM		0		/* checksum */
+#define PH_ID		8		/* client number | its sequence number << 32 */
+#define PH_TIME		16		/* echo: send time, ns */
+#define PH_STREAM	16		/* header bytes: stream */
+#define PH_ECHO		24		/* header bytes: echo */
+#define MAX_REPORTED	8		/* violations printed */
+
 enum workload { W_STREAM, W_ECHO };
 enum variant { V_KCM, V_USER, V_TCP, V_KCMD, V_KCMB };
+enum inject { INJ_NONE, INJ_CORRUPT, INJ_DROP, INJ_DUP, INJ_STALL };
 
 static const char *const wl_name[] = { "stream", "echo" };
 static const char *const var_name[] = { "kcm", "user", "tcp", "kcmd", "kcmb" };
+static const char *const inject_name[] = { "", "corrupt", "drop", "dup", "stall" };
 
 /* ---- configuration and shared state ------------------------------------- */
 
@@ -110,6 +154,9 @@ static int nthreads = 1;
 static double duration = 1.0;
 static double stall_secs = 3.0;
 static int rep = 1;
+static uint32_t ph = PH_STREAM;		/* payload header bytes */
+static enum inject inject;		/* KCM_BENCH_INJECT: what goes wrong */
+static uint32_t inject_seq = 10;	/* ... with client 0's message of this seq */
 
 static volatile int stop_send;		/* clients: send no new messages */
 static volatile int abort_run;		/* everyone: give up now */
@@ -123,6 +170,11 @@ static uint64_t cli_msgs, cli_bytes;	/* stream: sent; echo: requests sent */
 static uint64_t echo_replies, echo_reply_bytes, echo_badreplies;
 static uint64_t echo_replies_at_stop;
 static uint64_t echo_quiet;		/* clients that saw stop_send */
+
+/* Per client: messages (echo: requests) sent, written by that client only. */
+static uint64_t cli_sent[MAX_CONNS];
+/* user, tcp: bytes of an incomplete message the server holds, per connection. */
+static uint64_t srv_partial[MAX_CONNS];
 
 static int client_fd[MAX_CONNS];
 static int server_fd[MAX_CONNS];
@@ -201,6 +253,14 @@ static uint32_t get_be32(const unsigned char *p)
 	       (uint32_t)p[2] << 8 | p[3];
 }
 
+static uint64_t load64(const unsigned char *p)
+{
+	uint64_t v;
+
+	memcpy(&v, p, sizeof(v));
+	return v;
+}
+
 /* xorshift64*, one state per client, so that runs are reproducible. */
 static uint64_t rnd(uint64_t *s)
 {
@@ -210,8 +270,8 @@ static uint64_t rnd(uint64_t *s)
 	return *s * 0x2545f4914f6cdd1dull;
 }
 
-/* Payload size: fixed, or log-uniform in [MIN_MIXED, MAX_PAYLOAD]. */
-static uint32_t pick_size(uint64_t *s)
+/* Payload size: fixed, or log-uniform in [MIN_MIXED, MAX_PAYLOAD] from @r. */
+static uint32_t pick_size(uint64_t r)
 {
 	double lo, hi, x;
 	uint32_t v;
@@ -220,10 +280,11 @@ static uint32_t pick_size(uint64_t *s)
 		return msg_size;
 	lo = __builtin_log(MIN_MIXED);
 	hi = __builtin_log(MAX_PAYLOAD);
-	x = lo + (hi - lo) * ((rnd(s) >> 11) / 9007199254740992.0);
+	x = lo + (hi - lo) * ((r >> 11) / 9007199254740992.0);
 	v = (uint32_t)__builtin_exp(x);
-	if (v < MIN_MIXED)
-		v = MIN_MIXED;
+	/* Echo's header is longer than the smallest mixed message. */
+	if (v < MIN_MIXED || v < ph)
+		v = MIN_MIXED > ph ? MIN_MIXED : ph;
 	if (v > MAX_PAYLOAD)
 		v = MAX_PAYLOAD;
 	return v;
@@ -259,6 +320,476 @@ static size_t write_full(int fd, const unsigned char *buf, size_t len)
 	return done;
 }
 
+/* ---- message checksum ------------------------------------------------------ */
+
+/*
+ * A 64-bit multiplicative hash of 8-byte words.  The filler's words go in
+ * four interleaved lanes, so that the multiplications of consecutive
+ * words do not wait for each other (the last partial word padded with
+ * zeros); the lanes are folded into one, which then takes the header words
+ * from PH_ID on.  Each step h = (h ^ w) * odd, and each step of the fold,
+ * is a bijection of what it takes: a change confined to one word (a
+ * corrupt byte) always changes the sum, any other change does but with a
+ * chance of 2^-64.  A client computes its fixed filler's part once and
+ * only adds the header per message.
+ */
+#define CSUM_MUL	0x100000001b3ull	/* FNV's 64-bit prime */
+
+struct csum {
+	uint64_t h[4];
+	uint64_t nw;			/* words taken; the next goes to lane nw % 4 */
+};
+
+static void csum_init(struct csum *c)
+{
+	int i;
+
+	for (i = 0; i < 4; i++)
+		c->h[i] = 0xcbf29ce484222325ull + i;	/* FNV's offset basis */
+	c->nw = 0;
+}
+
+/* Take @nw whole words at @p. */
+static inline void csum_words(struct csum *c, const unsigned char *p, size_t nw)
+{
+	uint64_t h0, h1, h2, h3;
+
+	/* One at a time up to lane 0, four at a time, the rest one at a time. */
+	for (; nw && (c->nw & 3); nw--, p += 8, c->nw++)
+		c->h[c->nw & 3] = (c->h[c->nw & 3] ^ load64(p)) * CSUM_MUL;
+	h0 = c->h[0];
+	h1 = c->h[1];
+	h2 = c->h[2];
+	h3 = c->h[3];
+	for (; nw >= 4; nw -= 4, p += 32, c->nw += 4) {
+		h0 = (h0 ^ load64(p)) * CSUM_MUL;
+		h1 = (h1 ^ load64(p + 8)) * CSUM_MUL;
+		h2 = (h2 ^ load64(p + 16)) * CSUM_MUL;
+		h3 = (h3 ^ load64(p + 24)) * CSUM_MUL;
+	}
+	c->h[0] = h0;
+	c->h[1] = h1;
+	c->h[2] = h2;
+	c->h[3] = h3;
+	for (; nw; nw--, p += 8, c->nw++)
+		c->h[c->nw & 3] = (c->h[c->nw & 3] ^ load64(p)) * CSUM_MUL;
+}
+
+/* Take the last @n bytes of a filler, fewer than a word, padded with zeros. */
+static void csum_tail(struct csum *c, const unsigned char *p, size_t n)
+{
+	unsigned char w[8] = { 0 };
+
+	if (!n)
+		return;
+	memcpy(w, p, n);
+	csum_words(c, w, 1);
+}
+
+/* The lanes folded into one word: the checksum of a filler. */
+static uint64_t csum_fold(const struct csum *c)
+{
+	uint64_t r = c->h[0];
+	int i;
+
+	for (i = 1; i < 4; i++)
+		r = (r * CSUM_MUL) ^ c->h[i];
+	return r;
+}
+
+/* The checksum of the @n bytes of filler at @p. */
+static uint64_t filler_sum(const unsigned char *p, size_t n)
+{
+	struct csum c;
+
+	csum_init(&c);
+	csum_words(&c, p, n / 8);
+	csum_tail(&c, p + n / 8 * 8, n % 8);
+	return csum_fold(&c);
+}
+
+/*
+ * The checksum of a payload whose filler's is @filler and whose header
+ * words from PH_ID on are @words.
+ */
+static uint64_t csum_end(uint64_t filler, const uint64_t *words)
+{
+	uint64_t r = filler;
+	unsigned int i;
+
+	for (i = 0; i < (ph - PH_ID) / 8; i++)
+		r = (r * CSUM_MUL) ^ words[i];
+	return r * CSUM_MUL;
+}
+
+/* The checksum of the payload at @payload, whose filler's is @filler. */
+static uint64_t payload_end(uint64_t filler, const unsigned char *payload)
+{
+	uint64_t words[(PH_ECHO - PH_ID) / 8];
+
+	memcpy(words, payload + PH_ID, ph - PH_ID);
+	return csum_end(filler, words);
+}
+
+/* The checksum of a payload of @plen bytes, all at @p. */
+static uint64_t payload_sum(const unsigned char *p, uint32_t plen)
+{
+	return payload_end(filler_sum(p + ph, plen - ph), p);
+}
+
+static uint64_t make_id(uint32_t sender, uint32_t seq)
+{
+	return sender | (uint64_t)seq << 32;
+}
+
+/* Pseudo-random filler, so that no two clients' or slots' messages match. */
+static void fill(unsigned char *p, size_t n, uint64_t *seed)
+{
+	for (; n >= 8; p += 8, n -= 8) {
+		uint64_t v = rnd(seed);
+
+		memcpy(p, &v, 8);
+	}
+	while (n--)
+		*p++ = rnd(seed);
+}
+
+/* ---- what the clients send ------------------------------------------------ */
+
+/*
+ * stream: one client's batch of messages, built once and sent round after
+ * round; only the sequence numbers and checksums change between rounds
+ * (writing new filler would cost as much as checking it).  So a payload
+ * replaced by the same message's of an earlier round, header apart, would
+ * pass: it is the same; any other mix-up changes the checksum.
+ */
+struct plan {
+	unsigned char *buf;
+	size_t len, n;
+	size_t *ends;			/* end offset of message i in buf */
+	uint32_t *plen;			/* payload bytes of message i */
+	uint64_t *filler;		/* checksum of message i's filler */
+};
+static struct plan plans[MAX_CONNS];
+
+static void build_plan(int id)
+{
+	struct plan *pl = &plans[id];
+	size_t cap = msg_size ? STREAM_BATCH : MIXED_BATCH, off = 0, n = 0, max;
+	uint64_t seed = 0x9e3779b97f4a7c15ull * (id + 1);
+	uint64_t fseed = seed ^ 0x5851f42d4c957f2dull;	/* the filler's own */
+
+	if (cap < MAX_MSG)
+		cap = MAX_MSG;
+	max = cap / (HDR + ph);
+	pl->buf = malloc(cap);
+	pl->ends = malloc(max * sizeof(*pl->ends));
+	pl->plen = malloc(max * sizeof(*pl->plen));
+	pl->filler = malloc(max * sizeof(*pl->filler));
+	if (!pl->buf || !pl->ends || !pl->plen || !pl->filler)
+		die("malloc");
+	for (;;) {
+		uint32_t plen = pick_size(rnd(&seed));
+		unsigned char *p = pl->buf + off + HDR;
+
+		if (off + plen + HDR > cap && n > 0)
+			break;
+		put_be32(pl->buf + off, plen);
+		fill(p + ph, plen - ph, &fseed);
+		pl->filler[n] = filler_sum(p + ph, plen - ph);
+		pl->plen[n] = plen;
+		off += plen + HDR;
+		pl->ends[n++] = off;
+		if (off + HDR + (msg_size ? msg_size : MIN_MIXED) > cap)
+			break;
+	}
+	pl->len = off;
+	pl->n = n;
+}
+
+/* stream: number the messages of the next round from @seq, and sum them. */
+static void stamp_round(struct plan *pl, uint32_t sender, uint32_t seq)
+{
+	size_t i;
+
+	for (i = 0; i < pl->n; i++) {
+		unsigned char *p = pl->buf + (i ? pl->ends[i - 1] : 0) + HDR;
+		uint64_t id = make_id(sender, seq + i);
+		uint64_t sum = csum_end(pl->filler[i], &id);
+
+		memcpy(p + PH_SUM, &sum, 8);
+		memcpy(p + PH_ID, &id, 8);
+	}
+}
+
+/* echo: the payload size of request @seq of client @sender. */
+static uint32_t echo_size(uint32_t sender, uint32_t seq)
+{
+	/* splitmix64's finaliser: a random-looking value from the pair. */
+	uint64_t x = ((uint64_t)sender << 32 | seq) + 0x9e3779b97f4a7c15ull;
+
+	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+	x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+	return pick_size(x ^ (x >> 31));
+}
+
+/* The payload size that @sender sent with sequence number @seq. */
+static uint32_t sent_size(uint32_t sender, uint32_t seq)
+{
+	const struct plan *pl = &plans[sender];
+
+	if (msg_size)
+		return msg_size;
+	if (wl == W_ECHO)
+		return echo_size(sender, seq);
+	return pl->plen[seq % pl->n];
+}
+
+/* ---- verification ------------------------------------------------------------ */
+
+enum order {
+	ORDER_ANY,	/* kcm echo replies: any reader, any connection */
+	ORDER_RISING,	/* a KCM reader: a sender's messages in increasing order */
+	ORDER_EXACT,	/* one TCP connection: every message, in sequence */
+};
+
+/*
+ * Exactly once: each receiver that accounts keeps a bit per sender and
+ * sequence number, in chunks allocated when first used; the end of the
+ * run merges them (the order checks alone could not say which message is
+ * missing, nor catch a duplicate across KCM readers).  A map of its own,
+ * written by its thread only, needs no atomic read-modify-write.
+ */
+#define SEEN_CHUNK_SEQS	(1u << 20)	/* 128 KiB of bits per chunk */
+#define SEEN_CHUNKS	(1u << 12)	/* chunks per sender: 2^32 seqs */
+
+/*
+ * One receiver: a server thread, or an echo client.  Only the receivers
+ * that account (stream servers, echo clients) count messages and check
+ * their order; echo servers check each request's integrity only.
+ */
+struct rx_ctx {
+	char name[24];			/* in reports: "reader 1", "client 0", ... */
+	int account;
+	enum order order;
+	uint32_t next[MAX_CONNS];	/* per sender: the lowest seq allowed next */
+	uint64_t got[MAX_CONNS];	/* per sender: messages accounted for */
+	uint64_t **seen;		/* [sender * SEEN_CHUNKS + seq / SEEN_CHUNK_SEQS] */
+};
+static struct rx_ctx srv_rx[MAX_THREADS];
+static struct rx_ctx cli_rx[MAX_CONNS];
+
+/*
+ * Mark (@sender, @seq) as received by @rx; returns 1 if it was already.
+ * Stores are atomic (relaxed: plain moves) because main may read the map
+ * while this thread still runs, at the end of a stalled run.
+ */
+static int seen_mark(struct rx_ctx *rx, uint32_t sender, uint32_t seq)
+{
+	uint64_t **slot = &rx->seen[sender * SEEN_CHUNKS + seq / SEEN_CHUNK_SEQS];
+	uint64_t *chunk = *slot, *w, mask = 1ull << (seq & 63);
+
+	if (!chunk) {
+		chunk = calloc(1, SEEN_CHUNK_SEQS / 8);
+		if (!chunk)
+			die("calloc");
+		__atomic_store_n(slot, chunk, __ATOMIC_RELEASE);
+	}
+	w = &chunk[seq % SEEN_CHUNK_SEQS / 64];
+	if (*w & mask)
+		return 1;
+	__atomic_store_n(w, *w | mask, __ATOMIC_RELAXED);
+	return 0;
+}
+
+/* The 64 bits of @rx's map for @sender from @seq (a multiple of 64) on. */
+static uint64_t seen_word(const struct rx_ctx *rx, uint32_t sender, uint64_t seq)
+{
+	uint64_t *chunk = __atomic_load_n(&rx->seen[sender * SEEN_CHUNKS + seq / SEEN_CHUNK_SEQS],
+					  __ATOMIC_ACQUIRE);
+
+	return chunk ? __atomic_load_n(&chunk[seq % SEEN_CHUNK_SEQS / 64], __ATOMIC_RELAXED) : 0;
+}
+
+/* The first violations, for the report; all of them are counted. */
+static pthread_mutex_t violation_lock = PTHREAD_MUTEX_INITIALIZER;
+static char violation_text[MAX_REPORTED][160];
+static uint64_t nviolations;
+
+static void violation(const char *who, const char *fmt, ...)
+{
+	va_list ap;
+
+	pthread_mutex_lock(&violation_lock);
+	if (nviolations < MAX_REPORTED) {
+		char *t = violation_text[nviolations];
+		int n = snprintf(t, sizeof(violation_text[0]), "%s: ", who);
+
+		va_start(ap, fmt);
+		vsnprintf(t + n, sizeof(violation_text[0]) - n, fmt, ap);
+		va_end(ap);
+	}
+	nviolations++;
+	pthread_mutex_unlock(&violation_lock);
+}
+
+/*
+ * Verify a payload of @plen bytes whose header is at @hdr and whose
+ * checksum, computed on receipt, is @sum.  @from is the sender whose
+ * connection it came on, or -1 where any sender's message may arrive.
+ */
+static void verify(struct rx_ctx *rx, const unsigned char *hdr, uint32_t plen,
+		   uint64_t sum, int from)
+{
+	uint32_t sender, seq, want_len;
+	uint64_t want_sum, id;
+
+	memcpy(&want_sum, hdr + PH_SUM, 8);
+	memcpy(&id, hdr + PH_ID, 8);
+	sender = id;
+	seq = id >> 32;
+	if (sum != want_sum) {
+		/* Its sender and seq may be what is corrupt: not accounted. */
+		violation(rx->name, "checksum %016llx, the message says %016llx (sender %u seq %u, %u bytes)",
+			  (unsigned long long)sum, (unsigned long long)want_sum,
+			  sender, seq, plen);
+		return;
+	}
+	if (sender >= (uint32_t)nconns) {
+		violation(rx->name, "sender %u seq %u: there is no sender %u", sender, seq, sender);
+		return;
+	}
+	want_len = sent_size(sender, seq);
+	if (plen != want_len) {
+		violation(rx->name, "sender %u seq %u: %u bytes, sent with %u",
+			  sender, seq, plen, want_len);
+		return;
+	}
+	if (from >= 0 && sender != (uint32_t)from)
+		violation(rx->name, "sender %u seq %u: came on connection %d",
+			  sender, seq, from);
+	if (!rx->account)
+		return;
+	if (rx->order == ORDER_EXACT && seq != rx->next[sender])
+		violation(rx->name, "sender %u seq %u: expected seq %u on this connection",
+			  sender, seq, rx->next[sender]);
+	else if (rx->order == ORDER_RISING && seq < rx->next[sender])
+		violation(rx->name, "sender %u seq %u: after seq %u on this reader",
+			  sender, seq, rx->next[sender] - 1);
+	rx->next[sender] = seq + 1;
+	if (seen_mark(rx, sender, seq)) {
+		violation(rx->name, "sender %u seq %u: duplicate", sender, seq);
+		return;
+	}
+	/* Written by this thread only; main reads it at the end. */
+	__atomic_store_n(&rx->got[sender], rx->got[sender] + 1, __ATOMIC_RELAXED);
+}
+
+/*
+ * Verify a whole message @m of @len bytes, length prefix first.  Returns -1
+ * if its length disagrees with its prefix (framing lost), else 0.
+ */
+static int check_msg(struct rx_ctx *rx, const unsigned char *m, size_t len,
+		     int from)
+{
+	const unsigned char *p = m + HDR;
+
+	if (len < HDR || (size_t)get_be32(m) + HDR != len)
+		return -1;
+	if (len - HDR < ph) {
+		violation(rx->name, "a %zu-byte payload, shorter than its header", len - HDR);
+		return 0;
+	}
+	verify(rx, p, len - HDR, payload_sum(p, len - HDR), from);
+	return 0;
+}
+
+/* tcp: one connection's byte stream, verified as it arrives. */
+struct stream_rx {
+	unsigned char hdr[HDR + PH_ECHO];	/* length prefix, payload header */
+	size_t have;			/* bytes of hdr received */
+	size_t left;			/* filler bytes to come */
+	struct csum c;
+	unsigned char part[8];		/* a partial word of filler ... */
+	size_t npart;			/* ... of this many bytes */
+	int lost;			/* framing lost: bytes only counted */
+};
+
+/* Hash @n bytes of filler at @p, which may end or start inside a word. */
+static void stream_rx_filler(struct stream_rx *s, const unsigned char *p,
+			     size_t n)
+{
+	size_t k;
+
+	if (s->npart) {
+		k = 8 - s->npart < n ? 8 - s->npart : n;
+		memcpy(s->part + s->npart, p, k);
+		s->npart += k;
+		p += k;
+		n -= k;
+		if (s->npart < 8)
+			return;
+		csum_words(&s->c, s->part, 1);
+		s->npart = 0;
+	}
+	csum_words(&s->c, p, n / 8);
+	memcpy(s->part, p + n / 8 * 8, n % 8);
+	s->npart = n % 8;
+}
+
+/* Bytes of an incomplete message that @s has taken. */
+static size_t stream_rx_held(const struct stream_rx *s)
+{
+	if (s->have < HDR + ph)
+		return s->have;
+	return s->have + get_be32(s->hdr) - ph - s->left;
+}
+
+/*
+ * Feed @n bytes of @s's connection (the one of sender @from) through the
+ * verifier; returns the messages completed.  A length prefix out of range
+ * loses the framing for good: one bad frame.
+ */
+static uint64_t stream_rx_feed(struct rx_ctx *rx, struct stream_rx *s,
+			       const unsigned char *p, size_t n, int from,
+			       uint64_t *bad)
+{
+	size_t hlen = HDR + ph, k;
+	uint64_t msgs = 0;
+
+	while (n && !s->lost) {
+		if (s->have < hlen) {
+			k = hlen - s->have < n ? hlen - s->have : n;
+			memcpy(s->hdr + s->have, p, k);
+			s->have += k;
+			p += k;
+			n -= k;
+			if (s->have < hlen)
+				break;
+			if (get_be32(s->hdr) < ph || get_be32(s->hdr) > MAX_PAYLOAD) {
+				s->lost = 1;
+				(*bad)++;
+				break;
+			}
+			s->left = get_be32(s->hdr) - ph;
+			csum_init(&s->c);
+		}
+		k = s->left < n ? s->left : n;
+		stream_rx_filler(s, p, k);
+		p += k;
+		n -= k;
+		s->left -= k;
+		if (s->left)
+			break;
+		csum_tail(&s->c, s->part, s->npart);
+		s->npart = 0;
+		verify(rx, s->hdr + HDR, get_be32(s->hdr),
+		       payload_end(csum_fold(&s->c), s->hdr + HDR), from);
+		s->have = 0;
+		msgs++;
+	}
+	return msgs;
+}
 /* ---- BPF and KCM setup ---------------------------------------------------- */
 
 static int load_len_prog(void)
@@ -355,13 +886,13 @@ static void reply_directed(int fd, struct msghdr *req, size_t len)
 }
 
 /*
- * kcmb: count the messages of one batch, [__u32 length][message]...  Returns
- * the number of bad frames: messages whose prefix disagrees with their
- * length, plus one for a batch that is empty or ends in a partial header or
- * message.
+ * kcmb: verify and count the messages of one batch, [__u32 length][message]...
+ * Returns the number of bad frames: messages whose prefix disagrees with
+ * their length, plus one for a batch that is empty or ends in a partial
+ * header or message.
  */
-static uint64_t parse_batch(const unsigned char *p, size_t len,
-			    uint64_t *msgs, uint64_t *bytes)
+static uint64_t parse_batch(struct rx_ctx *rx, const unsigned char *p,
+			    size_t len, uint64_t *msgs, uint64_t *bytes)
 {
 	size_t off = 0;
 	uint64_t bad = 0;
@@ -372,7 +903,7 @@ static uint64_t parse_batch(const unsigned char *p, size_t len,
 		if (mlen > len - off - HDR)
 			break;
 		off += HDR;
-		if (mlen < HDR || get_be32(p + off) + HDR != mlen)
+		if (check_msg(rx, p + off, mlen, -1))
 			bad++;
 		(*msgs)++;
 		*bytes += mlen;
@@ -383,7 +914,9 @@ static uint64_t parse_batch(const unsigned char *p, size_t len,
 
 static void *kcm_server(void *arg)
 {
-	int fd = kcm_fd[(long)arg];
+	long id = (long)arg;
+	struct rx_ctx *rx = &srv_rx[id];
+	int fd = kcm_fd[id];
 	int vlen = var == V_KCMB ? BATCH_VLEN : RECV_VLEN;
 	size_t bsize = var == V_KCMB ? BATCH_BUF : MAX_MSG;
 	struct mmsghdr mm[RECV_VLEN];
@@ -426,13 +959,13 @@ static void *kcm_server(void *arg)
 				if (mm[i].msg_hdr.msg_flags & MSG_TRUNC)
 					bad++;
 				else
-					bad += parse_batch(m, len, &msgs, &bytes);
+					bad += parse_batch(rx, m, len, &msgs, &bytes);
 				continue;
 			}
 			msgs++;
 			bytes += len;
-			if (len < HDR || get_be32(m) + HDR != len ||
-			    (mm[i].msg_hdr.msg_flags & MSG_TRUNC))
+			if ((mm[i].msg_hdr.msg_flags & MSG_TRUNC) ||
+			    check_msg(rx, m, len, -1))
 				bad++;
 			if (wl == W_ECHO && var == V_KCMD)
 				reply_directed(fd, &mm[i].msg_hdr, len);
@@ -451,14 +984,49 @@ static void *kcm_server(void *arg)
 
 struct conn_state {
 	int fd;
+	int conn;			/* its index: the client it serves */
 	unsigned char *buf;
 	size_t len;
+	struct stream_rx srx;		/* tcp */
 };
+
+/*
+ * user: verify (and echo) the whole messages in @c's buffer, which has @r
+ * new bytes; keep a partial one for later.
+ */
+static void cut_msgs(struct rx_ctx *rx, struct conn_state *c, size_t r,
+		     uint64_t *msgs, uint64_t *bytes, uint64_t *bad)
+{
+	size_t off = 0, end = c->len + r;
+
+	while (end - off >= HDR) {
+		uint32_t plen = get_be32(c->buf + off);
+
+		if (plen > MAX_PAYLOAD) {
+			/* Lost framing: count it, resync impossible. */
+			(*bad)++;
+			off = end;
+			break;
+		}
+		if (end - off < plen + HDR)
+			break;
+		check_msg(rx, c->buf + off, plen + HDR, c->conn);
+		if (wl == W_ECHO)
+			write_full(c->fd, c->buf + off, plen + HDR);
+		(*msgs)++;
+		*bytes += plen + HDR;
+		off += plen + HDR;
+	}
+	if (off && off < end)
+		memmove(c->buf, c->buf + off, end - off);
+	c->len = end - off;
+}
 
 /* user and tcp variants: one epoll set over connections i % T == id. */
 static void *epoll_server(void *arg)
 {
 	long id = (long)arg;
+	struct rx_ctx *rx = &srv_rx[id];
 	struct conn_state cs[MAX_CONNS];
 	struct epoll_event ev[MAX_CONNS];
 	int ep, i, ncs = 0;
@@ -469,8 +1037,9 @@ static void *epoll_server(void *arg)
 	for (i = id; i < nconns; i += nthreads) {
 		struct epoll_event e = { .events = EPOLLIN, .data.u32 = ncs };
 
+		memset(&cs[ncs], 0, sizeof(cs[ncs]));
 		cs[ncs].fd = server_fd[i];
-		cs[ncs].len = 0;
+		cs[ncs].conn = i;
 		cs[ncs].buf = malloc(CONN_BUF);
 		if (!cs[ncs].buf)
 			die("malloc");
@@ -485,6 +1054,7 @@ static void *epoll_server(void *arg)
 			struct conn_state *c = &cs[ev[i].data.u32];
 			ssize_t r = recv(c->fd, c->buf + c->len,
 					 CONN_BUF - c->len, MSG_DONTWAIT);
+			uint64_t msgs = 0, bytes = 0, bad = 0;
 
 			if (r <= 0) {
 				if (r == 0 || (errno != EAGAIN && errno != EINTR))
@@ -492,39 +1062,22 @@ static void *epoll_server(void *arg)
 				continue;
 			}
 			if (var == V_TCP) {
-				add(&srv_bytes, r);
+				msgs = stream_rx_feed(rx, &c->srx, c->buf, r,
+						      c->conn, &bad);
+				bytes = r;
 				if (wl == W_ECHO)
 					write_full(c->fd, c->buf, r);
-				continue;
+			} else {
+				cut_msgs(rx, c, r, &msgs, &bytes, &bad);
 			}
-			/* Cut whole messages; keep a partial one for later. */
-			size_t off = 0, end = c->len + r;
-			uint64_t msgs = 0, bytes = 0, bad = 0;
-
-			while (end - off >= HDR) {
-				uint32_t plen = get_be32(c->buf + off);
-
-				if (plen > MAX_PAYLOAD) {
-					/* Lost framing: count it, resync impossible. */
-					bad++;
-					off = end;
-					break;
-				}
-				if (end - off < plen + HDR)
-					break;
-				if (wl == W_ECHO)
-					write_full(c->fd, c->buf + off, plen + HDR);
-				msgs++;
-				bytes += plen + HDR;
-				off += plen + HDR;
-			}
-			if (off && off < end)
-				memmove(c->buf, c->buf + off, end - off);
-			c->len = end - off;
-			if (msgs) {
+			/* For the report of a stall. */
+			__atomic_store_n(&srv_partial[c->conn], var == V_TCP ?
+					 stream_rx_held(&c->srx) : c->len,
+					 __ATOMIC_RELAXED);
+			if (msgs)
 				add(&srv_msgs, msgs);
+			if (bytes)
 				add(&srv_bytes, bytes);
-			}
 			if (bad)
 				add(&srv_badframes, bad);
 		}
@@ -537,62 +1090,97 @@ static void *epoll_server(void *arg)
 
 /* ---- clients -------------------------------------------------------------- */
 
-/* Fill @buf with whole messages of up to @cap bytes; record message ends. */
-static size_t build_batch(unsigned char *buf, size_t cap, uint64_t *seed,
-			  size_t *ends, size_t *nmsgs)
+static volatile int injected_stall;	/* KCM_BENCH_INJECT=stall happened */
+
+/*
+ * KCM_BENCH_INJECT: send message @m of @len bytes wrong, as the sender
+ * counts it sent.  Returns -1 if a write fell short, else 0.
+ */
+static int send_wrong(int fd, unsigned char *m, size_t len)
 {
-	size_t off = 0, n = 0;
+	int ok = 1;
 
-	for (;;) {
-		uint32_t plen = pick_size(seed);
-
-		if (off + plen + HDR > cap && n > 0)
-			break;
-		put_be32(buf + off, plen);
-		memset(buf + off + HDR, 'a' + n % 26, plen);
-		off += plen + HDR;
-		ends[n++] = off;
-		if (off + HDR + (msg_size ? msg_size : MIN_MIXED) > cap)
-			break;
+	switch (inject) {
+	case INJ_CORRUPT:	/* its last byte flipped, after the checksum */
+		m[len - 1] ^= 0x20;
+		ok = write_full(fd, m, len) == len;
+		m[len - 1] ^= 0x20;
+		break;
+	case INJ_DROP:		/* not written */
+		break;
+	case INJ_DUP:		/* written twice */
+		ok = write_full(fd, m, len) == len && write_full(fd, m, len) == len;
+		break;
+	case INJ_STALL:		/* half of it, and nothing more from this client */
+		ok = write_full(fd, m, len / 2) == len / 2;
+		injected_stall = 1;
+		break;
+	case INJ_NONE:
+		break;
 	}
-	*nmsgs = n;
-	return off;
+	return ok ? 0 : -1;
+}
+
+/* stream: messages of @pl whole in its first @bytes bytes. */
+static size_t whole_msgs(const struct plan *pl, size_t bytes)
+{
+	size_t i;
+
+	for (i = 0; i < pl->n && pl->ends[i] <= bytes; i++)
+		;
+	return i;
+}
+
+/*
+ * stream, KCM_BENCH_INJECT: a round of @pl with its message @j sent wrong.
+ * Returns the messages counted as sent (after a short write: none, the
+ * run fails anyway).
+ */
+static size_t send_round_wrong(int fd, struct plan *pl, size_t j)
+{
+	size_t start = j ? pl->ends[j - 1] : 0, end = pl->ends[j];
+
+	if (write_full(fd, pl->buf, start) != start ||
+	    send_wrong(fd, pl->buf + start, end - start))
+		return 0;
+	if (injected_stall)
+		return j + 1;
+	if (write_full(fd, pl->buf + end, pl->len - end) != pl->len - end)
+		return 0;
+	return pl->n;
 }
 
 static void *stream_client(void *arg)
 {
 	long id = (long)arg;
+	struct plan *pl = &plans[id];
 	int fd = client_fd[id];
-	size_t cap = msg_size ? STREAM_BATCH : MIXED_BATCH;
-	uint64_t seed = 0x9e3779b97f4a7c15ull * (id + 1);
-	unsigned char *buf;
-	size_t *ends, len, n, i;
+	uint32_t seq = 0;
 
-	if (cap < MAX_MSG)
-		cap = MAX_MSG;
-	buf = malloc(cap);
-	ends = malloc(cap / (HDR + 1) * sizeof(*ends));
-	if (!buf || !ends)
-		die("malloc");
-	len = build_batch(buf, cap, &seed, ends, &n);
-	while (!stop_send && !abort_run) {
-		size_t w = write_full(fd, buf, len);
+	/* The last round ends before the 32-bit sequence numbers wrap. */
+	while (!stop_send && !abort_run && UINT32_MAX - seq >= pl->n) {
+		size_t sent, w;
 
-		if (w == len) {
-			add(&cli_msgs, n);
-			add(&cli_bytes, len);
-			continue;
+		stamp_round(pl, id, seq);
+		if (id == 0 && inject && inject_seq - seq < pl->n) {
+			sent = send_round_wrong(fd, pl, inject_seq - seq);
+		} else {
+			w = write_full(fd, pl->buf, pl->len);
+			sent = w == pl->len ? pl->n : whole_msgs(pl, w);
 		}
-		/* Stalled or aborted: count the messages that went out whole. */
-		for (i = 0; i < n && ends[i] <= w; i++)
-			;
-		add(&cli_msgs, i);
-		add(&cli_bytes, i ? ends[i - 1] : 0);
-		abort_run = 1;
-		break;
+		cli_sent[id] += sent;
+		add(&cli_msgs, sent);
+		add(&cli_bytes, sent ? pl->ends[sent - 1] : 0);
+		seq += pl->n;
+		/* The injected stall: no abort, the watch must notice it. */
+		if (id == 0 && injected_stall)
+			break;
+		if (sent < pl->n) {
+			/* Stalled or aborted: the whole messages are counted. */
+			abort_run = 1;
+			break;
+		}
 	}
-	free(buf);
-	free(ends);
 	return NULL;
 }
 
@@ -610,25 +1198,43 @@ static void lat_add(struct lat_buf *l, uint64_t v)
 	l->v[l->n++] = v;
 }
 
-/* Request: header, send time (ns), client id, filler. */
-static size_t make_request(unsigned char *buf, uint64_t *seed, long id)
-{
-	uint32_t plen = pick_size(seed);
-	uint64_t t = now_ns();
-	uint32_t cid = id;
+/* echo: one client's request buffer, its filler random and fixed. */
+struct echo_tx {
+	unsigned char *req;
+	uint64_t filler;		/* the filler's checksum ... */
+	uint32_t filler_len;		/* ... for a payload of this size */
+};
 
-	put_be32(buf, plen);
-	memcpy(buf + HDR, &t, sizeof(t));
-	memcpy(buf + HDR + 8, &cid, sizeof(cid));
+/* Request @seq of client @id: header, send time, filler; its length. */
+static size_t make_request(struct echo_tx *tx, long id, uint32_t seq)
+{
+	uint32_t plen = sent_size(id, seq);
+	uint64_t words[2] = { make_id(id, seq), now_ns() }, sum;
+	unsigned char *p = tx->req + HDR;
+
+	put_be32(tx->req, plen);
+	if (plen != tx->filler_len) {
+		tx->filler = filler_sum(p + ph, plen - ph);
+		tx->filler_len = plen;
+	}
+	sum = csum_end(tx->filler, words);
+	memcpy(p + PH_SUM, &sum, 8);
+	memcpy(p + PH_ID, words, sizeof(words));
 	return plen + HDR;
 }
 
-static int send_request(int fd, unsigned char *req, uint64_t *seed, long id)
+static int send_request(int fd, struct echo_tx *tx, long id)
 {
-	size_t len = make_request(req, seed, id);
+	uint32_t seq = cli_sent[id];
+	size_t len = make_request(tx, id, seq);
 
-	if (write_full(fd, req, len) != len)
+	if (id == 0 && inject && seq == inject_seq) {
+		if (send_wrong(fd, tx->req, len))
+			return -1;
+	} else if (write_full(fd, tx->req, len) != len) {
 		return -1;
+	}
+	cli_sent[id]++;
 	add(&cli_msgs, 1);
 	add(&cli_bytes, len);
 	return 0;
@@ -637,16 +1243,21 @@ static int send_request(int fd, unsigned char *req, uint64_t *seed, long id)
 static void *echo_client(void *arg)
 {
 	long id = (long)arg;
+	struct rx_ctx *rx = &cli_rx[id];
 	int fd = client_fd[id];
-	uint64_t seed = 0x9e3779b97f4a7c15ull * (id + 1);
-	unsigned char *req, *buf;
+	/* kcm: a reply may come on any connection; else on the request's. */
+	int from = var == V_KCM ? -1 : id;
+	uint64_t fseed = 0x5851f42d4c957f2dull * (id + 1);
+	struct echo_tx tx = { .filler_len = UINT32_MAX };
+	unsigned char *buf;
 	size_t have = 0;
 
-	req = calloc(1, MAX_MSG);
+	tx.req = malloc(MAX_MSG);
 	buf = malloc(CONN_BUF);
-	if (!req || !buf)
+	if (!tx.req || !buf)
 		die("malloc");
-	if (send_request(fd, req, &seed, id)) {
+	fill(tx.req + HDR + ph, MAX_PAYLOAD - ph, &fseed);
+	if (send_request(fd, &tx, id)) {
 		abort_run = 1;
 		goto out;
 	}
@@ -680,27 +1291,23 @@ static void *echo_client(void *arg)
 			uint32_t plen = get_be32(buf + off);
 			uint64_t t;
 
-			if (plen > MAX_PAYLOAD || plen < 12) {
+			if (plen > MAX_PAYLOAD || plen < ph) {
 				add(&echo_badreplies, 1);
 				abort_run = 1;
 				break;
 			}
 			if (have - off < plen + HDR)
 				break;
-			memcpy(&t, buf + off + HDR, sizeof(t));
-			/* kcmd: the reply must be to this client's request. */
-			if (var == V_KCMD) {
-				uint32_t cid;
-
-				memcpy(&cid, buf + off + HDR + 8, sizeof(cid));
-				if (cid != (uint32_t)id)
-					add(&echo_badreplies, 1);
-			}
+			check_msg(rx, buf + off, plen + HDR, from);
+			memcpy(&t, buf + off + HDR + PH_TIME, sizeof(t));
 			lat_add(&lat[id], now_ns() - t);
 			add(&echo_replies, 1);
 			add(&echo_reply_bytes, plen + HDR);
 			off += plen + HDR;
-			if (!stop_send && send_request(fd, req, &seed, id)) {
+			/* After an injected stall this client sends no more. */
+			if (stop_send || (id == 0 && injected_stall))
+				continue;
+			if (send_request(fd, &tx, id)) {
 				abort_run = 1;
 				break;
 			}
@@ -710,7 +1317,7 @@ static void *echo_client(void *arg)
 		have -= off;
 	}
 out:
-	free(req);
+	free(tx.req);
 	free(buf);
 	return NULL;
 }
@@ -746,6 +1353,110 @@ static void make_conns(void)
 	close(lfd);
 }
 
+/* ---- the verdict ------------------------------------------------------------- */
+
+/* One sender's messages (echo: requests) against what the receivers saw. */
+struct tally {
+	uint64_t sent, got;		/* sent; accounted for by the receivers */
+	uint64_t below;			/* bits set below sent, in all maps */
+	uint64_t present;		/* seqs below sent received */
+	uint64_t twice;			/* ... by more than one receiver */
+	uint64_t miss[4], dup[4];	/* the first missing, received twice */
+	int nmiss, ndup;
+};
+
+static void tally(int sender, struct tally *t)
+{
+	struct rx_ctx *rx = wl == W_STREAM ? srv_rx : cli_rx;
+	int nrx = wl == W_STREAM ? nthreads : nconns, i;
+	uint64_t seq;
+
+	memset(t, 0, sizeof(*t));
+	t->sent = cli_sent[sender];
+	for (i = 0; i < nrx; i++)
+		t->got += __atomic_load_n(&rx[i].got[sender], __ATOMIC_RELAXED);
+	for (seq = 0; seq < t->sent; seq += 64) {
+		uint64_t valid = t->sent - seq >= 64 ? ~0ull : (1ull << (t->sent - seq)) - 1;
+		uint64_t any = 0, more = 0, b;
+
+		for (i = 0; i < nrx; i++) {
+			b = seen_word(&rx[i], sender, seq) & valid;
+			t->below += __builtin_popcountll(b);
+			more |= any & b;
+			any |= b;
+		}
+		t->present += __builtin_popcountll(any);
+		t->twice += __builtin_popcountll(more);
+		for (b = ~any & valid; b && t->nmiss < 4; b &= b - 1)
+			t->miss[t->nmiss++] = seq + __builtin_ctzll(b);
+		for (b = more; b && t->ndup < 4; b &= b - 1)
+			t->dup[t->ndup++] = seq + __builtin_ctzll(b);
+	}
+}
+
+/*
+ * Whether @sender's messages (echo: requests) were all received (answered)
+ * exactly once; if not, what is off, in @why.  A duplicate one receiver
+ * saw was reported when it came, and not accounted for.
+ */
+static int sender_off(int sender, char *why, size_t len)
+{
+	struct tally t;
+	int i, n;
+
+	tally(sender, &t);
+	if (t.present == t.sent && !t.twice && t.got == t.below)
+		return 0;
+	n = snprintf(why, len, "sender %d: sent %llu, received %llu", sender,
+		     (unsigned long long)t.sent, (unsigned long long)t.got);
+	if (t.present < t.sent) {
+		n += snprintf(why + n, len - n, "; %llu missing: seq",
+			      (unsigned long long)(t.sent - t.present));
+		for (i = 0; i < t.nmiss; i++)
+			n += snprintf(why + n, len - n, " %llu", (unsigned long long)t.miss[i]);
+		if (t.sent - t.present > (uint64_t)t.nmiss)
+			n += snprintf(why + n, len - n, " ...");
+	}
+	if (t.twice) {
+		n += snprintf(why + n, len - n, "; %llu received twice: seq",
+			      (unsigned long long)t.twice);
+		for (i = 0; i < t.ndup; i++)
+			n += snprintf(why + n, len - n, " %llu", (unsigned long long)t.dup[i]);
+		if (t.twice > (uint64_t)t.ndup)
+			n += snprintf(why + n, len - n, " ...");
+	}
+	if (t.got > t.below)
+		snprintf(why + n, len - n, "; %llu with a seq never sent",
+			 (unsigned long long)(t.got - t.below));
+	return 1;
+}
+
+/* What every connection holds: messages outstanding, bytes queued in TCP. */
+static void print_conn_state(void)
+{
+	int i;
+
+	printf("# connections (TCP bytes: client unsent+unacked/unread, server unread/unsent+unacked):\n");
+	for (i = 0; i < nconns; i++) {
+		int cout = -1, cin = -1, sin = -1, sout = -1;
+		struct tally t;
+
+		tally(i, &t);
+		ioctl(client_fd[i], SIOCOUTQ, &cout);
+		ioctl(client_fd[i], SIOCINQ, &cin);
+		ioctl(server_fd[i], SIOCINQ, &sin);
+		ioctl(server_fd[i], SIOCOUTQ, &sout);
+		printf("#   conn %d: %s %llu, %s %llu, outstanding %lld; client %d/%d, server %d/%d",
+		       i, wl == W_STREAM ? "sent" : "requests", (unsigned long long)t.sent,
+		       wl == W_STREAM ? "received" : "answered", (unsigned long long)t.present,
+		       (long long)(t.sent - t.present), cout, cin, sin, sout);
+		if (!uses_kcm())
+			printf("; %llu bytes of a message held by the server",
+			       (unsigned long long)get(&srv_partial[i]));
+		printf("\n");
+	}
+}
+
 /* Copy /proc/net/kcm{,_stats} to stdout as "# " comment lines. */
 static void dump_kcm_proc(void)
 {
@@ -763,7 +1474,30 @@ static void dump_kcm_proc(void)
 			printf("#   %s", line);
 		fclose(f);
 	}
-	fflush(stdout);
+}
+
+/*
+ * After the KCMBENCH line of a run that is not ok: its first violations,
+ * the senders whose counts are off, every connection's state.
+ */
+static void print_problems(void)
+{
+	char why[192];
+	uint64_t i;
+
+	pthread_mutex_lock(&violation_lock);
+	for (i = 0; i < nviolations && i < MAX_REPORTED; i++)
+		printf("# violation: %s\n", violation_text[i]);
+	if (nviolations > MAX_REPORTED)
+		printf("# ... and %llu more violations\n",
+		       (unsigned long long)(nviolations - MAX_REPORTED));
+	pthread_mutex_unlock(&violation_lock);
+	for (i = 0; i < (uint64_t)nconns; i++)
+		if (sender_off(i, why, sizeof(why)))
+			printf("# %s\n", why);
+	print_conn_state();
+	if (uses_kcm())
+		dump_kcm_proc();
 }
 
 /* ---- main ------------------------------------------------------------------ */
@@ -789,7 +1523,8 @@ static void usage(const char *prog)
 {
 	fprintf(stderr,
 		"usage: %s -w stream|echo -v kcm|user|tcp|kcmd|kcmb -s SIZE(0=mixed) -c CONNS -t THREADS\n"
-		"          [-d SECONDS] [-g STALL_SECONDS] [-r REP]   (kcmb: stream only)\n", prog);
+		"          [-d SECONDS] [-g STALL_SECONDS] [-r REP]   (kcmb: stream only;\n"
+		"          SIZE at least %d, the header: %d for echo)\n", prog, PH_STREAM, PH_ECHO);
 	exit(2);
 }
 
@@ -843,6 +1578,23 @@ static int watch(double until, uint64_t (*progress)(void), uint64_t *target,
 static uint64_t prog_srv_bytes(void) { return get(&srv_bytes); }
 static uint64_t prog_echo(void) { return get(&echo_replies); }
 
+/* KCM_BENCH_INJECT=corrupt|drop|dup|stall[:SEQ], for the self-test. */
+static void parse_inject(void)
+{
+	const char *e = getenv("KCM_BENCH_INJECT");
+	char kind[16];
+	int i;
+
+	if (!e || !*e)
+		return;
+	if (sscanf(e, "%15[a-z]:%u", kind, &inject_seq) < 1 ||
+	    (i = lookup(kind, inject_name, 5)) < 1) {
+		fprintf(stderr, "KCM_BENCH_INJECT=corrupt|drop|dup|stall[:SEQ], not '%s'\n", e);
+		exit(2);
+	}
+	inject = i;
+}
+
 int main(int argc, char **argv)
 {
 	pthread_t srv[MAX_THREADS], cli[MAX_CONNS];
@@ -863,12 +1615,35 @@ int main(int argc, char **argv)
 		default: usage(argv[0]);
 		}
 	}
+	ph = wl == W_ECHO ? PH_ECHO : PH_STREAM;
 	if (nconns < 1 || nconns > MAX_CONNS || nthreads < 1 ||
 	    nthreads > MAX_THREADS || msg_size < 0 || msg_size > MAX_PAYLOAD ||
-	    (wl == W_ECHO && msg_size && msg_size < 12) ||
+	    (msg_size && (uint32_t)msg_size < ph) ||
 	    (wl == W_ECHO && var == V_KCMB) || duration <= 0)
 		usage(argv[0]);
+	parse_inject();
 	signal(SIGPIPE, SIG_IGN);
+
+	/* Who checks what: see the top of this file. */
+	for (i = 0; i < nthreads; i++) {
+		snprintf(srv_rx[i].name, sizeof(srv_rx[i].name),
+			 uses_kcm() ? "reader %d" : "server thread %d", i);
+		srv_rx[i].order = uses_kcm() ? ORDER_RISING : ORDER_EXACT;
+	}
+	for (i = 0; i < nconns; i++) {
+		snprintf(cli_rx[i].name, sizeof(cli_rx[i].name), "client %d", i);
+		cli_rx[i].order = var == V_KCM ? ORDER_ANY : ORDER_EXACT;
+		if (wl == W_STREAM)
+			build_plan(i);
+	}
+	for (i = 0; i < (wl == W_STREAM ? nthreads : nconns); i++) {
+		struct rx_ctx *rx = wl == W_STREAM ? &srv_rx[i] : &cli_rx[i];
+
+		rx->account = 1;
+		rx->seen = calloc(nconns * SEEN_CHUNKS, sizeof(*rx->seen));
+		if (!rx->seen)
+			die("calloc");
+	}
 
 	make_conns();
 	if (uses_kcm())
@@ -924,32 +1699,48 @@ int main(int argc, char **argv)
 	server_quit = 1;
 
 	uint64_t sent = get(&cli_msgs), sbytes = get(&cli_bytes);
-	uint64_t rmsgs, rbytes = get(&srv_bytes);
-	int mismatch;
+	uint64_t rmsgs = get(&srv_msgs), rbytes = get(&srv_bytes);
+	uint64_t badframes = get(&srv_badframes) + get(&echo_badreplies);
+	int mismatch = 0;
+	char first[192] = "";
 
-	if (var == V_TCP && msg_size)
-		rmsgs = rbytes / (msg_size + HDR);
-	else if (var == V_TCP)
-		rmsgs = rbytes == sbytes ? sent : 0;	/* no framing to count */
-	else
-		rmsgs = get(&srv_msgs);
+	/* Received by two readers: each saw it once, only the maps tell. */
+	for (i = 0; i < nconns; i++) {
+		struct tally t;
+		int k;
+
+		tally(i, &t);
+		for (k = 0; k < t.ndup; k++)
+			violation("end of run", "sender %d seq %llu: received by two readers",
+				  i, (unsigned long long)t.dup[k]);
+	}
+	/* The first problem, for the KCMBENCH line; print_problems() has all. */
+	for (i = nconns - 1; i >= 0; i--)
+		mismatch |= sender_off(i, first, sizeof(first));
 	if (wl == W_STREAM)
-		mismatch = rmsgs != sent || rbytes != sbytes ||
-			   get(&srv_badframes);
+		mismatch |= rmsgs != sent || rbytes != sbytes;
 	else
-		mismatch = get(&echo_replies) != sent ||
-			   get(&echo_reply_bytes) != sbytes ||
-			   get(&echo_badreplies) || get(&srv_badframes) ||
-			   (var != V_TCP && rmsgs != sent);
-	if (get(&srv_badframes) || get(&echo_badreplies))
-		status = "misframed";	/* lengths that disagree with prefixes */
-	else if (stalled && (wl == W_STREAM ? rbytes < sbytes :
-			     get(&echo_replies) < sent))
+		mismatch |= get(&echo_replies) != sent ||
+			    get(&echo_reply_bytes) != sbytes || rmsgs != sent;
+	pthread_mutex_lock(&violation_lock);
+	if (nviolations)
+		snprintf(first, sizeof(first), "%s", violation_text[0]);
+	pthread_mutex_unlock(&violation_lock);
+	if (badframes) {
+		/* Lengths that disagree with prefixes: framing was lost. */
+		status = "misframed";
+		snprintf(first, sizeof(first), "%llu bad frames",
+			 (unsigned long long)badframes);
+	} else if (get(&nviolations)) {
+		status = "corrupt";
+	} else if (stalled && (wl == W_STREAM ? rbytes < sbytes :
+			       get(&echo_replies) < sent)) {
 		status = "stalled";
-	else if (mismatch)
+	} else if (mismatch) {
 		status = "mismatch";
-	else
+	} else {
 		status = "ok";
+	}
 
 	print_status(status);
 	if (!strcmp(status, "stalled"))
@@ -959,7 +1750,7 @@ int main(int argc, char **argv)
 
 		if (secs <= 0)
 			secs = 1e-9;
-		printf(" secs=%.3f sent_msgs=%llu recv_msgs=%llu sent_bytes=%llu recv_bytes=%llu badframes=%llu msgs_s=%.0f mb_s=%.3f\n",
+		printf(" secs=%.3f sent_msgs=%llu recv_msgs=%llu sent_bytes=%llu recv_bytes=%llu badframes=%llu msgs_s=%.0f mb_s=%.3f",
 		       secs, (unsigned long long)sent, (unsigned long long)rmsgs,
 		       (unsigned long long)sbytes, (unsigned long long)rbytes,
 		       (unsigned long long)get(&srv_badframes),
@@ -978,23 +1769,27 @@ int main(int argc, char **argv)
 		}
 		if (all)
 			qsort(all, k, sizeof(*all), cmp_u64);
-		printf(" secs=%.3f requests=%llu replies=%llu server_msgs=%llu badreplies=%llu rps=%.0f p50_us=%.1f p99_us=%.1f p999_us=%.1f\n",
+		printf(" secs=%.3f requests=%llu replies=%llu server_msgs=%llu badframes=%llu badreplies=%llu rps=%.0f p50_us=%.1f p99_us=%.1f p999_us=%.1f",
 		       secs, (unsigned long long)sent,
 		       (unsigned long long)get(&echo_replies),
 		       (unsigned long long)rmsgs,
+		       (unsigned long long)get(&srv_badframes),
 		       (unsigned long long)get(&echo_badreplies),
 		       echo_replies_at_stop / secs,
 		       pct_us(all, k, 0.50), pct_us(all, k, 0.99),
 		       pct_us(all, k, 0.999));
 		(void)t_end;
 	}
+	printf(" violations=%llu", (unsigned long long)get(&nviolations));
+	if (strcmp(status, "ok"))
+		printf(" first=\"%s\"", first);
+	printf("\n");
+	if (strcmp(status, "ok"))
+		print_problems();
 	fflush(stdout);
-	/* A stalled KCM run: leave the module's view of it in the log. */
-	if (uses_kcm() && strcmp(status, "ok"))
-		dump_kcm_proc();
 	/*
 	 * Exit without joining the server threads: one stuck in a stalled
 	 * KCM socket must not keep the run alive; exit closes every socket.
 	 */
-	_exit(0);
+	_exit(strcmp(status, "ok") ? 1 : 0);
 }
