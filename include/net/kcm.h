@@ -154,6 +154,7 @@ struct kcm_mux {
 
 	struct list_head tx_idle;	/* psocks free for any sender */
 	struct list_head tx_waiters;	/* KCM sockets waiting for any psock */
+	u64 tx_wait_seq;		/* the next waiter's place in line */
 
 	struct kcm_mux_stats stats;
 	struct kcm_psock_stats gone;	/* counters of unattached psocks */
@@ -262,7 +263,8 @@ struct kcm_sock {
 	struct list_head tx_node;	/* while waiting: in mux->tx_waiters, */
 					/* or the tx_directed of its psock */
 	bool tx_waiting;
-	u64 tx_wait_cookie;		/* the psock waited for, or 0: any */
+	struct kcm_psock *tx_wait_psock;	/* waited for, or NULL: any */
+	u64 tx_wait_seq;		/* place in line, across both lists */
 	struct kcm_psock *tx_psock;	/* reserved psock, or NULL */
 	u64 rx_msgs;
 	u64 rx_bytes;

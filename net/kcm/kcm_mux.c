@@ -459,7 +459,7 @@ struct kcm_psock *kcm_mux_tx_reserve(struct kcm_sock *kcm, u64 cookie,
 	}
 
 	if (kcm->tx_waiting && (psock || *err ||
-				kcm->tx_wait_cookie != cookie)) {
+				kcm->tx_wait_psock != target)) {
 		list_del_init(&kcm->tx_node);
 		kcm->tx_waiting = false;
 	}
@@ -468,8 +468,9 @@ struct kcm_psock *kcm_mux_tx_reserve(struct kcm_sock *kcm, u64 cookie,
 		kcm_mux_tx_link(kcm, psock);
 	} else if (!*err && !kcm->tx_waiting) {
 		/* In line for that psock, or for any. */
-		kcm->tx_wait_cookie = cookie;
-		list_add_tail(&kcm->tx_node, cookie ? &target->tx_directed :
+		kcm->tx_wait_psock = target;
+		kcm->tx_wait_seq = mux->tx_wait_seq++;
+		list_add_tail(&kcm->tx_node, target ? &target->tx_directed :
 						      &mux->tx_waiters);
 		kcm->tx_waiting = true;
 	}
@@ -478,21 +479,24 @@ struct kcm_psock *kcm_mux_tx_reserve(struct kcm_sock *kcm, u64 cookie,
 }
 
 /*
- * Hands a free psock to the first socket waiting for it, else to the first
- * waiting for any psock, else makes it idle.  Under mux->lock.
+ * Hands a free psock to the socket that has waited longest of those waiting
+ * for it and those waiting for any psock (each list is in order), else
+ * makes it idle.  Under mux->lock.
  */
 static void kcm_mux_tx_offer(struct kcm_mux *mux, struct kcm_psock *psock)
 {
-	struct kcm_sock *kcm;
+	struct kcm_sock *kcm, *any;
 
 	lockdep_assert_held(&mux->lock);
 	if (!kcm_mux_psock_usable(psock) || psock->tx_kcm)
 		return;
 
 	kcm = list_first_entry_or_null(&psock->tx_directed, struct kcm_sock,
-				       tx_node) ?:
-	      list_first_entry_or_null(&mux->tx_waiters, struct kcm_sock,
 				       tx_node);
+	any = list_first_entry_or_null(&mux->tx_waiters, struct kcm_sock,
+				       tx_node);
+	if (!kcm || (any && any->tx_wait_seq < kcm->tx_wait_seq))
+		kcm = any;
 	if (!kcm) {
 		list_add_tail(&psock->tx_node, &mux->tx_idle);
 		return;
@@ -548,8 +552,11 @@ int kcm_mux_add_psock(struct kcm_mux *mux, struct kcm_psock *psock)
 
 	lockdep_assert(lockdep_sock_is_held(psock->sk));
 	spin_lock_bh(&mux->lock);
+	/* Fails only if the table had to grow at once and could not (an
+	 * atomic allocation): out of memory, for the caller.
+	 */
 	err = rhashtable_insert_fast(&mux->by_cookie, &psock->cookie_node,
-				     kcm_mux_cookie_params);
+				     kcm_mux_cookie_params) ? -ENOMEM : 0;
 	if (!err) {
 		list_add_tail(&psock->mux_node, &mux->psocks);
 		mux->psock_count++;

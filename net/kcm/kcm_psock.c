@@ -390,7 +390,10 @@ int kcm_psock_attach(struct kcm_sock *kcm, int fd, int bpf_fd,
 	return 0;
 
 err_unhook:
-	/* Callbacks since the hook may have queued a parser pass. */
+	/* Callbacks since the hook may have queued a parser pass; nothing
+	 * else took a reference (the socket stayed locked, the psock off the
+	 * mux): it is freed whatever its count.
+	 */
 	kcm_parser_stop(psock);
 	kcm_psock_unhook(psock);
 	release_sock(sock->sk);
@@ -416,12 +419,16 @@ void kcm_psock_unattach(struct kcm_psock *psock)
 	struct sock *sk = psock->sk;
 
 	WARN_ON_ONCE(!READ_ONCE(psock->unattached));
-	kcm_psock_unhook(psock);
 
 	/* Under the socket lock: a send in progress finishes first, and the
-	 * transmit path sees unattached before it sends again.
+	 * transmit path sees unattached before it sends again.  The parser
+	 * stops with the callbacks given back, in one hold of the lock: an
+	 * attach of the socket (to this mux again, say), which takes the
+	 * lock, cannot come between them and have a pass of ours, queued
+	 * before, parse its stream.
 	 */
 	lock_sock(sk);
+	kcm_psock_unhook(psock);
 	kcm_parser_stop(psock);
 	release_sock(sk);
 	kcm_parser_done(psock);
