@@ -27,6 +27,9 @@
  *         thread, but up to thousands of small messages per call.  Every
  *         buffer must be whole messages back to back (MSG_TRUNC or a
  *         partial leftover is lost framing: status misframed).
+ *   kcml, kcmbl  as kcm and kcmb, framed by SIOCKCMATTACHLEN (the module
+ *         reads the length prefix itself) instead of a program; skipped
+ *         on a module without it.
  *
  * Workloads:
  *
@@ -79,7 +82,8 @@
  * byte flipped after the checksum was computed, not at all, twice, or
  * half of it and then nothing more; the run must then fail.
  *
- * Usage: kcm_bench -w stream|echo -v kcm|user|tcp|kcmd|kcmb -s SIZE -c C -t T
+ * Usage: kcm_bench -w stream|echo -v kcm|user|tcp|kcmd|kcmb|kcml|kcmbl
+ *                  -s SIZE -c C -t T
  *                  [-d SECONDS] [-g STALL_SECONDS] [-r REP]
  */
 #ifndef _GNU_SOURCE
@@ -137,11 +141,12 @@
 #define MAX_REPORTED	8		/* violations printed */
 
 enum workload { W_STREAM, W_ECHO };
-enum variant { V_KCM, V_USER, V_TCP, V_KCMD, V_KCMB };
+enum variant { V_KCM, V_USER, V_TCP, V_KCMD, V_KCMB, V_KCML, V_KCMBL };
 enum inject { INJ_NONE, INJ_CORRUPT, INJ_DROP, INJ_DUP, INJ_STALL };
 
 static const char *const wl_name[] = { "stream", "echo" };
-static const char *const var_name[] = { "kcm", "user", "tcp", "kcmd", "kcmb" };
+static const char *const var_name[] = { "kcm", "user", "tcp", "kcmd", "kcmb",
+				       "kcml", "kcmbl" };
 static const char *const inject_name[] = { "", "corrupt", "drop", "dup", "stall" };
 
 /* ---- configuration and shared state ------------------------------------- */
@@ -215,7 +220,25 @@ static uint64_t get(uint64_t *p)
 
 static int uses_kcm(void)
 {
-	return var == V_KCM || var == V_KCMD || var == V_KCMB;
+	return var != V_USER && var != V_TCP;
+}
+
+/* kcmb, kcmbl: KCM_RECV_BATCH. */
+static int batched(void)
+{
+	return var == V_KCMB || var == V_KCMBL;
+}
+
+/* kcml, kcmbl: framed by SIOCKCMATTACHLEN, no program. */
+static int len_framed(void)
+{
+	return var == V_KCML || var == V_KCMBL;
+}
+
+/* kcm, kcml: replies come back on whichever connection. */
+static int any_connection(void)
+{
+	return var == V_KCM || var == V_KCML;
 }
 
 /* The start of this run's KCMBENCH line, up to its status. */
@@ -846,7 +869,7 @@ static void setup_kcm(void)
 			die("KCM_RECV_ORIGIN");
 
 		/* kcmb: Linux's kcm.ko has no such option; do not run. */
-		if (var == V_KCMB &&
+		if (batched() &&
 		    setsockopt(kcm_fd[i], SOL_KCM, KCM_RECV_BATCH, &one,
 			       sizeof(one))) {
 			print_status("skipped");
@@ -860,9 +883,20 @@ static void setup_kcm(void)
 	}
 	for (i = 0; i < nconns; i++) {
 		struct kcm_attach at = { .fd = server_fd[i], .bpf_fd = bpf_fd };
+		/* The same framing, read by the module: 4-byte BE prefix. */
+		struct kcm_attach_len al = { .fd = server_fd[i], .width = 4,
+					     .adjust = 4 };
 
-		if (ioctl(kcm_fd[0], SIOCKCMATTACH, &at) < 0)
-			die("SIOCKCMATTACH");
+		if (!len_framed()) {
+			if (ioctl(kcm_fd[0], SIOCKCMATTACH, &at) < 0)
+				die("SIOCKCMATTACH");
+		} else if (ioctl(kcm_fd[0], SIOCKCMATTACHLEN, &al) < 0) {
+			if (errno != ENOTTY)
+				die("SIOCKCMATTACHLEN");
+			print_status("skipped");
+			printf(" reason=\"no SIOCKCMATTACHLEN (Linux's kcm.ko)\"\n");
+			exit(0);
+		}
 	}
 }
 
@@ -917,8 +951,8 @@ static void *kcm_server(void *arg)
 	long id = (long)arg;
 	struct rx_ctx *rx = &srv_rx[id];
 	int fd = kcm_fd[id];
-	int vlen = var == V_KCMB ? BATCH_VLEN : RECV_VLEN;
-	size_t bsize = var == V_KCMB ? BATCH_BUF : MAX_MSG;
+	int vlen = batched() ? BATCH_VLEN : RECV_VLEN;
+	size_t bsize = batched() ? BATCH_BUF : MAX_MSG;
 	struct mmsghdr mm[RECV_VLEN];
 	struct iovec iov[RECV_VLEN];
 	unsigned char *bufs;
@@ -955,7 +989,7 @@ static void *kcm_server(void *arg)
 			unsigned char *m = iov[i].iov_base;
 			unsigned int len = mm[i].msg_len;
 
-			if (var == V_KCMB) {
+			if (batched()) {
 				if (mm[i].msg_hdr.msg_flags & MSG_TRUNC)
 					bad++;
 				else
@@ -1246,7 +1280,7 @@ static void *echo_client(void *arg)
 	struct rx_ctx *rx = &cli_rx[id];
 	int fd = client_fd[id];
 	/* kcm: a reply may come on any connection; else on the request's. */
-	int from = var == V_KCM ? -1 : id;
+	int from = any_connection() ? -1 : id;
 	uint64_t fseed = 0x5851f42d4c957f2dull * (id + 1);
 	struct echo_tx tx = { .filler_len = UINT32_MAX };
 	unsigned char *buf;
@@ -1522,8 +1556,9 @@ static double pct_us(const uint64_t *v, size_t n, double p)
 static void usage(const char *prog)
 {
 	fprintf(stderr,
-		"usage: %s -w stream|echo -v kcm|user|tcp|kcmd|kcmb -s SIZE(0=mixed) -c CONNS -t THREADS\n"
-		"          [-d SECONDS] [-g STALL_SECONDS] [-r REP]   (kcmb: stream only;\n"
+		"usage: %s -w stream|echo -v kcm|user|tcp|kcmd|kcmb|kcml|kcmbl -s SIZE(0=mixed)\n"
+		"          -c CONNS -t THREADS [-d SECONDS] [-g STALL_SECONDS] [-r REP]\n"
+		"          (kcmb, kcmbl: stream only;\n"
 		"          SIZE at least %d, the header: %d for echo)\n", prog, PH_STREAM, PH_ECHO);
 	exit(2);
 }
@@ -1605,7 +1640,7 @@ int main(int argc, char **argv)
 	while ((opt = getopt(argc, argv, "w:v:s:c:t:d:g:r:")) != -1) {
 		switch (opt) {
 		case 'w': i = lookup(optarg, wl_name, 2); if (i < 0) usage(argv[0]); wl = i; break;
-		case 'v': i = lookup(optarg, var_name, 5); if (i < 0) usage(argv[0]); var = i; break;
+		case 'v': i = lookup(optarg, var_name, 7); if (i < 0) usage(argv[0]); var = i; break;
 		case 's': msg_size = atoi(optarg); break;
 		case 'c': nconns = atoi(optarg); break;
 		case 't': nthreads = atoi(optarg); break;
@@ -1619,7 +1654,7 @@ int main(int argc, char **argv)
 	if (nconns < 1 || nconns > MAX_CONNS || nthreads < 1 ||
 	    nthreads > MAX_THREADS || msg_size < 0 || msg_size > MAX_PAYLOAD ||
 	    (msg_size && (uint32_t)msg_size < ph) ||
-	    (wl == W_ECHO && var == V_KCMB) || duration <= 0)
+	    (wl == W_ECHO && batched()) || duration <= 0)
 		usage(argv[0]);
 	parse_inject();
 	signal(SIGPIPE, SIG_IGN);
@@ -1632,7 +1667,7 @@ int main(int argc, char **argv)
 	}
 	for (i = 0; i < nconns; i++) {
 		snprintf(cli_rx[i].name, sizeof(cli_rx[i].name), "client %d", i);
-		cli_rx[i].order = var == V_KCM ? ORDER_ANY : ORDER_EXACT;
+		cli_rx[i].order = any_connection() ? ORDER_ANY : ORDER_EXACT;
 		if (wl == W_STREAM)
 			build_plan(i);
 	}
