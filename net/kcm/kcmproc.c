@@ -24,6 +24,9 @@ struct kcm_proc_sums {
 	u64 rx_intr, rx_unrecov, rx_bad_len;
 };
 
+/* psock rows printed in one hold of mux->lock */
+#define KCM_PROC_BATCH	64
+
 struct kcm_proc_col {
 	const char *name;
 	int width;
@@ -220,6 +223,7 @@ static void kcm_proc_show_psock(struct seq_file *seq, struct kcm_psock *psock)
 	struct kcm_proc_sums s = {};
 	struct sock *sk = psock->sk;
 
+	lockdep_assert_held(&psock->mux->lock);
 	kcm_psock_stats_read(psock, &s.ps);
 	seq_printf(seq, "   psock-%-5u", psock->index);
 	kcm_proc_values(seq, &s, NULL, 0);
@@ -242,11 +246,48 @@ static void kcm_proc_show_psock(struct seq_file *seq, struct kcm_psock *psock)
 	seq_puts(seq, "\n");
 }
 
+/*
+ * The psock rows of mux, a batch at a time under mux->lock: with thousands
+ * of psocks, one hold of the lock (bottom halves off) across all of them
+ * would stall the mux's traffic.  The psocks listed when the walk starts
+ * are held meanwhile; one unattached since is left out.
+ */
+static void kcm_proc_show_psocks(struct seq_file *seq, struct kcm_mux *mux,
+				 unsigned int count)
+{
+	struct kcm_psock **all, *psock;
+	unsigned int n = 0, i;
+
+	all = kvmalloc_array(count, sizeof(*all), GFP_KERNEL);
+	if (!all)
+		return;
+	spin_lock_bh(&mux->lock);
+	list_for_each_entry(psock, &mux->psocks, mux_node) {
+		if (n == count)
+			break;
+		kref_get(&psock->ref);
+		all[n++] = psock;
+	}
+	spin_unlock_bh(&mux->lock);
+
+	for (i = 0; i < n; i++) {
+		if (i % KCM_PROC_BATCH == 0)
+			spin_lock_bh(&mux->lock);
+		if (!list_empty(&all[i]->mux_node))
+			kcm_proc_show_psock(seq, all[i]);
+		if (i % KCM_PROC_BATCH == KCM_PROC_BATCH - 1 || i == n - 1)
+			spin_unlock_bh(&mux->lock);
+	}
+	for (i = 0; i < n; i++)
+		kcm_psock_put(all[i]);
+	kvfree(all);
+}
+
 static void kcm_proc_show_mux(struct seq_file *seq, struct kcm_mux *mux)
 {
 	struct kcm_proc_sums s = {};
-	struct kcm_psock *psock;
 	struct kcm_sock *kcm;
+	unsigned int psocks;
 
 	spin_lock_bh(&mux->lock);
 	kcm_proc_mux_sums(&s, mux);
@@ -256,9 +297,10 @@ static void kcm_proc_show_mux(struct seq_file *seq, struct kcm_mux *mux)
 		   "-", "-", "-", "-", mux->sock_count, mux->psock_count);
 	list_for_each_entry(kcm, &mux->socks, mux_node)
 		kcm_proc_show_sock(seq, kcm);
-	list_for_each_entry(psock, &mux->psocks, mux_node)
-		kcm_proc_show_psock(seq, psock);
+	psocks = mux->psock_count;
 	spin_unlock_bh(&mux->lock);
+	if (psocks)
+		kcm_proc_show_psocks(seq, mux, psocks);
 }
 
 static int kcm_proc_show(struct seq_file *seq, void *v)

@@ -80,6 +80,48 @@ static ssize_t send_to(int kcm, const void *buf, size_t len, uint64_t cookie)
 /* A server thread: every request goes back whole on its own connection,
  * whose cookie must be that of the client the request names.
  */
+/*
+ * Reads /proc/net/kcm again and again while the traffic runs: each read
+ * must list every psock (none is unattached meanwhile) and both sockets.
+ */
+struct proc_reader {
+	struct scale *s;
+	atomic_int stop;
+	int reads, bad;
+	pthread_t th;
+};
+
+static int count_rows(const char *text, const char *prefix)
+{
+	const char *p = text;
+	int n = 0;
+
+	while (p && *p) {
+		if (!strncmp(p, prefix, strlen(prefix)))
+			n++;
+		p = strchr(p, '\n');
+		if (p)
+			p++;
+	}
+	return n;
+}
+
+static void *proc_reader_fn(void *arg)
+{
+	struct proc_reader *r = arg;
+
+	while (!atomic_load(&r->stop)) {
+		char *text = kcm_read_file("/proc/net/kcm");
+
+		if (!text || count_rows(text, "   psock-") != r->s->n ||
+		    count_rows(text, "   kcm-") != 2)
+			r->bad++;
+		free(text);
+		r->reads++;
+	}
+	return NULL;
+}
+
 struct server {
 	struct scale *s;
 	int kcm;
@@ -151,6 +193,7 @@ KCM_TEST(directed_replies_many_connections, KCM_EXT, KCM_TIMEOUT(600))
 	int prog = kcm_prog_len32(), lfd, i, replies;
 	struct scale *s = kcm_xmalloc(sizeof(*s));
 	struct linger rst = { 1, 0 };
+	struct proc_reader pr;
 	struct server sv[2];
 	struct rlimit rl;
 	long long t0;
@@ -202,7 +245,17 @@ KCM_TEST(directed_replies_many_connections, KCM_EXT, KCM_TIMEOUT(600))
 		close(s->client[i]);
 		s->client[i] = -1;
 	}
+	/* The second round with /proc/net/kcm read all along. */
+	pr = (struct proc_reader){ .s = s };
+	ASSERT_EQ(pthread_create(&pr.th, NULL, proc_reader_fn, &pr), 0);
 	round_trip(s, 1, "after a tenth reset");
+	do
+		kcm_msleep(10);
+	while (!pr.reads);
+	atomic_store(&pr.stop, 1);
+	ASSERT_EQ(pthread_join(pr.th, NULL), 0);
+	kcm_diag("/proc/net/kcm read %d times meanwhile", pr.reads);
+	ASSERT_EQ(pr.bad, 0);
 	replies = atomic_load(&s->replies);
 	ASSERT_EQ(replies, s->n + s->n - (s->n + 9) / 10);
 
