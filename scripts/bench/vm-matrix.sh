@@ -7,6 +7,7 @@
 #   BENCH_MIXED (1: add the mixed-size stream case) BENCH_REPS BENCH_DUR
 #   BENCH_STALL (seconds without progress that make a run "stalled")
 #   BENCH_DIRECTED (0: leave out the C=16 directed echo case)
+#   BENCH_RPC (0: leave out the rpc cases: 1 and 4 connections, T=4)
 # Every case runs BENCH_REPS times; the variant order rotates between reps so
 # that slow drifts of the host do not favour one variant.
 # shellcheck disable=SC1091
@@ -67,6 +68,18 @@ if [ "${BENCH_DIRECTED:-1}" = 1 ]; then
 		fi
 		one echo user 64 16 2 $r
 		r=$((r + 1))
+	done
+fi
+# The case KCM exists for: few connections, four server threads, 16
+# requests in flight per connection, one in 100 slow (see kcm_bench.c).
+if [ "${BENCH_RPC:-1}" = 1 ]; then
+	for c in 1 4; do
+		run_rpc() { one rpc "$1" 64 $c 4 "$2"; }
+		r=1
+		while [ $r -le "$BENCH_REPS" ]; do
+			for v in kcm user; do run_rpc $v $r; done
+			r=$((r + 1))
+		done
 	done
 fi
 echo "# kcm-bench: done in $(($(date +%s) - start)) s"

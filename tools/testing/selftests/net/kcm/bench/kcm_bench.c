@@ -40,6 +40,10 @@
  *           time, so a round trip is measured even if a reply comes back
  *           on another connection (a KCM socket sends on whichever attached
  *           connection it picks).  Reports p50/p99/p99.9 and requests/s.
+ *   rpc     echo with RPC_DEPTH (16) requests in flight per connection,
+ *           one in RPC_SLOW_EVERY (100) of which the server sleeps 1 ms
+ *           on: the case KCM exists for, few connections and many server
+ *           threads (not for tcp, which does not cut messages).
  *
  * Size 0 means mixed sizes, drawn log-uniformly from 16 B to 64 KiB.
  *
@@ -82,7 +86,7 @@
  * byte flipped after the checksum was computed, not at all, twice, or
  * half of it and then nothing more; the run must then fail.
  *
- * Usage: kcm_bench -w stream|echo -v kcm|user|tcp|kcmd|kcmb|kcml|kcmbl
+ * Usage: kcm_bench -w stream|echo|rpc -v kcm|user|tcp|kcmd|kcmb|kcml|kcmbl
  *                  -s SIZE -c C -t T
  *                  [-d SECONDS] [-g STALL_SECONDS] [-r REP]
  */
@@ -140,11 +144,11 @@
 #define PH_ECHO		24		/* header bytes: echo */
 #define MAX_REPORTED	8		/* violations printed */
 
-enum workload { W_STREAM, W_ECHO };
+enum workload { W_STREAM, W_ECHO, W_RPC };
 enum variant { V_KCM, V_USER, V_TCP, V_KCMD, V_KCMB, V_KCML, V_KCMBL };
 enum inject { INJ_NONE, INJ_CORRUPT, INJ_DROP, INJ_DUP, INJ_STALL };
 
-static const char *const wl_name[] = { "stream", "echo" };
+static const char *const wl_name[] = { "stream", "echo", "rpc" };
 static const char *const var_name[] = { "kcm", "user", "tcp", "kcmd", "kcmb",
 				       "kcml", "kcmbl" };
 static const char *const inject_name[] = { "", "corrupt", "drop", "dup", "stall" };
@@ -460,6 +464,29 @@ static uint64_t payload_sum(const unsigned char *p, uint32_t plen)
 	return payload_end(filler_sum(p + ph, plen - ph), p);
 }
 
+/*
+ * rpc: echo where each client keeps RPC_DEPTH requests in flight on its
+ * connection and one request in RPC_SLOW_EVERY (by its sequence number)
+ * costs the server RPC_SLOW_US of sleep before its reply, a stand-in for a
+ * database call.  A server thread that owns a connection makes the
+ * requests queued behind a slow one wait; KCM hands them to another.
+ */
+#define RPC_DEPTH	16
+#define RPC_SLOW_EVERY	100
+#define RPC_SLOW_US	1000
+
+/* The server's work for request m (a whole frame). */
+static void rpc_work(const unsigned char *m)
+{
+	uint64_t id;
+
+	if (wl != W_RPC)
+		return;
+	memcpy(&id, m + HDR + PH_ID, sizeof(id));
+	if ((id >> 32) % RPC_SLOW_EVERY == RPC_SLOW_EVERY - 1)
+		usleep(RPC_SLOW_US);
+}
+
 static uint64_t make_id(uint32_t sender, uint32_t seq)
 {
 	return sender | (uint64_t)seq << 32;
@@ -563,7 +590,7 @@ static uint32_t sent_size(uint32_t sender, uint32_t seq)
 
 	if (msg_size)
 		return msg_size;
-	if (wl == W_ECHO)
+	if (wl != W_STREAM)
 		return echo_size(sender, seq);
 	return pl->plen[seq % pl->n];
 }
@@ -1001,9 +1028,11 @@ static void *kcm_server(void *arg)
 			if ((mm[i].msg_hdr.msg_flags & MSG_TRUNC) ||
 			    check_msg(rx, m, len, -1))
 				bad++;
-			if (wl == W_ECHO && var == V_KCMD)
+			if (wl != W_STREAM)
+				rpc_work(m);
+			if (wl != W_STREAM && var == V_KCMD)
 				reply_directed(fd, &mm[i].msg_hdr, len);
-			else if (wl == W_ECHO)
+			else if (wl != W_STREAM)
 				while (send(fd, m, len, 0) < 0 && errno == EINTR)
 					;
 		}
@@ -1045,7 +1074,7 @@ static void cut_msgs(struct rx_ctx *rx, struct conn_state *c, size_t r,
 		if (end - off < plen + HDR)
 			break;
 		check_msg(rx, c->buf + off, plen + HDR, c->conn);
-		if (wl == W_ECHO)
+		if (wl != W_STREAM)
 			write_full(c->fd, c->buf + off, plen + HDR);
 		(*msgs)++;
 		*bytes += plen + HDR;
@@ -1099,7 +1128,7 @@ static void *epoll_server(void *arg)
 				msgs = stream_rx_feed(rx, &c->srx, c->buf, r,
 						      c->conn, &bad);
 				bytes = r;
-				if (wl == W_ECHO)
+				if (wl != W_STREAM)
 					write_full(c->fd, c->buf, r);
 			} else {
 				cut_msgs(rx, c, r, &msgs, &bytes, &bad);
@@ -1291,9 +1320,11 @@ static void *echo_client(void *arg)
 	if (!tx.req || !buf)
 		die("malloc");
 	fill(tx.req + HDR + ph, MAX_PAYLOAD - ph, &fseed);
-	if (send_request(fd, &tx, id)) {
-		abort_run = 1;
-		goto out;
+	for (int k = 0; k < (wl == W_RPC ? RPC_DEPTH : 1); k++) {
+		if (send_request(fd, &tx, id)) {
+			abort_run = 1;
+			goto out;
+		}
 	}
 	int quiet = 0;
 
@@ -1556,7 +1587,7 @@ static double pct_us(const uint64_t *v, size_t n, double p)
 static void usage(const char *prog)
 {
 	fprintf(stderr,
-		"usage: %s -w stream|echo -v kcm|user|tcp|kcmd|kcmb|kcml|kcmbl -s SIZE(0=mixed)\n"
+		"usage: %s -w stream|echo|rpc -v kcm|user|tcp|kcmd|kcmb|kcml|kcmbl -s SIZE(0=mixed)\n"
 		"          -c CONNS -t THREADS [-d SECONDS] [-g STALL_SECONDS] [-r REP]\n"
 		"          (kcmb, kcmbl: stream only;\n"
 		"          SIZE at least %d, the header: %d for echo)\n", prog, PH_STREAM, PH_ECHO);
@@ -1639,7 +1670,7 @@ int main(int argc, char **argv)
 
 	while ((opt = getopt(argc, argv, "w:v:s:c:t:d:g:r:")) != -1) {
 		switch (opt) {
-		case 'w': i = lookup(optarg, wl_name, 2); if (i < 0) usage(argv[0]); wl = i; break;
+		case 'w': i = lookup(optarg, wl_name, 3); if (i < 0) usage(argv[0]); wl = i; break;
 		case 'v': i = lookup(optarg, var_name, 7); if (i < 0) usage(argv[0]); var = i; break;
 		case 's': msg_size = atoi(optarg); break;
 		case 'c': nconns = atoi(optarg); break;
@@ -1650,11 +1681,12 @@ int main(int argc, char **argv)
 		default: usage(argv[0]);
 		}
 	}
-	ph = wl == W_ECHO ? PH_ECHO : PH_STREAM;
+	ph = wl == W_STREAM ? PH_STREAM : PH_ECHO;
 	if (nconns < 1 || nconns > MAX_CONNS || nthreads < 1 ||
 	    nthreads > MAX_THREADS || msg_size < 0 || msg_size > MAX_PAYLOAD ||
 	    (msg_size && (uint32_t)msg_size < ph) ||
-	    (wl == W_ECHO && batched()) || duration <= 0)
+	    (wl != W_STREAM && batched()) ||
+	    (wl == W_RPC && var == V_TCP) || duration <= 0)
 		usage(argv[0]);
 	parse_inject();
 	signal(SIGPIPE, SIG_IGN);
