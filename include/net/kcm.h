@@ -176,7 +176,7 @@ struct kcm_len_framing {
 	u32 width;			/* 1, 2, 4 or 8 bytes */
 	bool little_endian;
 	s32 adjust;			/* length = field value + adjust */
-	u32 max_len;			/* 0: no limit but the buffer's */
+	u32 max_len;			/* INT_MAX when none was given */
 };
 
 struct kcm_psock {

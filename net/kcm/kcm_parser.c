@@ -37,7 +37,8 @@
  * is not an errno (EMSGSIZE), a message not assembled within its
  * SO_RCVTIMEO (ETIMEDOUT, counted from its first byte), a program error
  * from -4095 to -1 (posted as it is, as Linux does), a length shorter than
- * the bytes the program needed first once those were taken out (EPROTO).
+ * the bytes the program needed first once those were taken out (EPROTO);
+ * with a length field, a length shorter than the field's end (EBADMSG).
  */
 
 #include <linux/filter.h>
@@ -413,9 +414,9 @@ static const u8 *kcm_parser_len_field(struct kcm_psock *psock,
 /*
  * The length of the message at pos, read from its length field, into
  * *ret as a program would answer it: 0 while the field is not all in, the
- * length, or -EBADMSG (shorter than its own header) or -EMSGSIZE (longer
- * than max_len).  avail bytes are in from pos on.  False if the field
- * could not be read.
+ * length, or -EBADMSG (shorter than its own header), -EMSGSIZE (longer
+ * than max_len) or -EPROTO (taken-out bytes that cannot be read back).
+ * avail bytes are in from pos on.  Always true: it allocates nothing.
  */
 static bool kcm_parser_frame_len(struct kcm_psock *psock,
 				 struct kcm_rx_pos *pos, u32 avail, int *ret)
@@ -433,8 +434,13 @@ static bool kcm_parser_frame_len(struct kcm_psock *psock,
 		return true;
 	}
 	field = kcm_parser_len_field(psock, pos, have, buf);
-	if (!field)
-		return false;
+	if (WARN_ON_ONCE(!field)) {
+		/* Bytes taken out that cannot be read back: not a lack of
+		 * memory that a retry would cure.
+		 */
+		*ret = -EPROTO;
+		return true;
+	}
 	v = kcm_parser_len_value(f, field);
 	len = v > U32_MAX ? S64_MAX : (s64)v + f->adjust;
 	if (len < end) {
@@ -654,15 +660,15 @@ static void kcm_parser_abort(struct kcm_psock *psock, int err)
 	kcm_psock_fail(psock, -err);
 }
 
-/* Starts taking the message at pos out of TCP as it arrives. */
-static bool kcm_parser_take_out(struct kcm_psock *psock,
-				struct kcm_rx_pos *pos)
+/* Starts taking the message begun out of TCP as it arrives; its first
+ * add says where it starts.
+ */
+static bool kcm_parser_take_out(struct kcm_psock *psock)
 {
 	psock->rx_head = alloc_skb(0, GFP_ATOMIC);
 	if (!psock->rx_head)
 		return false;
 	psock->rx_tail = NULL;
-	psock->rx_offset = pos->offset;
 	psock->rx_have = 0;
 	return true;
 }
@@ -673,8 +679,15 @@ static bool kcm_parser_take_out(struct kcm_psock *psock,
 static int kcm_parser_add(struct kcm_psock *psock, struct kcm_rx_pos *pos,
 			  u32 n)
 {
-	u32 done = kcm_parser_chain(psock, psock->rx_head, &psock->rx_tail,
-				    pos, n);
+	u32 done;
+
+	/* The message's first byte: where it is now, if a first add failed
+	 * (TCP may have collapsed its queue since).
+	 */
+	if (!psock->rx_have)
+		psock->rx_offset = pos->offset;
+	done = kcm_parser_chain(psock, psock->rx_head, &psock->rx_tail, pos,
+				n);
 
 	if (done < n)
 		kcm_parser_count(psock, &psock->rx_stats.mem_fail);
@@ -723,7 +736,7 @@ static int kcm_parser_need_more(struct kcm_psock *psock,
 	if (!psock->rx_head) {
 		if (kcm_parser_keep(sk, pos, avail))
 			return 0;
-		if (!kcm_parser_take_out(psock, pos)) {
+		if (!kcm_parser_take_out(psock)) {
 			kcm_parser_count(psock, &psock->rx_stats.mem_fail);
 			return -ENOMEM;
 		}
@@ -849,7 +862,7 @@ static int kcm_parser_take_step(struct kcm_psock *psock,
 	if (avail < psock->rx_len) {
 		if (kcm_parser_keep(psock->sk, pos, psock->rx_len))
 			return -EAGAIN;
-		if (!kcm_parser_take_out(psock, pos)) {
+		if (!kcm_parser_take_out(psock)) {
 			kcm_parser_count(psock, &psock->rx_stats.mem_fail);
 			return -ENOMEM;
 		}
