@@ -500,10 +500,10 @@ static void reset_one_of_three(int want_pollerr)
 
 	/* The frame cut at the end of stream 0, if its ids arrived. */
 	if (rest0 >= 4 + 8) {
-		const unsigned char *p = fo.st[0].buf + fo.st[0].len - rest0 + 4;
+		const unsigned char *p = fo.st[0].buf + fo.st[0].len - rest0;
 
-		s = be32_get(p);
-		q = be32_get(p + 4);
+		s = be32_get(p + 4);
+		q = be32_get(p + 8);
 		kcm_diag("stream 0 was cut %zu bytes into sender %u seq %u",
 			 rest0, s, q);
 		ASSERT_LT(s, F_SEND);
