@@ -200,6 +200,39 @@ static void kill_peer(int fd)
 	ASSERT_OK(close(fd));
 }
 
+/*
+ * TX-Msgs of each psock of the calling thread's network namespace (messages
+ * a psock handed whole to its TCP socket), in the order /proc/net/kcm lists
+ * them: by index, which for the one mux of a fresh namespace is the order
+ * of attach.  Returns the number of psocks.
+ */
+static int psock_tx_msgs(unsigned long long *tx, int max)
+{
+	char *text = kcm_read_file("/proc/thread-self/net/kcm");
+	char *line, *save = NULL;
+	unsigned int index, prev = 0;
+	int n = 0;
+
+	ASSERT_TRUE(text);
+	for (line = strtok_r(text, "\n", &save); line;
+	     line = strtok_r(NULL, "\n", &save)) {
+		unsigned long long rx_msgs, rx_bytes, tx_msgs;
+
+		if (sscanf(line, " psock-%u %llu %llu %llu", &index, &rx_msgs,
+			   &rx_bytes, &tx_msgs) != 4)
+			continue;
+		if (n > 0 && index <= prev)
+			KCM_FAIL("/proc/net/kcm: psock-%u listed after psock-%u",
+				 index, prev);
+		prev = index;
+		if (n < max)
+			tx[n] = tx_msgs;
+		n++;
+	}
+	free(text);
+	return n;
+}
+
 /* ---- failover under a steady stream ----------------------------------- */
 
 enum { F_SEND = 2, F_CONN = 3, F_PER = 700 };
@@ -269,8 +302,10 @@ static void *fo_reader_fn(void *arg)
 		int i, n = 0, got = 0;
 
 		if (atomic_load(&fo->kill_req) && !fo->st[0].dead) {
-			/* Take what already arrived, then reset. */
-			stream_pull(&fo->st[0]);
+			/* Reset, not reading first: what sits in the receive
+			 * queue is lost with the connection, so that the
+			 * accounting below has lost messages to account for.
+			 */
 			kill_peer(fo->st[0].fd);
 			fo->st[0].dead = 1;
 			atomic_store(&fo->killed, 1);
@@ -311,9 +346,23 @@ static void *fo_reader_fn(void *arg)
  *  - the dead TCP socket shows POLLERR;
  *  - each stream holds only intact frames (the dead one may end in a
  *    partial frame), one sender's messages in order along each stream;
- *  - no message arrived twice;
- *  - every message sent after POLLERR showed arrived; the only messages
- *    missing are ones sent before, that were on their way on connection 0.
+ *  - no message arrived twice.
+ * And every message is accounted for, as kcm_link's reset_mid_stream does:
+ * a message handed whole to a TCP socket is counted in its psock's TX-Msgs
+ * (/proc/net/kcm); one not wholly handed to connection 0 when it failed is
+ * sent again, whole, on another (kcm.rst, "Transmitting").  So:
+ *  - the psocks' TX-Msgs add up to the messages sent (each handed whole to
+ *    TCP once), and the survivors' peers received exactly what their
+ *    psocks wrote;
+ *  - what connection 0's peer read is a prefix of what its psock wrote;
+ *    the messages missing are exactly the rest, the ones on their way on
+ *    connection 0 when it was reset: as many as its TX-Msgs minus the
+ *    frames its peer read, each sent before the application saw POLLERR,
+ *    and each later, in its sender's order, than that sender's last
+ *    message read on connection 0;
+ *  - a frame cut at the end of stream 0 is either of a message sent again
+ *    elsewhere (then it was the last thing connection 0 took, and nothing
+ *    is missing) or of the first message missing.
  * The POLLERR check is a case of its own: on Linux's kcm.ko the reset's
  * error is sometimes gone by the time the application polls (2 runs in 6
  * on 6.1: revents POLLIN|POLLHUP only), while the rest holds there too.
@@ -324,12 +373,16 @@ static void reset_one_of_three(int want_pollerr)
 	struct fo_sender fs[F_SEND];
 	pthread_t sth[F_SEND], rth;
 	struct tally t;
-	int prog = kcm_prog_len32();
-	uint32_t lost = 0, lost_after = 0, s, q;
-	size_t frames[F_CONN];
+	uint32_t lost = 0, lost_after = 0, lost_early = 0, s, q;
+	unsigned long long tx[F_CONN], tx_sum;
+	int64_t last0[F_SEND];
+	size_t frames[F_CONN], rest0 = 0;
 	long long t0;
-	int i, rev;
+	int i, rev, prog;
 
+	/* A namespace of its own: its /proc/net/kcm shows this mux only. */
+	kcm_new_netns();
+	prog = kcm_prog_len32();
 	memset(&fo, 0, sizeof(fo));
 	count_sigpipe();
 	fo.seed = kcm_seed();
@@ -380,6 +433,23 @@ static void reset_one_of_three(int want_pollerr)
 	ASSERT_EQ(pthread_join(rth, NULL), 0);
 	kcm_diag("SIGPIPE raised %d times", atomic_load(&sigpipes));
 
+	/*
+	 * What each psock handed whole to TCP, read before the dead one is
+	 * unattached (its row goes with it).  The senders are done and the
+	 * streams quiet, but wait for the counts to settle all the same.
+	 */
+	t0 = kcm_now_ms();
+	do {
+		ASSERT_EQ(psock_tx_msgs(tx, F_CONN), F_CONN);
+		tx_sum = tx[0] + tx[1] + tx[2];
+		if (tx_sum >= F_SEND * F_PER)
+			break;
+		kcm_msleep(20);
+	} while (kcm_now_ms() - t0 < 5000);
+	kcm_diag("TX-Msgs per psock: %llu (reset) %llu %llu", tx[0], tx[1],
+		 tx[2]);
+	EXPECT_EQ(tx_sum, F_SEND * F_PER);
+
 	/* The application's part: take the dead socket out. */
 	EXPECT_EQ(kcm_unattach(fo.kcm[0], fo.tcp[0]), 0);
 
@@ -390,30 +460,63 @@ static void reset_one_of_three(int want_pollerr)
 		frames[i] = tally_stream(&t, &fo.st[i], i, &rest);
 		if (i > 0)
 			EXPECT_EQ(rest, 0);
-		else if (rest)
-			kcm_diag("stream 0 was cut %zu bytes into a frame", rest);
+		else
+			rest0 = rest;
 	}
-	kcm_diag("frames per stream: %zu (reset) %zu %zu", frames[0], frames[1],
-		 frames[2]);
+	kcm_diag("frames per stream: %zu (reset, then %zu bytes of a cut one) %zu %zu",
+		 frames[0], rest0, frames[1], frames[2]);
 	EXPECT_EQ(t.bad, 0);
 	EXPECT_EQ(t.dup, 0);
 	EXPECT_EQ(t.disorder, 0);
+	/* The survivors' peers got all their psocks wrote. */
+	EXPECT_EQ(frames[1], tx[1]);
+	EXPECT_EQ(frames[2], tx[2]);
+	ASSERT_LE(frames[0], tx[0]);
+
+	/* Each sender's last message read on connection 0. */
+	for (s = 0; s < F_SEND; s++) {
+		last0[s] = -1;
+		for (q = 0; q < F_PER; q++)
+			if (t.seen[s][q] && t.where[s][q] == 0)
+				last0[s] = q;
+	}
 	for (s = 0; s < F_SEND; s++) {
 		for (q = 0; q < F_PER; q++) {
 			if (t.seen[s][q])
 				continue;
 			lost++;
-			if (fo.after_err[s][q]) {
-				if (lost_after++ < 5)
-					kcm_diag("sender %u seq %u, sent after POLLERR, never arrived",
-						 s, q);
-			}
+			if (fo.after_err[s][q] && lost_after++ < 5)
+				kcm_diag("sender %u seq %u, sent after POLLERR, never arrived",
+					 s, q);
+			if ((int64_t)q <= last0[s] && lost_early++ < 5)
+				kcm_diag("sender %u seq %u never arrived, but its seq %lld did on connection 0",
+					 s, q, (long long)last0[s]);
 		}
 	}
 	kcm_diag("%u messages lost with connection 0", lost);
+	EXPECT_EQ(lost, tx[0] - frames[0]);
 	EXPECT_EQ(lost_after, 0);
+	EXPECT_EQ(lost_early, 0);
+
+	/* The frame cut at the end of stream 0, if its ids arrived. */
+	if (rest0 >= 4 + 8) {
+		const unsigned char *p = fo.st[0].buf + fo.st[0].len - rest0;
+
+		s = be32_get(p + 4);
+		q = be32_get(p + 8);
+		kcm_diag("stream 0 was cut %zu bytes into sender %u seq %u",
+			 rest0, s, q);
+		ASSERT_LT(s, F_SEND);
+		ASSERT_LT(q, F_PER);
+		EXPECT_GT((int64_t)q, last0[s]);
+		if (t.seen[s][q])
+			EXPECT_EQ(tx[0], frames[0]);
+		else
+			EXPECT_GT(tx[0], frames[0]);
+	}
 	/* The survivors carried the traffic after the reset. */
 	EXPECT_GT(frames[1] + frames[2], 0);
+	close(prog);
 	for (i = 0; i < F_SEND; i++) {
 		close(fo.kcm[i]);
 		free(fo.after_err[i]);
