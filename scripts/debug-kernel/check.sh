@@ -173,9 +173,9 @@ if [ "$mode" = check ]; then
 	# among the suite's binaries (Debian's kernels cannot inject), so built
 	# here and put in the VM with the suite.
 	make -s -C "$root/tools/testing/selftests/net/kcm" \
-		OUTPUT="$root/build/debug-tests" "$root/build/debug-tests/inject_alloc"
+		OUTPUT="$root/build/debug-inject" "$root/build/debug-inject/inject_alloc"
 	mkdir -p "$overlay/tests"
-	cp "$root/build/debug-tests/inject_alloc" "$overlay/tests/"
+	cp "$root/build/debug-inject/inject_alloc" "$overlay/tests/"
 fi
 
 # --- the kernel log and kmemleak verdicts ---------------------------------------
