@@ -6,11 +6,12 @@
  * scripts/debug-kernel/check.sh builds it and puts it in the debug VM.
  *
  * failslab is narrowed to the one allocation under test: the slab cache it
- * comes from (cache-filter, with that cache's failslab flag), the thread
- * that makes it (task-filter, /proc/thread-self/make-it-fail) and a single
- * failure (times = 1).  Each case checks that the failure was injected, so
- * that a path that no longer allocates there fails the case instead of
- * passing it untested.
+ * comes from (cache-filter, with that cache's failslab flag) and the thread
+ * that makes it (task-filter, /proc/thread-self/make-it-fail), or the
+ * module's code on the stack (require-start/end) for an allocation made in
+ * softirq, and a single failure (times = 1).  Each case checks that the
+ * failure was injected, so that a path that no longer allocates there
+ * fails the case instead of passing it untested.
  */
 #include <netinet/in.h>
 #include <linux/sockios.h>
@@ -50,11 +51,50 @@ static void fail_next_alloc(const char *cache)
 	knob(FAILSLAB "probability", "100");
 }
 
+/* The next slab allocation made with the module's code on the stack, in
+ * any context, fails, once.
+ */
+static void fail_next_module_alloc(void)
+{
+	unsigned long start, end;
+	char v[32];
+
+	kcm_module_text(&start, &end);
+	knob(FAILSLAB "probability", "0");
+	knob(FAILSLAB "interval", "1");
+	knob(FAILSLAB "space", "0");
+	knob(FAILSLAB "times", "1");
+	knob(FAILSLAB "verbose", "0");
+	knob(FAILSLAB "ignore-gfp-wait", "N");
+	knob(FAILSLAB "task-filter", "N");
+	knob(FAILSLAB "cache-filter", "N");
+	knob(FAILSLAB "stacktrace-depth", "32");
+	snprintf(v, sizeof(v), "%#lx", start);
+	knob(FAILSLAB "require-start", v);
+	snprintf(v, sizeof(v), "%#lx", end);
+	knob(FAILSLAB "require-end", v);
+	knob(FAILSLAB "reject-start", "0");
+	knob(FAILSLAB "reject-end", "0");
+	knob(FAILSLAB "probability", "100");
+}
+
+/* Failures left to inject (failslab's times). */
+static int failslab_times(void)
+{
+	char *times = kcm_read_file(FAILSLAB "times");
+	int left;
+
+	if (!times)
+		KCM_FAIL("reading " FAILSLAB "times: %s", strerror(errno));
+	left = atoi(times);
+	free(times);
+	return left;
+}
+
 /* Back to no injection; returns how many failures were injected (0 or 1). */
 static int injection_end(const char *cache)
 {
-	char path[128], *times;
-	int left;
+	char path[128];
 
 	snprintf(path, sizeof(path), "/sys/kernel/slab/%s/failslab", cache);
 	knob(FAILSLAB "probability", "0");
@@ -62,12 +102,7 @@ static int injection_end(const char *cache)
 	knob(path, "0");
 	knob(FAILSLAB "cache-filter", "N");
 	knob(FAILSLAB "task-filter", "N");
-	times = kcm_read_file(FAILSLAB "times");
-	if (!times)
-		KCM_FAIL("reading " FAILSLAB "times: %s", strerror(errno));
-	left = atoi(times);
-	free(times);
-	return 1 - left;
+	return 1 - failslab_times();
 }
 
 /* Until TCP holds nothing unacknowledged on @fd. */
@@ -142,4 +177,78 @@ KCM_TEST(tx_first_tcp_alloc_fails_v4, KCM_TIMEOUT(60))
 KCM_TEST(tx_first_tcp_alloc_fails_v6, KCM_TIMEOUT(60))
 {
 	tx_first_tcp_alloc_fails(AF_INET6);
+}
+
+/* Value of column @col of /proc/net/kcm_stats's Psock totals. */
+static long long psock_total(const char *col)
+{
+	char *text = kcm_read_file("/proc/net/kcm_stats"), *hdr, *val, *save;
+	char *h, *v;
+	long long n = -1;
+
+	if (!text)
+		KCM_FAIL("/proc/net/kcm_stats: %s", strerror(errno));
+	hdr = strstr(text, "Psock ");
+	val = hdr ? strchr(hdr, '\n') : NULL;
+	if (!val)
+		KCM_FAIL("no Psock totals in /proc/net/kcm_stats");
+	*val++ = 0;
+	/* The header has a label the value row has not. */
+	h = strtok_r(hdr, " ", &save);
+	for (h = strtok_r(NULL, " ", &save), v = strtok(val, " \n"); h && v;
+	     h = strtok_r(NULL, " ", &save), v = strtok(NULL, " \n")) {
+		if (!strcmp(h, col)) {
+			n = atoll(v);
+			break;
+		}
+	}
+	free(text);
+	if (n < 0)
+		KCM_FAIL("no column %s in /proc/net/kcm_stats", col);
+	return n;
+}
+
+/*
+ * The parser's first allocation for arriving messages fails (in softirq):
+ * counted as RX-MemFail, and the pass is retried from a work item, so the
+ * messages still arrive, whole and in order.
+ */
+KCM_TEST(rx_parser_alloc_fails_counted, KCM_TIMEOUT(60))
+{
+	enum { N = 8, SIZE = 100 };
+	char buf[N * SIZE], got[SIZE];
+	int kcm, peer, tcp, i;
+	long long t0;
+
+	kcm_new_netns();
+	kcm = kcm_socket(SOCK_DGRAM);
+	kcm_tcp_pair(AF_INET, &peer, &tcp);
+	ASSERT_OK(kcm_attach(kcm, tcp, kcm_prog_len32()));
+	for (i = 0; i < N; i++)
+		kcm_msg_build(buf + i * SIZE, SIZE, 2, i);
+
+	fail_next_module_alloc();
+	kcm_write_all(peer, buf, sizeof(buf));
+	for (t0 = kcm_now_ms(); failslab_times(); kcm_msleep(10))
+		if (kcm_now_ms() - t0 > 10000)
+			break;
+	knob(FAILSLAB "probability", "0");
+	knob(FAILSLAB "require-start", "0");
+	knob(FAILSLAB "require-end", "0xffffffffffffffff");
+	if (failslab_times())
+		KCM_FAIL("no allocation of the module failed while the messages arrived: the case tests nothing");
+
+	for (i = 0; i < N; i++) {
+		uint32_t conn, seq;
+
+		ASSERT_EQ(kcm_recv_timeout(kcm, got, sizeof(got), 0, 10000),
+			  SIZE);
+		ASSERT_OK(kcm_msg_check(got, SIZE, &conn, &seq));
+		ASSERT_EQ(seq, (uint32_t)i);
+	}
+	ASSERT_EQ(psock_total("RX-MemFail"), 1);
+	ASSERT_EQ(psock_total("RX-Msgs"), N);
+	close(kcm);
+	close(tcp);
+	close(peer);
 }

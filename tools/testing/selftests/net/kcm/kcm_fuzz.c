@@ -53,7 +53,6 @@
 #include <netinet/tcp.h>
 #include <pthread.h>
 #include <stdlib.h>
-#include <dirent.h>
 #include <sys/mman.h>
 #include <signal.h>
 #include <sys/epoll.h>
@@ -223,63 +222,6 @@ static void fs_set(const char *knob, const char *fmt, ...)
 			 strerror(-err));
 }
 
-static unsigned long read_hex(const char *path)
-{
-	char *text = kcm_read_file(path);
-	unsigned long v = text ? strtoul(text, NULL, 16) : 0;
-
-	free(text);
-	return v;
-}
-
-/*
- * The module's .text: from its start (/sys/module/kcm/sections/.text) to the
- * nearest section the loader placed above it, which cannot overlap it, and
- * no further than 64 KiB past the module's last text symbol in
- * /proc/kallsyms (when the next section is far away, the gap may hold
- * other code, e.g. JITed BPF programs).
- */
-static void module_text(unsigned long *start, unsigned long *end)
-{
-	const char *dir = "/sys/module/kcm/sections";
-	unsigned long next = ~0UL, last = 0, a;
-	char path[512], line[512], type;
-	struct dirent *de;
-	FILE *f;
-	DIR *d;
-
-	snprintf(path, sizeof(path), "%s/.text", dir);
-	*start = read_hex(path);
-	if (!*start)
-		KCM_FAIL("failslab: no address in %s (kcm not loaded?)", path);
-	d = opendir(dir);
-	if (!d)
-		KCM_FAIL("failslab: %s: %s", dir, strerror(errno));
-	while ((de = readdir(d))) {
-		if (de->d_name[0] == '.' && (!de->d_name[1] ||
-		    !strcmp(de->d_name, "..")))
-			continue;
-		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
-		a = read_hex(path);
-		if (a > *start && a < next)
-			next = a;
-	}
-	closedir(d);
-	f = fopen("/proc/kallsyms", "re");
-	if (!f)
-		KCM_FAIL("failslab: /proc/kallsyms: %s", strerror(errno));
-	while (fgets(line, sizeof(line), f)) {
-		if (sscanf(line, "%lx %c", &a, &type) == 2 &&
-		    (type == 't' || type == 'T') && strstr(line, "\t[kcm]") &&
-		    a > last)
-			last = a;
-	}
-	fclose(f);
-	if (last < *start)
-		KCM_FAIL("failslab: no text symbol of kcm in /proc/kallsyms");
-	*end = next < last + 65536 ? next : last + 65536;
-}
-
 static void failslab_start(void)
 {
 	unsigned long start = 0, end = ~0UL;
@@ -290,7 +232,7 @@ static void failslab_start(void)
 	if (fs_mode == FS_MODULE) {
 		if (access(FAILSLAB "require-start", W_OK))
 			KCM_FAIL("failslab: no require-start (needs CONFIG_FAULT_INJECTION_STACKTRACE_FILTER)");
-		module_text(&start, &end);
+		kcm_module_text(&start, &end);
 	}
 	fs_set("probability", "0");	/* off while it is set up */
 	fs_set("interval", "1");

@@ -6,6 +6,7 @@
 #define _GNU_SOURCE
 #endif
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <linux/bpf.h>
@@ -968,4 +969,61 @@ void kcm_dump_proc(const char *why)
 			kcm_diag("  %s", line);
 		free(text);
 	}
+}
+
+static unsigned long read_hex(const char *path)
+{
+	char *text = kcm_read_file(path);
+	unsigned long v = text ? strtoul(text, NULL, 16) : 0;
+
+	free(text);
+	return v;
+}
+
+/*
+ * The module's .text: from its start (/sys/module/kcm/sections/.text) to the
+ * nearest section the loader placed above it, which cannot overlap it, and
+ * no further than 64 KiB past the module's last text symbol in
+ * /proc/kallsyms (when the next section is far away, the gap may hold
+ * other code, e.g. JITed BPF programs).
+ */
+void kcm_module_text(unsigned long *start, unsigned long *end)
+{
+	const char *dir = "/sys/module/kcm/sections";
+	unsigned long next = ~0UL, last = 0, a;
+	char path[512], line[512], type;
+	struct dirent *de;
+	FILE *f;
+	DIR *d;
+
+	snprintf(path, sizeof(path), "%s/.text", dir);
+	*start = read_hex(path);
+	if (!*start)
+		KCM_FAIL("no address in %s (kcm not loaded?)", path);
+	d = opendir(dir);
+	if (!d)
+		KCM_FAIL("%s: %s", dir, strerror(errno));
+	while ((de = readdir(d))) {
+		if (de->d_name[0] == '.' && (!de->d_name[1] ||
+		    !strcmp(de->d_name, "..")))
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+		a = read_hex(path);
+		if (a > *start && a < next)
+			next = a;
+	}
+	closedir(d);
+	f = fopen("/proc/kallsyms", "re");
+	if (!f)
+		KCM_FAIL("/proc/kallsyms: %s", strerror(errno));
+	while (fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "%lx %c", &a, &type) == 2 &&
+		    (type == 't' || type == 'T') && strstr(line, "\t[kcm]") &&
+		    a > last)
+			last = a;
+	}
+	fclose(f);
+	if (last < *start)
+		KCM_FAIL("no text symbol of kcm in /proc/kallsyms");
+	*end = next < last + 65536 ? next : last + 65536;
 }

@@ -315,6 +315,11 @@ void kcm_new_netns(void);
 char *kcm_read_file(const char *path);
 int kcm_write_file(const char *path, const char *text);	/* 0 or -errno */
 void kcm_wait_acked(int fd);	/* all written on @fd acked, within 10 s */
+/* The loaded kcm module's text, for failslab's stack filter: from its
+ * start to the nearest section above it (or 64 KiB past its last text
+ * symbol).
+ */
+void kcm_module_text(unsigned long *start, unsigned long *end);
 /* Diagnostics: @why, then /proc/net/kcm and /proc/net/kcm_stats. */
 void kcm_dump_proc(const char *why);
 
