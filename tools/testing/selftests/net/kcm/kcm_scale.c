@@ -187,7 +187,7 @@ static void round_trip(struct scale *s, uint32_t seq, const char *what)
 		 kcm_now_ms() - t0);
 }
 
-KCM_TEST(directed_replies_many_connections, KCM_EXT, KCM_TIMEOUT(600))
+KCM_TEST(directed_replies_many_connections, KCM_EXT, KCM_TIMEOUT(1200))
 {
 	const char *env = getenv("KCM_SCALE_CONNS");
 	int prog = kcm_prog_len32(), lfd, i, replies;
@@ -287,7 +287,7 @@ KCM_TEST(directed_replies_many_connections, KCM_EXT, KCM_TIMEOUT(600))
  * attached unattaches them all: each is a plain TCP socket again, with the
  * bytes of a message that had partly arrived still readable on it.
  */
-KCM_TEST(close_mux_with_many_attached, KCM_TIMEOUT(600),
+KCM_TEST(close_mux_with_many_attached, KCM_TIMEOUT(1200),
 	 KCM_LINUX_BUG("closing the mux drops the bytes of a message partly arrived"))
 {
 	const char *env = getenv("KCM_SCALE_CONNS");
