@@ -32,20 +32,26 @@ static void knob(const char *path, const char *val)
 			 val, path, strerror(-err));
 }
 
-/* The next allocation from @cache by this thread fails, once. */
-static void fail_next_alloc(const char *cache)
+/* Off, then set up for one failure; the filters are the caller's. */
+static void failslab_one(const char *task_filter, const char *cache_filter)
 {
-	char path[128];
-
-	snprintf(path, sizeof(path), "/sys/kernel/slab/%s/failslab", cache);
 	knob(FAILSLAB "probability", "0");
 	knob(FAILSLAB "interval", "1");
 	knob(FAILSLAB "space", "0");
 	knob(FAILSLAB "times", "1");
 	knob(FAILSLAB "verbose", "0");
 	knob(FAILSLAB "ignore-gfp-wait", "N");
-	knob(FAILSLAB "task-filter", "Y");
-	knob(FAILSLAB "cache-filter", "Y");
+	knob(FAILSLAB "task-filter", task_filter);
+	knob(FAILSLAB "cache-filter", cache_filter);
+}
+
+/* The next allocation from @cache by this thread fails, once. */
+static void fail_next_alloc(const char *cache)
+{
+	char path[128];
+
+	snprintf(path, sizeof(path), "/sys/kernel/slab/%s/failslab", cache);
+	failslab_one("Y", "Y");
 	knob(path, "1");
 	knob("/proc/thread-self/make-it-fail", "1");
 	knob(FAILSLAB "probability", "100");
@@ -60,14 +66,7 @@ static void fail_next_module_alloc(void)
 	char v[32];
 
 	kcm_module_text(&start, &end);
-	knob(FAILSLAB "probability", "0");
-	knob(FAILSLAB "interval", "1");
-	knob(FAILSLAB "space", "0");
-	knob(FAILSLAB "times", "1");
-	knob(FAILSLAB "verbose", "0");
-	knob(FAILSLAB "ignore-gfp-wait", "N");
-	knob(FAILSLAB "task-filter", "N");
-	knob(FAILSLAB "cache-filter", "N");
+	failslab_one("N", "N");
 	knob(FAILSLAB "stacktrace-depth", "32");
 	snprintf(v, sizeof(v), "%#lx", start);
 	knob(FAILSLAB "require-start", v);

@@ -197,18 +197,34 @@ KCM_TEST(len_width2_far_field, KCM_EXT)
  * next is written): the field lies across several skbs, and the module
  * reads it from all of them.
  */
+/*
+ * A KCM socket and a TCP pair attached with @f, the peer sending each write
+ * at once (TCP_NODELAY); @rcvbuf, if not 0, the attached socket's
+ * SO_RCVBUF.
+ */
+static int segments_pair(const struct framing *f, int family, int rcvbuf,
+			 int *peer, int *tcp)
+{
+	int kcm = kcm_socket(SOCK_DGRAM), one = 1;
+
+	kcm_tcp_pair(family, peer, tcp);
+	if (rcvbuf)
+		ASSERT_OK(setsockopt(*tcp, SOL_SOCKET, SO_RCVBUF, &rcvbuf,
+				     sizeof(rcvbuf)));
+	ASSERT_OK(setsockopt(*peer, IPPROTO_TCP, TCP_NODELAY, &one,
+			     sizeof(one)));
+	ASSERT_OK(attach_len(kcm, *tcp, f->flags, f->offset, f->width,
+			     f->adjust, 0));
+	return kcm;
+}
+
 static void field_across_segments(int family)
 {
 	const struct framing f = { 0, 5, 4, 0 };
-	int kcm, peer, tcp, one = 1, i;
 	uint8_t m[300], got[300];
+	int kcm, peer, tcp, i;
 
-	kcm = kcm_socket(SOCK_DGRAM);
-	kcm_tcp_pair(family, &peer, &tcp);
-	ASSERT_OK(setsockopt(peer, IPPROTO_TCP, TCP_NODELAY, &one,
-			     sizeof(one)));
-	ASSERT_OK(attach_len(kcm, tcp, f.flags, f.offset, f.width, f.adjust,
-			     0));
+	kcm = segments_pair(&f, family, 0, &peer, &tcp);
 	for (i = 0; i < 6; i++) {
 		size_t size = 20 + 47 * i, k;
 
@@ -250,17 +266,10 @@ KCM_TEST(len_field_after_take_out, KCM_EXT, KCM_TIMEOUT(60))
 {
 	/* Little-endian: the bytes taken out are the value's low ones. */
 	const struct framing f = { KCM_LEN_LITTLE_ENDIAN, 3000, 4, 0 };
-	int kcm, peer, tcp, one = 1, small = 4096, round;
 	static uint8_t m[3300], got[3300];
+	int kcm, peer, tcp, round;
 
-	kcm = kcm_socket(SOCK_DGRAM);
-	kcm_tcp_pair(AF_INET, &peer, &tcp);
-	ASSERT_OK(setsockopt(tcp, SOL_SOCKET, SO_RCVBUF, &small,
-			     sizeof(small)));
-	ASSERT_OK(setsockopt(peer, IPPROTO_TCP, TCP_NODELAY, &one,
-			     sizeof(one)));
-	ASSERT_OK(attach_len(kcm, tcp, f.flags, f.offset, f.width, f.adjust,
-			     0));
+	kcm = segments_pair(&f, AF_INET, 4096, &peer, &tcp);
 	for (round = 0; round < 3; round++) {
 		size_t size = 3004 + 100 * round, k;
 
