@@ -2,9 +2,9 @@
 # Build our kcm.ko for one kernel:  scripts/build-module.sh KVER
 #
 # The kernel headers ship their own include/net/kcm.h and
-# include/uapi/linux/kcm.h.  To make ours win, net/kcm/ and include/ are
-# copied to build/KVER/src/ and that include/ is put first on the compiler's
-# search path through NOSTDINC_FLAGS (kbuild puts it before LINUXINCLUDE).
+# include/uapi/linux/kcm.h.  net/kcm/ and include/ are copied to
+# build/KVER/src/, and net/kcm/Makefile puts that include/ first on the
+# compiler's search path (the one recipe DKMS and the debug kernel use too).
 # Result: build/KVER/kcm.ko.  Any compiler or modpost warning fails the build.
 #
 # KCM_TREE=DIR builds DIR/net/kcm + DIR/include into DIR/build/ instead of
@@ -35,9 +35,8 @@ cp -a "$tree/include" "$src/include"
 echo "  KBUILD  kcm.ko for $kver"
 log=$out/build.log
 rc=0
-make -C "$kdir" M="$src/net/kcm" \
-	NOSTDINC_FLAGS="-nostdinc -I$src/include -I$src/include/uapi" \
-	CONFIG_AF_KCM=m W=1 -j"$(nproc)" modules >"$log" 2>&1 || rc=$?
+make -C "$kdir" M="$src/net/kcm" CONFIG_AF_KCM=m W=1 -j"$(nproc)" modules \
+	>"$log" 2>&1 || rc=$?
 
 # Show the log with the copied paths mapped back to repository paths.
 sed "s|$src/||g" "$log" | grep -vE '^make(\[[0-9]+\])?: (Entering|Leaving) directory' || true

@@ -37,8 +37,8 @@
  * Functions documented "Under mux->lock" assert it (lockdep_assert_held()),
  * so do those "Under the KCM socket lock" (sock_owned_by_me()) and the
  * parser's pass and the mux's entry for it (the TCP socket's lock, either
- * kind); lockdep checks the order above on the debug kernel (make
- * check-debug), KCSAN the lock-free reads (make check-kcsan).
+ * kind); lockdep checks the order above on a debug kernel, KCSAN the
+ * lock-free reads.
  *
  * One owner for each piece of state: the mux's lists, reservations and the
  * fields marked "the mux's" are changed only in kcm_mux.c, which the other

@@ -387,4 +387,6 @@ module_exit(kcm_exit);
 
 MODULE_LICENSE("GPL");
 MODULE_DESCRIPTION("Kernel Connection Multiplexor (AF_KCM)");
+/* dkms.conf's PACKAGE_VERSION: DKMS installs ours only over an older one. */
+MODULE_VERSION("0.1");
 MODULE_ALIAS_NETPROTO(PF_KCM);

@@ -119,9 +119,8 @@ cp -a "$root/include" "$ours/src/include"
 log=$ours/build.log
 echo "  KBUILD  our kcm.ko for $(cat "$out/kver")"
 rc=0
-mk -C "$src" M="$ours/src/net/kcm" \
-	NOSTDINC_FLAGS="-nostdinc -I$ours/src/include -I$ours/src/include/uapi" \
-	CONFIG_AF_KCM=m W=1 modules >"$log" 2>&1 || rc=$?
+mk -C "$src" M="$ours/src/net/kcm" CONFIG_AF_KCM=m W=1 modules >"$log" 2>&1 ||
+	rc=$?
 sed "s|$ours/src/||g" "$log" | grep -vE '^make(\[[0-9]+\])?: (Entering|Leaving) directory' || true
 if [ "$rc" -ne 0 ] || [ ! -f "$ours/src/net/kcm/kcm.ko" ]; then
 	echo "debug-kernel: our kcm.ko failed to build (log: $log)" >&2

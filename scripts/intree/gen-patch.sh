@@ -70,7 +70,9 @@ cp "$root/include/net/kcm.h" "$tree/include/net/kcm.h"
 cp "$root/include/uapi/linux/kcm.h" "$tree/include/uapi/linux/kcm.h"
 
 # net/kcm/Makefile: our own header comment, then the rules (every line from
-# the first one that is neither a comment nor empty).
+# the first one that is neither a comment nor empty), up to its last part,
+# for out-of-tree builds ("# Out of tree ..." to the end), and no blank
+# line left at the end.
 mk=$tree/net/kcm/Makefile
 {
 	echo "# SPDX-License-Identifier: GPL-2.0-only"
@@ -78,7 +80,11 @@ mk=$tree/net/kcm/Makefile
 	echo "# Makefile for the Kernel Connection Multiplexor (AF_KCM)."
 	echo "#"
 	echo
-	awk 'started || !/^(#|[[:space:]]*$)/ { started = 1; print }' "$root/net/kcm/Makefile"
+	awk '/^# Out of tree/ { exit }
+	     !started && /^(#|[[:space:]]*$)/ { next }
+	     /^[[:space:]]*$/ { blank++; next }
+	     { started = 1; while (blank) { print ""; blank-- } print }' \
+		"$root/net/kcm/Makefile"
 } >"$mk"
 # Every C file of ours must be built: kbuild would silently skip one.
 for c in "$tree"/net/kcm/*.c; do

@@ -1,9 +1,10 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * Allocation failures injected at one chosen place, on the debug kernel
- * only (make check-debug): Debian's kernels have no fault injection, so this
- * binary is not among the suite's (its name is not kcm_* or tx_*) and
- * scripts/debug-kernel/check.sh builds it and puts it in the debug VM.
+ * Allocation failures injected at one chosen place, on a kernel with
+ * fault injection (CONFIG_FAILSLAB, CONFIG_FAULT_INJECTION_DEBUG_FS,
+ * CONFIG_FAULT_INJECTION_STACKTRACE_FILTER) only: distribution kernels
+ * have none, so this binary is not among the suite's (its name is not
+ * kcm_* or tx_*); it is built and run with the suite on a debug kernel.
  *
  * failslab is narrowed to the one allocation under test: the slab cache it
  * comes from (cache-filter, with that cache's failslab flag) and the thread
