@@ -77,7 +77,7 @@ if [ "${BENCH_RPC:-1}" = 1 ]; then
 		run_rpc() { one rpc "$1" 64 $c 4 "$2"; }
 		r=1
 		while [ $r -le "$BENCH_REPS" ]; do
-			for v in kcm user; do run_rpc $v $r; done
+			for v in kcm user usero; do run_rpc $v $r; done
 			r=$((r + 1))
 		done
 	done

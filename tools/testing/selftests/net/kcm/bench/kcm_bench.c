@@ -12,6 +12,13 @@
  *   user  T threads, each with an epoll set over its share of the
  *         connections, reading into a per-connection buffer and cutting
  *         messages at the length prefix (partial messages carry over).
+ *   usero T threads sharing one epoll set over all the connections, each
+ *         registered EPOLLONESHOT: any thread reads any connection, cuts
+ *         the whole messages of its read out, re-arms the connection (so
+ *         another thread can read on while it works) and serves them;
+ *         replies on one connection are written under its lock.  The
+ *         best user-space design for rpc (requests of a connection may be
+ *         answered out of order; the clients check them so).
  *   tcp   as user, but no message is cut out: the bytes are verified as
  *         they arrive, through a state per connection, and counted (or
  *         echoed as they came).
@@ -43,7 +50,10 @@
  *   rpc     echo with RPC_DEPTH (16) requests in flight per connection,
  *           one in RPC_SLOW_EVERY (100) of which the server sleeps 1 ms
  *           on: the case KCM exists for, few connections and many server
- *           threads (not for tcp, which does not cut messages).
+ *           threads (not for tcp, which does not cut messages).  A KCM
+ *           server thread reads one request per call and, before a slow
+ *           one, sets KCM_RECV_DISABLE on its socket (as kcm.rst advises)
+ *           so that what was queued for it goes to the other threads.
  *
  * Size 0 means mixed sizes, drawn log-uniformly from 16 B to 64 KiB.
  *
@@ -86,7 +96,8 @@
  * byte flipped after the checksum was computed, not at all, twice, or
  * half of it and then nothing more; the run must then fail.
  *
- * Usage: kcm_bench -w stream|echo|rpc -v kcm|user|tcp|kcmd|kcmb|kcml|kcmbl
+ * Usage: kcm_bench -w stream|echo|rpc
+ *                  -v kcm|user|tcp|kcmd|kcmb|kcml|kcmbl|usero
  *                  -s SIZE -c C -t T
  *                  [-d SECONDS] [-g STALL_SECONDS] [-r REP]
  */
@@ -145,12 +156,13 @@
 #define MAX_REPORTED	8		/* violations printed */
 
 enum workload { W_STREAM, W_ECHO, W_RPC };
-enum variant { V_KCM, V_USER, V_TCP, V_KCMD, V_KCMB, V_KCML, V_KCMBL };
+enum variant { V_KCM, V_USER, V_TCP, V_KCMD, V_KCMB, V_KCML, V_KCMBL,
+	       V_USERO };
 enum inject { INJ_NONE, INJ_CORRUPT, INJ_DROP, INJ_DUP, INJ_STALL };
 
 static const char *const wl_name[] = { "stream", "echo", "rpc" };
 static const char *const var_name[] = { "kcm", "user", "tcp", "kcmd", "kcmb",
-				       "kcml", "kcmbl" };
+				       "kcml", "kcmbl", "usero" };
 static const char *const inject_name[] = { "", "corrupt", "drop", "dup", "stall" };
 
 /* ---- configuration and shared state ------------------------------------- */
@@ -224,7 +236,7 @@ static uint64_t get(uint64_t *p)
 
 static int uses_kcm(void)
 {
-	return var != V_USER && var != V_TCP;
+	return var != V_USER && var != V_TCP && var != V_USERO;
 }
 
 /* kcmb, kcmbl: KCM_RECV_BATCH. */
@@ -475,16 +487,28 @@ static uint64_t payload_sum(const unsigned char *p, uint32_t plen)
 #define RPC_SLOW_EVERY	100
 #define RPC_SLOW_US	1000
 
-/* The server's work for request m (a whole frame). */
-static void rpc_work(const unsigned char *m)
+/*
+ * The server's work for request m (a whole frame).  On a KCM socket @kcm,
+ * a slow request is served with receiving disabled: its queued messages
+ * go to the other sockets meanwhile.
+ */
+static void rpc_work(const unsigned char *m, int kcm)
 {
+	int on = 1, off = 0;
 	uint64_t id;
 
 	if (wl != W_RPC)
 		return;
 	memcpy(&id, m + HDR + PH_ID, sizeof(id));
-	if ((id >> 32) % RPC_SLOW_EVERY == RPC_SLOW_EVERY - 1)
-		usleep(RPC_SLOW_US);
+	if ((id >> 32) % RPC_SLOW_EVERY != RPC_SLOW_EVERY - 1)
+		return;
+	if (kcm >= 0 &&
+	    setsockopt(kcm, SOL_KCM, KCM_RECV_DISABLE, &on, sizeof(on)))
+		die("KCM_RECV_DISABLE");
+	usleep(RPC_SLOW_US);
+	if (kcm >= 0 &&
+	    setsockopt(kcm, SOL_KCM, KCM_RECV_DISABLE, &off, sizeof(off)))
+		die("KCM_RECV_DISABLE");
 }
 
 static uint64_t make_id(uint32_t sender, uint32_t seq)
@@ -978,7 +1002,8 @@ static void *kcm_server(void *arg)
 	long id = (long)arg;
 	struct rx_ctx *rx = &srv_rx[id];
 	int fd = kcm_fd[id];
-	int vlen = batched() ? BATCH_VLEN : RECV_VLEN;
+	/* rpc: one request per call, the others stay free to move. */
+	int vlen = batched() ? BATCH_VLEN : wl == W_RPC ? 1 : RECV_VLEN;
 	size_t bsize = batched() ? BATCH_BUF : MAX_MSG;
 	struct mmsghdr mm[RECV_VLEN];
 	struct iovec iov[RECV_VLEN];
@@ -1029,7 +1054,7 @@ static void *kcm_server(void *arg)
 			    check_msg(rx, m, len, -1))
 				bad++;
 			if (wl != W_STREAM)
-				rpc_work(m);
+				rpc_work(m, fd);
 			if (wl != W_STREAM && var == V_KCMD)
 				reply_directed(fd, &mm[i].msg_hdr, len);
 			else if (wl != W_STREAM)
@@ -1074,8 +1099,10 @@ static void cut_msgs(struct rx_ctx *rx, struct conn_state *c, size_t r,
 		if (end - off < plen + HDR)
 			break;
 		check_msg(rx, c->buf + off, plen + HDR, c->conn);
-		if (wl != W_STREAM)
+		if (wl != W_STREAM) {
+			rpc_work(c->buf + off, -1);
 			write_full(c->fd, c->buf + off, plen + HDR);
+		}
 		(*msgs)++;
 		*bytes += plen + HDR;
 		off += plen + HDR;
@@ -1148,6 +1175,115 @@ static void *epoll_server(void *arg)
 	for (i = 0; i < ncs; i++)
 		free(cs[i].buf);
 	close(ep);
+	return NULL;
+}
+
+/* usero: a connection as every server thread sees it. */
+struct shared_conn {
+	struct conn_state c;		/* buf and len: its reader's only */
+	pthread_mutex_t write_lock;	/* one reply at a time */
+};
+
+static struct shared_conn shared_conns[MAX_CONNS];
+static int shared_ep = -1;
+
+/* usero: the epoll set, every connection in it, armed once. */
+static void shared_setup(void)
+{
+	int i;
+
+	shared_ep = epoll_create1(0);
+	if (shared_ep < 0)
+		die("epoll_create1");
+	for (i = 0; i < nconns; i++) {
+		struct shared_conn *sc = &shared_conns[i];
+		struct epoll_event e = { .events = EPOLLIN | EPOLLONESHOT,
+					 .data.u32 = i };
+
+		sc->c.fd = server_fd[i];
+		sc->c.conn = i;
+		sc->c.buf = malloc(CONN_BUF);
+		if (!sc->c.buf)
+			die("malloc");
+		pthread_mutex_init(&sc->write_lock, NULL);
+		if (epoll_ctl(shared_ep, EPOLL_CTL_ADD, server_fd[i], &e))
+			die("epoll_ctl");
+	}
+}
+
+/*
+ * usero: one server thread.  It takes one ready connection at a time,
+ * reads it, moves the whole messages read into @own, re-arms it and only
+ * then serves them, so that a slow request holds up only the requests of
+ * the same read.
+ */
+static void *shared_server(void *arg)
+{
+	long id = (long)arg;
+	struct rx_ctx *rx = &srv_rx[id];
+	unsigned char *own = malloc(CONN_BUF);
+
+	if (!own)
+		die("malloc");
+	while (!server_quit) {
+		struct epoll_event ev;
+		struct shared_conn *sc;
+		struct conn_state *c;
+		size_t off = 0, end, n;
+		uint64_t msgs = 0, bytes = 0, bad = 0;
+		ssize_t r;
+
+		if (epoll_wait(shared_ep, &ev, 1, 100) != 1)
+			continue;
+		sc = &shared_conns[ev.data.u32];
+		c = &sc->c;
+		r = recv(c->fd, c->buf + c->len, CONN_BUF - c->len, MSG_DONTWAIT);
+		if (r == 0 || (r < 0 && errno != EAGAIN && errno != EINTR))
+			continue;	/* closed: left disarmed */
+		end = c->len + (r > 0 ? r : 0);
+		while (end - off >= HDR) {
+			uint32_t plen = get_be32(c->buf + off);
+
+			if (plen > MAX_PAYLOAD) {
+				bad++;	/* lost framing: nothing to resync on */
+				off = end;
+				break;
+			}
+			if (end - off < plen + HDR)
+				break;
+			off += plen + HDR;
+		}
+		n = off;
+		memcpy(own, c->buf, n);
+		memmove(c->buf, c->buf + off, end - off);
+		c->len = end - off;
+		__atomic_store_n(&srv_partial[c->conn], c->len, __ATOMIC_RELAXED);
+		ev.events = EPOLLIN | EPOLLONESHOT;
+		if (epoll_ctl(shared_ep, EPOLL_CTL_MOD, c->fd, &ev))
+			die("epoll_ctl");
+
+		for (off = 0; off < n; ) {
+			uint32_t len = get_be32(own + off) + HDR;
+
+			check_msg(rx, own + off, len, c->conn);
+			if (wl != W_STREAM) {
+				rpc_work(own + off, -1);
+				pthread_mutex_lock(&sc->write_lock);
+				write_full(c->fd, own + off, len);
+				pthread_mutex_unlock(&sc->write_lock);
+			}
+			msgs++;
+			bytes += len;
+			off += len;
+		}
+		if (msgs)
+			add(&srv_msgs, msgs);
+		if (bytes)
+			add(&srv_bytes, bytes);
+		if (bad)
+			add(&srv_badframes, bad);
+	}
+	free(own);
 	return NULL;
 }
 
@@ -1587,7 +1723,8 @@ static double pct_us(const uint64_t *v, size_t n, double p)
 static void usage(const char *prog)
 {
 	fprintf(stderr,
-		"usage: %s -w stream|echo|rpc -v kcm|user|tcp|kcmd|kcmb|kcml|kcmbl -s SIZE(0=mixed)\n"
+		"usage: %s -w stream|echo|rpc -v kcm|user|tcp|kcmd|kcmb|kcml|kcmbl|usero\n"
+		"          -s SIZE(0=mixed)\n"
 		"          -c CONNS -t THREADS [-d SECONDS] [-g STALL_SECONDS] [-r REP]\n"
 		"          (kcmb, kcmbl: stream only;\n"
 		"          SIZE at least %d, the header: %d for echo)\n", prog, PH_STREAM, PH_ECHO);
@@ -1671,7 +1808,7 @@ int main(int argc, char **argv)
 	while ((opt = getopt(argc, argv, "w:v:s:c:t:d:g:r:")) != -1) {
 		switch (opt) {
 		case 'w': i = lookup(optarg, wl_name, 3); if (i < 0) usage(argv[0]); wl = i; break;
-		case 'v': i = lookup(optarg, var_name, 7); if (i < 0) usage(argv[0]); var = i; break;
+		case 'v': i = lookup(optarg, var_name, 8); if (i < 0) usage(argv[0]); var = i; break;
 		case 's': msg_size = atoi(optarg); break;
 		case 'c': nconns = atoi(optarg); break;
 		case 't': nthreads = atoi(optarg); break;
@@ -1695,11 +1832,14 @@ int main(int argc, char **argv)
 	for (i = 0; i < nthreads; i++) {
 		snprintf(srv_rx[i].name, sizeof(srv_rx[i].name),
 			 uses_kcm() ? "reader %d" : "server thread %d", i);
-		srv_rx[i].order = uses_kcm() ? ORDER_RISING : ORDER_EXACT;
+		srv_rx[i].order = uses_kcm() || var == V_USERO ?
+				  ORDER_RISING : ORDER_EXACT;
 	}
 	for (i = 0; i < nconns; i++) {
 		snprintf(cli_rx[i].name, sizeof(cli_rx[i].name), "client %d", i);
-		cli_rx[i].order = any_connection() ? ORDER_ANY : ORDER_EXACT;
+		/* usero answers a connection's requests in any order. */
+		cli_rx[i].order = any_connection() || var == V_USERO ?
+				  ORDER_ANY : ORDER_EXACT;
 		if (wl == W_STREAM)
 			build_plan(i);
 	}
@@ -1715,9 +1855,12 @@ int main(int argc, char **argv)
 	make_conns();
 	if (uses_kcm())
 		setup_kcm();
+	if (var == V_USERO)
+		shared_setup();
 	for (i = 0; i < nthreads; i++)
 		if (pthread_create(&srv[i], NULL,
-				   uses_kcm() ? kcm_server : epoll_server,
+				   uses_kcm() ? kcm_server :
+				   var == V_USERO ? shared_server : epoll_server,
 				   (void *)(long)i))
 			die("pthread_create");
 

@@ -72,5 +72,16 @@ expect "stream user: a stall, half a message" stall 1 stalled \
 	'^KCMBENCH .* stall=(noprogress|drain) ' '^# sender 0: sent 11, received 10; 1 missing: seq 10$' \
 	'^#   conn 0: sent 11, received 10, outstanding 1; .*; 258 bytes of a message held by the server$' \
 	-- -w stream -v user -s 512 -c 1 -t 1
+# usero (any thread reads any connection, replies in any order) and the
+# rpc workload (16 requests in flight, slow ones) check the same way.
+expect "rpc usero: clean" "" 0 ok -- -w rpc -v usero -s 64 -c 2 -t 4
+expect "rpc user: clean" "" 0 ok -- -w rpc -v user -s 64 -c 2 -t 2
+expect "rpc usero: a corrupt byte in a request" corrupt:30 1 corrupt \
+	'^# violation: server thread [0-9]+: checksum .*\(sender 0 seq 30, ' \
+	'^# violation: client 0: checksum .*\(sender 0 seq 30, ' -- -w rpc -v usero -s 512 -c 2 -t 4
+expect "rpc usero: a duplicate request" dup:30 1 corrupt \
+	'^# violation: client 0: sender 0 seq 30: duplicate$' -- -w rpc -v usero -s 64 -c 1 -t 4
+expect "rpc usero: a lost request" drop:30 1 stalled \
+	'^# sender 0: sent [0-9]+, received [0-9]+; 1 missing: seq 30$' -- -w rpc -v usero -s 64 -c 1 -t 4
 echo "bench-selftest: $((n - failed)) passed, $failed failed"
 [ "$failed" -eq 0 ]
