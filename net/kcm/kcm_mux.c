@@ -27,6 +27,7 @@
 #include <linux/slab.h>
 #include <net/kcm.h>
 #include <net/netns/generic.h>
+#include <trace/events/kcm.h>
 
 static const struct rhashtable_params kcm_mux_cookie_params = {
 	.key_len = sizeof(u64),
@@ -178,8 +179,10 @@ static void kcm_mux_rx_drain(struct kcm_mux *mux)
 		 * takes the psock off rx_held); new work would outlive the
 		 * psock.
 		 */
-		if (!psock->unattached)
+		if (!psock->unattached) {
+			trace_kcm_rx_resume(psock->index);
 			kcm_parser_resume(psock);
+		}
 	}
 }
 
@@ -312,6 +315,10 @@ bool kcm_mux_rx_deliver(struct kcm_mux *mux, struct kcm_psock *psock,
 		kcm = list_first_entry_or_null(&mux->rx_ready,
 					       struct kcm_sock, rx_node);
 	}
+	trace_kcm_rx_steer(psock->index,
+			   kcm && skb_queue_empty(&mux->rx_orphans) ?
+			   (s64)kcm->index : -1, kcm_msg_cb(skb)->msgs,
+			   kcm_msg_payload(skb));
 	if (kcm && skb_queue_empty(&mux->rx_orphans)) {
 		kcm_mux_rx_queue(kcm, skb, false);
 		psock->rx_target = kcm;
@@ -387,6 +394,7 @@ static void kcm_mux_tx_link(struct kcm_sock *kcm, struct kcm_psock *psock)
 	lockdep_assert_held(&kcm->mux->lock);
 	WARN_ON_ONCE(psock->tx_kcm || kcm->tx_psock ||
 		     !list_empty(&psock->tx_node));
+	trace_kcm_tx_reserve(kcm->index, psock->index, false);
 	kref_get(&psock->ref);
 	psock->tx_kcm = kcm;
 	psock->reserved++;
@@ -677,6 +685,7 @@ void kcm_mux_tx_unreserve(struct kcm_sock *kcm, bool retry)
 	psock = kcm->tx_psock;
 	if (psock) {
 		WARN_ON_ONCE(psock->tx_kcm != kcm);
+		trace_kcm_tx_unreserve(kcm->index, psock->index, retry);
 		WRITE_ONCE(kcm->tx_psock, NULL);
 		psock->tx_kcm = NULL;
 		psock->unreserved++;

@@ -47,6 +47,7 @@
 #include <net/tcp.h>
 
 #include "compat.h"
+#include <trace/events/kcm.h>
 
 /*
  * The program sees the message at offset 0: at the head of a TCP skb's
@@ -709,6 +710,7 @@ static int kcm_parser_spill(struct kcm_psock *psock, struct kcm_rx_pos *pos,
 			     min(avail, psock->rx_len - psock->rx_have));
 	if (ret >= 0 && psock->rx_have == psock->rx_len) {
 		psock->rx_head = NULL;
+		trace_kcm_rx_parse(psock->index, psock->cookie, psock->rx_len);
 		kcm_parser_deliver(psock, head, psock->rx_offset,
 				   psock->rx_len);
 		kcm_parser_msg_done(psock);
@@ -877,6 +879,7 @@ static int kcm_parser_take_step(struct kcm_psock *psock,
 		kcm_parser_count(psock, &psock->rx_stats.mem_fail);
 		return ret;
 	}
+	trace_kcm_rx_parse(psock->index, psock->cookie, psock->rx_len);
 	kcm_parser_advance(psock->sk, pos, psock->rx_len);
 	kcm_parser_msg_done(psock);
 	return 0;

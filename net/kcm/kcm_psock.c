@@ -22,6 +22,7 @@
 #include <net/kcm.h>
 #include <net/netns/generic.h>
 #include <net/tcp.h>
+#include <trace/events/kcm.h>
 
 #define KCM_PSOCK_VIEW_SIZE	128
 
@@ -43,6 +44,8 @@ void kcm_psock_fail(struct kcm_psock *psock, int err)
 
 	if (!kcm_mux_psock_stop_tx(psock))
 		return;
+	trace_kcm_psock_error(psock->index, psock->cookie, err,
+			      _RET_IP_);
 	WRITE_ONCE(sk->sk_err, err);
 	sk_error_report(sk);
 }

@@ -10,6 +10,7 @@
 #include <linux/skbuff.h>
 #include <linux/splice.h>
 #include <net/kcm.h>
+#include <trace/events/kcm.h>
 
 void kcm_rx_skb_destructor(struct sk_buff *skb)
 {
@@ -171,8 +172,10 @@ static int kcm_rx_batch_trunc(struct kcm_sock *kcm, struct sk_buff *skb,
 	if (err)
 		return err;
 	msg->msg_flags |= MSG_TRUNC;
-	if (!(flags & MSG_PEEK))
+	if (!(flags & MSG_PEEK)) {
+		trace_kcm_rx_read(kcm->index, 1, head + body);
 		kcm_rx_consume(kcm, skb, cb->len);
+	}
 	return head + body;
 }
 
@@ -188,6 +191,7 @@ static int kcm_rx_recv_batch(struct kcm_sock *kcm, struct sk_buff *skb,
 	u64 cookie = kcm_msg_cb(skb)->cookie;
 	struct sock *sk = &kcm->sk;
 	size_t copied = 0;
+	u32 msgs = 0;
 	int err = 0;
 
 	do {
@@ -207,6 +211,7 @@ static int kcm_rx_recv_batch(struct kcm_sock *kcm, struct sk_buff *skb,
 		copied += sizeof(u32) + end - cb->offset;
 
 		next = n == cb->msgs ? kcm_rx_next_skb(sk, skb) : NULL;
+		msgs += n;
 		if (!(flags & MSG_PEEK))
 			kcm_rx_done_msgs(kcm, skb, n, end);
 		skb = next;
@@ -215,8 +220,10 @@ static int kcm_rx_recv_batch(struct kcm_sock *kcm, struct sk_buff *skb,
 
 	if (!copied)
 		return err ?: kcm_rx_batch_trunc(kcm, skb, msg, size, flags);
-	if (!(flags & MSG_PEEK))
+	if (!(flags & MSG_PEEK)) {
+		trace_kcm_rx_read(kcm->index, msgs, copied);
 		kcm_mux_rx_space(kcm);
+	}
 	msg->msg_flags |= MSG_EOR;
 	return copied;
 }
@@ -263,9 +270,12 @@ int kcm_rx_recvmsg(struct socket *sock, struct msghdr *msg, size_t len,
 	else if (sock->type == SOCK_DGRAM)
 		msg->msg_flags |= MSG_TRUNC;
 
-	if (!(flags & MSG_PEEK))
+	if (!(flags & MSG_PEEK)) {
+		trace_kcm_rx_read(kcm->index, copied == cb->len ||
+				  sock->type == SOCK_DGRAM, copied);
 		kcm_rx_consume(kcm, skb, sock->type == SOCK_DGRAM ?
 			       cb->len : copied);
+	}
 	err = copied;
 out:
 	release_sock(sk);
@@ -292,8 +302,10 @@ ssize_t kcm_rx_splice_read(struct socket *sock, loff_t *ppos,
 	cb = kcm_msg_cb(skb);
 	err = skb_splice_bits(skb, sk, cb->offset, pipe,
 			      min_t(size_t, len, cb->len), flags);
-	if (err > 0)
+	if (err > 0) {
+		trace_kcm_rx_read(kcm_sk(sk)->index, err == cb->len, err);
 		kcm_rx_consume(kcm_sk(sk), skb, err);
+	}
 out:
 	release_sock(sk);
 	return err;

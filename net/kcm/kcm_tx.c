@@ -22,6 +22,7 @@
 #include <net/sock.h>
 
 #include "compat.h"
+#include <trace/events/kcm.h>
 
 #define KCM_TX_BVECS	32
 
@@ -388,6 +389,8 @@ static void kcm_tx_push(struct kcm_sock *kcm)
 
 		__skb_unlink(head, &sk->sk_write_queue);
 		kcm->tx_sent = 0;
+		trace_kcm_tx_sent(kcm->index, psock->index, psock->cookie,
+				  head->len);
 		kcm_tx_count(&kcm->tx_stats, head->len);
 		kcm_tx_free(sk, head);
 		freed = true;

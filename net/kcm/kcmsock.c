@@ -16,6 +16,9 @@
 #include <net/net_namespace.h>
 #include <net/netns/generic.h>
 
+#define CREATE_TRACE_POINTS
+#include <trace/events/kcm.h>
+
 #include "compat.h"
 
 unsigned int kcm_net_id __read_mostly;
@@ -387,6 +390,6 @@ module_exit(kcm_exit);
 
 MODULE_LICENSE("GPL");
 MODULE_DESCRIPTION("Kernel Connection Multiplexor (AF_KCM)");
-/* dkms.conf's PACKAGE_VERSION: DKMS installs ours only over an older one. */
+/* The package's version: an installed module replaces only an older one. */
 MODULE_VERSION("0.1");
 MODULE_ALIAS_NETPROTO(PF_KCM);

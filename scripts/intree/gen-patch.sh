@@ -8,6 +8,7 @@
 #   net/kcm/                          our files; Linux's that we lack are deleted
 #   include/net/kcm.h                 ours
 #   include/uapi/linux/kcm.h          ours
+#   include/trace/events/kcm.h        new: our tracepoints
 #   Documentation/networking/kcm.rst  ours, without the section about the
 #                                     out-of-tree build (README.md covers it)
 #   tools/testing/selftests/net/kcm/  new: the selftests (kselftest, lib.mk),
@@ -68,6 +69,8 @@ rm -rf "$tree/net/kcm"
 cp -r "$root/net/kcm" "$tree/net/kcm"
 cp "$root/include/net/kcm.h" "$tree/include/net/kcm.h"
 cp "$root/include/uapi/linux/kcm.h" "$tree/include/uapi/linux/kcm.h"
+mkdir -p "$tree/include/trace/events"
+cp "$root/include/trace/events/kcm.h" "$tree/include/trace/events/kcm.h"
 
 # net/kcm/Makefile: our own header comment, then the rules (every line from
 # the first one that is neither a comment nor empty), up to its last part,
