@@ -83,10 +83,22 @@ static struct pernet_operations kcm_net_ops = {
 	.size	= sizeof(struct kcm_net),
 };
 
+/*
+ * SIOCKCMCLONE makes its socket with __sock_create(), as socket() does, so
+ * that a clone passes the same security hooks (creation, which a policy may
+ * refuse, and labelling) and audit as any socket.  kcm_create() then joins
+ * the cloned socket's mux instead of making one: kcm_clone_task is the task
+ * cloning, kcm_clone_mux that mux, both set under kcm_clone_lock around the
+ * call (one clone at a time), kcm_clone_mux read by that task only.
+ */
+static DEFINE_MUTEX(kcm_clone_lock);
+static struct task_struct *kcm_clone_task;
+static struct kcm_mux *kcm_clone_mux;
+
 static int kcm_create(struct net *net, struct socket *sock, int protocol,
 		      int kern)
 {
-	struct kcm_mux *mux;
+	struct kcm_mux *mux = NULL;
 	struct sock *sk;
 
 	if (sock->type != SOCK_DGRAM && sock->type != SOCK_SEQPACKET)
@@ -94,12 +106,16 @@ static int kcm_create(struct net *net, struct socket *sock, int protocol,
 	if (protocol != KCMPROTO_CONNECTED)
 		return -EPROTONOSUPPORT;
 
-	/* A new socket comes with a new mux of its own. */
 	sk = sk_alloc(net, PF_KCM, GFP_KERNEL, &kcm_proto, kern);
-	mux = sk ? kcm_mux_create(net) : NULL;
+	if (!sk)
+		return -ENOMEM;
+	/* A new socket comes with a new mux of its own, a clone joins one. */
+	if (READ_ONCE(kcm_clone_task) == current)
+		mux = kcm_clone_mux;
+	else
+		mux = kcm_mux_create(net);
 	if (!mux) {
-		if (sk)
-			sk_free(sk);
+		sk_free(sk);
 		return -ENOMEM;
 	}
 
@@ -138,29 +154,22 @@ static int kcm_clone(struct socket *osock, struct kcm_clone __user *uinfo)
 	struct kcm_clone info = {};
 	struct socket *newsock;
 	struct file *file;
-	struct sock *sk;
 	int fd, err;
 
 	fd = get_unused_fd_flags(0);
 	if (fd < 0)
 		return fd;
 
-	newsock = sock_alloc();
-	if (!newsock) {
-		err = -ENFILE;
+	mutex_lock(&kcm_clone_lock);
+	kcm_clone_mux = kcm_sk(osock->sk)->mux;
+	WRITE_ONCE(kcm_clone_task, current);
+	err = __sock_create(sock_net(osock->sk), PF_KCM, osock->type,
+			    KCMPROTO_CONNECTED, &newsock, 0);
+	WRITE_ONCE(kcm_clone_task, NULL);
+	kcm_clone_mux = NULL;
+	mutex_unlock(&kcm_clone_lock);
+	if (err)
 		goto err_put_fd;
-	}
-	newsock->type = osock->type;
-	newsock->ops = osock->ops;
-	__module_get(newsock->ops->owner);
-
-	sk = sk_alloc(sock_net(osock->sk), PF_KCM, GFP_KERNEL, &kcm_proto,
-		      false);
-	if (!sk) {
-		err = -ENOMEM;
-		goto err_release_sock;
-	}
-	kcm_sock_init(sk, newsock, kcm_sk(osock->sk)->mux);
 
 	/* On failure sock_alloc_file() releases newsock, and with it sk. */
 	file = sock_alloc_file(newsock, 0, NULL);
@@ -179,9 +188,6 @@ static int kcm_clone(struct socket *osock, struct kcm_clone __user *uinfo)
 
 err_fput:
 	fput(file);
-	goto err_put_fd;
-err_release_sock:
-	sock_release(newsock);
 err_put_fd:
 	put_unused_fd(fd);
 	return err;
