@@ -172,6 +172,7 @@ static enum variant var = V_KCM;
 static int msg_size = 64;		/* payload bytes; 0 = mixed */
 static int nconns = 1;
 static int nthreads = 1;
+static int cli_threads;			/* client threads: one per connection */
 static double duration = 1.0;
 static double stall_secs = 3.0;
 static int rep = 1;
@@ -192,21 +193,25 @@ static uint64_t echo_replies, echo_reply_bytes, echo_badreplies;
 static uint64_t echo_replies_at_stop;
 static uint64_t echo_quiet;		/* clients that saw stop_send */
 
-/* Per client: messages (echo: requests) sent, written by that client only. */
-static uint64_t cli_sent[MAX_CONNS];
-/* user, tcp: bytes of an incomplete message the server holds, per connection. */
-static uint64_t srv_partial[MAX_CONNS];
+/*
+ * Per connection, allocated for nconns: messages (echo: requests) sent by
+ * its client, written by that client only; user, tcp: bytes of an
+ * incomplete message the server holds.
+ */
+static uint64_t *cli_sent;
+static uint64_t *srv_partial;
 
-static int client_fd[MAX_CONNS];
-static int server_fd[MAX_CONNS];
+static int *client_fd;
+static int *server_fd;
 static int kcm_fd[MAX_THREADS];
 static int bpf_fd = -1;
 
+/* echo: round-trip times, one buffer per client thread. */
 struct lat_buf {
 	uint64_t *v;
 	size_t n, cap;
 };
-static struct lat_buf lat[MAX_CONNS];
+static struct lat_buf *lat;
 
 static double now_s(void)
 {
@@ -276,6 +281,16 @@ static void die(const char *fmt, ...)
 	printf(": %s\"\n", strerror(errno));
 	fflush(stdout);
 	_exit(2);
+}
+
+/* A zeroed array of @n elements of @size bytes, or the run ends. */
+static void *zalloc(size_t n, size_t size)
+{
+	void *p = calloc(n ? n : 1, size);
+
+	if (!p)
+		die("calloc");
+	return p;
 }
 
 static void put_be32(unsigned char *p, uint32_t v)
@@ -632,10 +647,17 @@ enum order {
  * sequence number, in chunks allocated when first used; the end of the
  * run merges them (the order checks alone could not say which message is
  * missing, nor catch a duplicate across KCM readers).  A map of its own,
- * written by its thread only, needs no atomic read-modify-write.
+ * written by its thread only, needs no atomic read-modify-write.  A
+ * sender's chunks double in size, so that ten thousand senders of a few
+ * messages each cost little and one of millions few allocations: chunk k
+ * holds SEEN_BASE << k sequence numbers, from SEEN_BASE * (2^k - 1) on.
  */
-#define SEEN_CHUNK_SEQS	(1u << 20)	/* 128 KiB of bits per chunk */
-#define SEEN_CHUNKS	(1u << 12)	/* chunks per sender: 2^32 seqs */
+#define SEEN_BASE	512u		/* seqs in a sender's first chunk */
+#define SEEN_CHUNKS	24		/* enough for 2^32 seqs */
+
+struct seen_map {
+	uint64_t *chunk[SEEN_CHUNKS];
+};
 
 /*
  * One receiver: a server thread, or an echo client.  Only the receivers
@@ -646,12 +668,23 @@ struct rx_ctx {
 	char name[24];			/* in reports: "reader 1", "client 0", ... */
 	int account;
 	enum order order;
-	uint32_t next[MAX_CONNS];	/* per sender: the lowest seq allowed next */
-	uint64_t got[MAX_CONNS];	/* per sender: messages accounted for */
-	uint64_t **seen;		/* [sender * SEEN_CHUNKS + seq / SEEN_CHUNK_SEQS] */
+	/* Accounting receivers only: arrays of nconns, one entry per sender. */
+	uint32_t *next;			/* the lowest seq allowed next */
+	uint64_t *got;			/* messages accounted for */
+	struct seen_map *seen;
 };
 static struct rx_ctx srv_rx[MAX_THREADS];
-static struct rx_ctx cli_rx[MAX_CONNS];
+static struct rx_ctx *cli_rx;		/* one per client thread */
+
+/* The chunk of a sender's map that holds @seq; @seq's bit in it in @bit. */
+static unsigned int seen_where(uint32_t seq, uint64_t *bit)
+{
+	uint64_t q = seq / SEEN_BASE + 1;
+	unsigned int k = 63 - __builtin_clzll(q);
+
+	*bit = seq - ((1ull << k) - 1) * SEEN_BASE;
+	return k;
+}
 
 /*
  * Mark (@sender, @seq) as received by @rx; returns 1 if it was already.
@@ -660,29 +693,34 @@ static struct rx_ctx cli_rx[MAX_CONNS];
  */
 static int seen_mark(struct rx_ctx *rx, uint32_t sender, uint32_t seq)
 {
-	uint64_t **slot = &rx->seen[sender * SEEN_CHUNKS + seq / SEEN_CHUNK_SEQS];
-	uint64_t *chunk = *slot, *w, mask = 1ull << (seq & 63);
+	uint64_t bit, *chunk, *w, mask;
+	unsigned int k = seen_where(seq, &bit);
+	uint64_t **slot = &rx->seen[sender].chunk[k];
 
+	chunk = *slot;
 	if (!chunk) {
-		chunk = calloc(1, SEEN_CHUNK_SEQS / 8);
-		if (!chunk)
-			die("calloc");
+		chunk = zalloc(((size_t)SEEN_BASE << k) / 64, sizeof(*chunk));
 		__atomic_store_n(slot, chunk, __ATOMIC_RELEASE);
 	}
-	w = &chunk[seq % SEEN_CHUNK_SEQS / 64];
+	w = &chunk[bit / 64];
+	mask = 1ull << (bit & 63);
 	if (*w & mask)
 		return 1;
 	__atomic_store_n(w, *w | mask, __ATOMIC_RELAXED);
 	return 0;
 }
 
-/* The 64 bits of @rx's map for @sender from @seq (a multiple of 64) on. */
+/*
+ * The 64 bits of @rx's map for @sender from @seq (a multiple of 64) on;
+ * chunks start at multiples of SEEN_BASE, so they are in one chunk.
+ */
 static uint64_t seen_word(const struct rx_ctx *rx, uint32_t sender, uint64_t seq)
 {
-	uint64_t *chunk = __atomic_load_n(&rx->seen[sender * SEEN_CHUNKS + seq / SEEN_CHUNK_SEQS],
-					  __ATOMIC_ACQUIRE);
+	uint64_t bit, *chunk;
+	unsigned int k = seen_where(seq, &bit);
 
-	return chunk ? __atomic_load_n(&chunk[seq % SEEN_CHUNK_SEQS / 64], __ATOMIC_RELAXED) : 0;
+	chunk = __atomic_load_n(&rx->seen[sender].chunk[k], __ATOMIC_ACQUIRE);
+	return chunk ? __atomic_load_n(&chunk[bit / 64], __ATOMIC_RELAXED) : 0;
 }
 
 /* The first violations, for the report; all of them are counted. */
@@ -1117,9 +1155,10 @@ static void *epoll_server(void *arg)
 {
 	long id = (long)arg;
 	struct rx_ctx *rx = &srv_rx[id];
-	struct conn_state cs[MAX_CONNS];
-	struct epoll_event ev[MAX_CONNS];
-	int ep, i, ncs = 0;
+	/* Its connections; epoll_wait wants room for one event at least. */
+	int ep, i, ncs = 0, nev = (nconns - id + nthreads - 1) / nthreads + 1;
+	struct conn_state *cs = zalloc(nev, sizeof(*cs));
+	struct epoll_event *ev = zalloc(nev, sizeof(*ev));
 
 	ep = epoll_create1(0);
 	if (ep < 0)
@@ -1138,7 +1177,7 @@ static void *epoll_server(void *arg)
 		ncs++;
 	}
 	while (!server_quit) {
-		int n = epoll_wait(ep, ev, MAX_CONNS, 100);
+		int n = epoll_wait(ep, ev, nev, 100);
 
 		for (i = 0; i < n; i++) {
 			struct conn_state *c = &cs[ev[i].data.u32];
@@ -1174,6 +1213,8 @@ static void *epoll_server(void *arg)
 	}
 	for (i = 0; i < ncs; i++)
 		free(cs[i].buf);
+	free(cs);
+	free(ev);
 	close(ep);
 	return NULL;
 }
@@ -1184,7 +1225,7 @@ struct shared_conn {
 	pthread_mutex_t write_lock;	/* one reply at a time */
 };
 
-static struct shared_conn shared_conns[MAX_CONNS];
+static struct shared_conn *shared_conns;	/* nconns of them */
 static int shared_ep = -1;
 
 /* usero: the epoll set, every connection in it, armed once. */
@@ -1195,6 +1236,7 @@ static void shared_setup(void)
 	shared_ep = epoll_create1(0);
 	if (shared_ep < 0)
 		die("epoll_create1");
+	shared_conns = zalloc(nconns, sizeof(*shared_conns));
 	for (i = 0; i < nconns; i++) {
 		struct shared_conn *sc = &shared_conns[i];
 		struct epoll_event e = { .events = EPOLLIN | EPOLLONESHOT,
@@ -1569,7 +1611,7 @@ struct tally {
 static void tally(int sender, struct tally *t)
 {
 	struct rx_ctx *rx = wl == W_STREAM ? srv_rx : cli_rx;
-	int nrx = wl == W_STREAM ? nthreads : nconns, i;
+	int nrx = wl == W_STREAM ? nthreads : cli_threads, i;
 	uint64_t seq;
 
 	memset(t, 0, sizeof(*t));
@@ -1827,6 +1869,13 @@ int main(int argc, char **argv)
 		usage(argv[0]);
 	parse_inject();
 	signal(SIGPIPE, SIG_IGN);
+	cli_threads = nconns;
+	client_fd = zalloc(nconns, sizeof(*client_fd));
+	server_fd = zalloc(nconns, sizeof(*server_fd));
+	cli_sent = zalloc(nconns, sizeof(*cli_sent));
+	srv_partial = zalloc(nconns, sizeof(*srv_partial));
+	lat = zalloc(cli_threads, sizeof(*lat));
+	cli_rx = zalloc(cli_threads, sizeof(*cli_rx));
 
 	/* Who checks what: see the top of this file. */
 	for (i = 0; i < nthreads; i++) {
@@ -1835,21 +1884,21 @@ int main(int argc, char **argv)
 		srv_rx[i].order = uses_kcm() || var == V_USERO ?
 				  ORDER_RISING : ORDER_EXACT;
 	}
-	for (i = 0; i < nconns; i++) {
+	for (i = 0; i < cli_threads; i++) {
 		snprintf(cli_rx[i].name, sizeof(cli_rx[i].name), "client %d", i);
 		/* usero answers a connection's requests in any order. */
 		cli_rx[i].order = any_connection() || var == V_USERO ?
 				  ORDER_ANY : ORDER_EXACT;
-		if (wl == W_STREAM)
-			build_plan(i);
 	}
-	for (i = 0; i < (wl == W_STREAM ? nthreads : nconns); i++) {
+	for (i = 0; wl == W_STREAM && i < nconns; i++)
+		build_plan(i);
+	for (i = 0; i < (wl == W_STREAM ? nthreads : cli_threads); i++) {
 		struct rx_ctx *rx = wl == W_STREAM ? &srv_rx[i] : &cli_rx[i];
 
 		rx->account = 1;
-		rx->seen = calloc(nconns * SEEN_CHUNKS, sizeof(*rx->seen));
-		if (!rx->seen)
-			die("calloc");
+		rx->next = zalloc(nconns, sizeof(*rx->next));
+		rx->got = zalloc(nconns, sizeof(*rx->got));
+		rx->seen = zalloc(nconns, sizeof(*rx->seen));
 	}
 
 	make_conns();
@@ -1891,7 +1940,7 @@ int main(int argc, char **argv)
 		t_stop = now_s();
 		drain_deadline = t_stop + stall_secs;
 		stop_send = 1;
-		while (!stalled && get(&echo_quiet) < (uint64_t)nconns) {
+		while (!stalled && get(&echo_quiet) < (uint64_t)cli_threads) {
 			if (now_s() > drain_deadline) {
 				stalled = 1;
 				stall_why = "drain";
@@ -1902,7 +1951,7 @@ int main(int argc, char **argv)
 			stalled = watch(drain_deadline, prog_echo, &cli_msgs,
 					&last_move);
 		abort_run = 1;
-		for (i = 0; i < nconns; i++)
+		for (i = 0; i < cli_threads; i++)
 			pthread_join(cli[i], NULL);
 		t_end = now_s();
 	}
@@ -1970,10 +2019,10 @@ int main(int argc, char **argv)
 		uint64_t *all;
 		double secs = t_stop - t0;
 
-		for (i = 0; i < nconns; i++)
+		for (i = 0; i < cli_threads; i++)
 			n += lat[i].n;
 		all = malloc((n ? n : 1) * sizeof(*all));
-		for (i = 0; all && i < nconns; i++) {
+		for (i = 0; all && i < cli_threads; i++) {
 			memcpy(all + k, lat[i].v, lat[i].n * sizeof(*all));
 			k += lat[i].n;
 		}
