@@ -57,6 +57,13 @@
  *
  * Size 0 means mixed sizes, drawn log-uniformly from 16 B to 64 KiB.
  *
+ * Clients: a thread per connection (C up to MAX_CONNS), or with -e N
+ * (echo, rpc; C up to MAX_EPOLL_CONNS) N threads, each driving its block
+ * of C/N connections with one epoll set: every connection is still a
+ * client of its own, with its sequence numbers and its requests in flight
+ * (one; rpc: RPC_DEPTH), and its replies are checked as a thread's are.
+ * The program raises RLIMIT_NOFILE to what C connections need.
+ *
  * Every variant checks the data, and does the same work for it.  A payload
  * starts with a checksum of the rest of it, the number of the client that
  * sent it and the client's sequence number (echo: and the send time); the
@@ -75,6 +82,7 @@
  *
  * One line per run on stdout:
  *   KCMBENCH workload=W variant=V size=S conns=C threads=T status=S key=value...
+ * (with -e, client_threads=N after threads=)
  * where status is ok, misframed (the server got messages whose length
  * disagrees with their prefix: framing was lost), corrupt (a message
  * failed its verification: checksum, length, sender, order, duplicate),
@@ -88,7 +96,9 @@
  * every sender whose count is off (with the first missing sequence
  * numbers), the state of every connection (messages outstanding, bytes
  * queued in TCP on both ends) and, on KCM, /proc/net/kcm{,_stats}; the
- * line's first= is the first problem.  Exit status: 0 ok or skipped, 1
+ * line's first= is the first problem.  Of more than MAX_REPORTED_CONNS
+ * connections, only the first MAX_REPORTED_CONNS senders that are off and
+ * connections that hold something are printed.  Exit status: 0 ok or skipped, 1
  * any other status, 2 error.
  *
  * KCM_BENCH_INJECT=corrupt|drop|dup|stall[:SEQ] (the bench's self-test,
@@ -98,7 +108,7 @@
  *
  * Usage: kcm_bench -w stream|echo|rpc
  *                  -v kcm|user|tcp|kcmd|kcmb|kcml|kcmbl|usero
- *                  -s SIZE -c C -t T
+ *                  -s SIZE -c C -t T [-e CLIENT_THREADS]
  *                  [-d SECONDS] [-g STALL_SECONDS] [-r REP]
  */
 #ifndef _GNU_SOURCE
@@ -121,6 +131,7 @@
 #include <netinet/tcp.h>
 #include <sys/epoll.h>
 #include <sys/ioctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <linux/bpf.h>
@@ -141,7 +152,8 @@
 #define BATCH_VLEN	4		/* kcmb: recvmmsg batch */
 #define BATCH_BUF	(256 * 1024)	/* kcmb: bytes per recvmsg */
 #define CONN_BUF	(4 * MAX_MSG)	/* user variant per-connection buffer */
-#define MAX_CONNS	64
+#define MAX_CONNS	64		/* with a client thread each */
+#define MAX_EPOLL_CONNS	20000		/* -e: with epoll-driven clients */
 #define MAX_THREADS	16
 
 /*
@@ -154,6 +166,8 @@
 #define PH_STREAM	16		/* header bytes: stream */
 #define PH_ECHO		24		/* header bytes: echo */
 #define MAX_REPORTED	8		/* violations printed */
+#define MAX_REPORTED_CONNS 64		/* senders, connections printed */
+#define MAX_PROC_LINES	256		/* lines of a /proc/net/kcm* file printed */
 
 enum workload { W_STREAM, W_ECHO, W_RPC };
 enum variant { V_KCM, V_USER, V_TCP, V_KCMD, V_KCMB, V_KCML, V_KCMBL,
@@ -172,7 +186,8 @@ static enum variant var = V_KCM;
 static int msg_size = 64;		/* payload bytes; 0 = mixed */
 static int nconns = 1;
 static int nthreads = 1;
-static int cli_threads;			/* client threads: one per connection */
+static int cli_threads;			/* client threads: one per connection, */
+static int cli_epoll;			/* ... or -e's, each driving many */
 static double duration = 1.0;
 static double stall_secs = 3.0;
 static int rep = 1;
@@ -265,8 +280,11 @@ static int any_connection(void)
 /* The start of this run's KCMBENCH line, up to its status. */
 static void print_status(const char *status)
 {
-	printf("KCMBENCH workload=%s variant=%s size=%d conns=%d threads=%d rep=%d status=%s",
-	       wl_name[wl], var_name[var], msg_size, nconns, nthreads, rep, status);
+	printf("KCMBENCH workload=%s variant=%s size=%d conns=%d threads=%d",
+	       wl_name[wl], var_name[var], msg_size, nconns, nthreads);
+	if (cli_epoll)
+		printf(" client_threads=%d", cli_threads);
+	printf(" rep=%d status=%s", rep, status);
 }
 
 static void die(const char *fmt, ...)
@@ -1481,13 +1499,57 @@ static int send_request(int fd, struct echo_tx *tx, long id)
 	return 0;
 }
 
+/*
+ * echo: verify and account the whole replies among the @*have bytes at
+ * @buf, read from client @id's connection (into @rx, their round trips
+ * into @lb), sending the client's next request after each; a partial
+ * reply stays for later.  Returns -1 if the run must stop.
+ */
+static int take_replies(struct rx_ctx *rx, struct lat_buf *lb,
+			struct echo_tx *tx, long id, unsigned char *buf,
+			size_t *have)
+{
+	/* kcm: a reply may come on any connection; else on the request's. */
+	int from = any_connection() ? -1 : id, ret = 0;
+	size_t off = 0;
+
+	while (*have - off >= HDR) {
+		uint32_t plen = get_be32(buf + off);
+		uint64_t t;
+
+		if (plen > MAX_PAYLOAD || plen < ph) {
+			add(&echo_badreplies, 1);
+			ret = -1;
+			break;
+		}
+		if (*have - off < plen + HDR)
+			break;
+		check_msg(rx, buf + off, plen + HDR, from);
+		memcpy(&t, buf + off + HDR + PH_TIME, sizeof(t));
+		lat_add(lb, now_ns() - t);
+		add(&echo_replies, 1);
+		add(&echo_reply_bytes, plen + HDR);
+		off += plen + HDR;
+		/* After an injected stall this client sends no more. */
+		if (stop_send || (id == 0 && injected_stall))
+			continue;
+		if (send_request(client_fd[id], tx, id)) {
+			ret = -1;
+			break;
+		}
+	}
+	if (off && off < *have)
+		memmove(buf, buf + off, *have - off);
+	*have -= off;
+	return ret;
+}
+
+/* echo: a thread per connection. */
 static void *echo_client(void *arg)
 {
 	long id = (long)arg;
 	struct rx_ctx *rx = &cli_rx[id];
 	int fd = client_fd[id];
-	/* kcm: a reply may come on any connection; else on the request's. */
-	int from = any_connection() ? -1 : id;
 	uint64_t fseed = 0x5851f42d4c957f2dull * (id + 1);
 	struct echo_tx tx = { .filler_len = UINT32_MAX };
 	unsigned char *buf;
@@ -1528,40 +1590,81 @@ static void *echo_client(void *arg)
 			continue;
 		}
 		have += r;
-		size_t off = 0;
-
-		while (have - off >= HDR) {
-			uint32_t plen = get_be32(buf + off);
-			uint64_t t;
-
-			if (plen > MAX_PAYLOAD || plen < ph) {
-				add(&echo_badreplies, 1);
-				abort_run = 1;
-				break;
-			}
-			if (have - off < plen + HDR)
-				break;
-			check_msg(rx, buf + off, plen + HDR, from);
-			memcpy(&t, buf + off + HDR + PH_TIME, sizeof(t));
-			lat_add(&lat[id], now_ns() - t);
-			add(&echo_replies, 1);
-			add(&echo_reply_bytes, plen + HDR);
-			off += plen + HDR;
-			/* After an injected stall this client sends no more. */
-			if (stop_send || (id == 0 && injected_stall))
-				continue;
-			if (send_request(fd, &tx, id)) {
-				abort_run = 1;
-				break;
-			}
-		}
-		if (off && off < have)
-			memmove(buf, buf + off, have - off);
-		have -= off;
+		if (take_replies(rx, &lat[id], &tx, id, buf, &have))
+			abort_run = 1;
 	}
 out:
 	free(tx.req);
 	free(buf);
+	return NULL;
+}
+
+/*
+ * echo, -e: client thread @arg drives connections [first, first + n) with
+ * epoll, each its own client: its own sequence numbers, one request in
+ * flight (rpc: RPC_DEPTH), its replies checked as echo_client checks them.
+ * A connection's buffer holds the longest reply; a longer one waits in
+ * its socket until the one before it is taken.
+ */
+static void *epoll_client(void *arg)
+{
+	long t = (long)arg;
+	int first = (long)nconns * t / cli_threads;
+	int n = (long)nconns * (t + 1) / cli_threads - first;
+	size_t blen = HDR + (msg_size ? (size_t)msg_size : MAX_PAYLOAD);
+	uint64_t fseed = 0x5851f42d4c957f2dull * (t + 1);
+	struct echo_tx tx = { .filler_len = UINT32_MAX };
+	struct epoll_event *ev = zalloc(n, sizeof(*ev));
+	size_t *have = zalloc(n, sizeof(*have));
+	unsigned char *bufs = zalloc(n, blen);
+	int ep, i, k, quiet = 0;
+
+	tx.req = zalloc(1, MAX_MSG);
+	fill(tx.req + HDR + ph, MAX_PAYLOAD - ph, &fseed);
+	ep = epoll_create1(0);
+	if (ep < 0)
+		die("epoll_create1");
+	for (i = 0; i < n; i++) {
+		struct epoll_event e = { .events = EPOLLIN, .data.u32 = i };
+
+		if (epoll_ctl(ep, EPOLL_CTL_ADD, client_fd[first + i], &e))
+			die("epoll_ctl");
+	}
+	for (i = 0; i < n && !abort_run; i++)
+		for (k = 0; k < (wl == W_RPC ? RPC_DEPTH : 1); k++)
+			if (send_request(client_fd[first + i], &tx, first + i))
+				abort_run = 1;
+	while (!abort_run) {
+		if (stop_send && !quiet) {
+			/* No request of this thread is half-sent or uncounted now. */
+			quiet = 1;
+			add(&echo_quiet, 1);
+		}
+		int nev = epoll_wait(ep, ev, n, 50);
+
+		for (k = 0; k < nev && !abort_run; k++) {
+			i = ev[k].data.u32;
+			int fd = client_fd[first + i];
+			unsigned char *buf = bufs + i * blen;
+			ssize_t r = recv(fd, buf + have[i], blen - have[i], MSG_DONTWAIT);
+
+			if (r <= 0) {
+				/* Closed or failed: the others go on, the count tells. */
+				if (r == 0 || (errno != EAGAIN && errno != EINTR))
+					epoll_ctl(ep, EPOLL_CTL_DEL, fd, NULL);
+				continue;
+			}
+			have[i] += r;
+			if (take_replies(&cli_rx[t], &lat[t], &tx, first + i, buf,
+					 &have[i]))
+				abort_run = 1;
+		}
+	}
+	close(ep);
+	free(tx.req);
+	free(bufs);
+	free(have);
+	free(ev);
 	return NULL;
 }
 
@@ -1674,10 +1777,14 @@ static int sender_off(int sender, char *why, size_t len)
 	return 1;
 }
 
-/* What every connection holds: messages outstanding, bytes queued in TCP. */
+/*
+ * What every connection holds: messages outstanding, bytes queued in TCP.
+ * Of more than MAX_REPORTED_CONNS connections, only the first that hold
+ * something, and how many do.
+ */
 static void print_conn_state(void)
 {
-	int i;
+	int i, busy = 0;
 
 	printf("# connections (TCP bytes: client unsent+unacked/unread, server unread/unsent+unacked):\n");
 	for (i = 0; i < nconns; i++) {
@@ -1689,6 +1796,12 @@ static void print_conn_state(void)
 		ioctl(client_fd[i], SIOCINQ, &cin);
 		ioctl(server_fd[i], SIOCINQ, &sin);
 		ioctl(server_fd[i], SIOCOUTQ, &sout);
+		int idle = t.sent == t.present && !cout && !cin && !sin && !sout &&
+			   (uses_kcm() || !get(&srv_partial[i]));
+
+		if (nconns > MAX_REPORTED_CONNS &&
+		    (idle || ++busy > MAX_REPORTED_CONNS))
+			continue;
 		printf("#   conn %d: %s %llu, %s %llu, outstanding %lld; client %d/%d, server %d/%d",
 		       i, wl == W_STREAM ? "sent" : "requests", (unsigned long long)t.sent,
 		       wl == W_STREAM ? "received" : "answered", (unsigned long long)t.present,
@@ -1698,14 +1811,20 @@ static void print_conn_state(void)
 			       (unsigned long long)get(&srv_partial[i]));
 		printf("\n");
 	}
+	if (nconns > MAX_REPORTED_CONNS)
+		printf("#   (%d of %d connections hold something, %d of them above)\n",
+		       busy, nconns, busy < MAX_REPORTED_CONNS ? busy : MAX_REPORTED_CONNS);
 }
 
-/* Copy /proc/net/kcm{,_stats} to stdout as "# " comment lines. */
+/*
+ * Copy /proc/net/kcm{,_stats} to stdout as "# " comment lines, the first
+ * MAX_PROC_LINES of each (with thousands of connections, a line each).
+ */
 static void dump_kcm_proc(void)
 {
 	static const char *const files[] = { "/proc/net/kcm", "/proc/net/kcm_stats" };
 	char line[512];
-	unsigned int i;
+	unsigned int i, n;
 
 	for (i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
 		FILE *f = fopen(files[i], "r");
@@ -1713,8 +1832,11 @@ static void dump_kcm_proc(void)
 		if (!f)
 			continue;
 		printf("# %s:\n", files[i]);
-		while (fgets(line, sizeof(line), f))
-			printf("#   %s", line);
+		for (n = 0; fgets(line, sizeof(line), f); n++)
+			if (n < MAX_PROC_LINES)
+				printf("#   %s", line);
+		if (n > MAX_PROC_LINES)
+			printf("#   ... and %u more lines\n", n - MAX_PROC_LINES);
 		fclose(f);
 	}
 }
@@ -1726,7 +1848,7 @@ static void dump_kcm_proc(void)
 static void print_problems(void)
 {
 	char why[192];
-	uint64_t i;
+	uint64_t i, off = 0;
 
 	pthread_mutex_lock(&violation_lock);
 	for (i = 0; i < nviolations && i < MAX_REPORTED; i++)
@@ -1736,8 +1858,11 @@ static void print_problems(void)
 		       (unsigned long long)(nviolations - MAX_REPORTED));
 	pthread_mutex_unlock(&violation_lock);
 	for (i = 0; i < (uint64_t)nconns; i++)
-		if (sender_off(i, why, sizeof(why)))
+		if (sender_off(i, why, sizeof(why)) && ++off <= MAX_REPORTED_CONNS)
 			printf("# %s\n", why);
+	if (off > MAX_REPORTED_CONNS)
+		printf("# ... and %llu more senders\n",
+		       (unsigned long long)(off - MAX_REPORTED_CONNS));
 	print_conn_state();
 	if (uses_kcm())
 		dump_kcm_proc();
@@ -1766,10 +1891,11 @@ static void usage(const char *prog)
 {
 	fprintf(stderr,
 		"usage: %s -w stream|echo|rpc -v kcm|user|tcp|kcmd|kcmb|kcml|kcmbl|usero\n"
-		"          -s SIZE(0=mixed)\n"
-		"          -c CONNS -t THREADS [-d SECONDS] [-g STALL_SECONDS] [-r REP]\n"
-		"          (kcmb, kcmbl: stream only;\n"
-		"          SIZE at least %d, the header: %d for echo)\n", prog, PH_STREAM, PH_ECHO);
+		"          -s SIZE(0=mixed) -c CONNS -t THREADS [-e CLIENT_THREADS]\n"
+		"          [-d SECONDS] [-g STALL_SECONDS] [-r REP]\n"
+		"          (kcmb, kcmbl: stream only; CONNS up to %d, with -e (echo, rpc) %d;\n"
+		"          SIZE at least %d, the header: %d for echo)\n", prog, MAX_CONNS,
+		MAX_EPOLL_CONNS, PH_STREAM, PH_ECHO);
 	exit(2);
 }
 
@@ -1820,6 +1946,23 @@ static int watch(double until, uint64_t (*progress)(void), uint64_t *target,
 	}
 }
 
+/* Two descriptors a connection, and some: raise RLIMIT_NOFILE if short. */
+static void raise_fd_limit(void)
+{
+	rlim_t need = 2 * (rlim_t)nconns + 64;
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl))
+		die("getrlimit");
+	if (rl.rlim_cur >= need)
+		return;
+	rl.rlim_cur = need;
+	if (rl.rlim_max < need)
+		rl.rlim_max = need;
+	if (setrlimit(RLIMIT_NOFILE, &rl))
+		die("setrlimit(RLIMIT_NOFILE, %llu)", (unsigned long long)need);
+}
+
 static uint64_t prog_srv_bytes(void) { return get(&srv_bytes); }
 static uint64_t prog_echo(void) { return get(&echo_replies); }
 
@@ -1847,13 +1990,14 @@ int main(int argc, char **argv)
 	int opt, i, stalled = 0;
 	const char *status;
 
-	while ((opt = getopt(argc, argv, "w:v:s:c:t:d:g:r:")) != -1) {
+	while ((opt = getopt(argc, argv, "w:v:s:c:t:e:d:g:r:")) != -1) {
 		switch (opt) {
 		case 'w': i = lookup(optarg, wl_name, 3); if (i < 0) usage(argv[0]); wl = i; break;
 		case 'v': i = lookup(optarg, var_name, 8); if (i < 0) usage(argv[0]); var = i; break;
 		case 's': msg_size = atoi(optarg); break;
 		case 'c': nconns = atoi(optarg); break;
 		case 't': nthreads = atoi(optarg); break;
+		case 'e': cli_epoll = atoi(optarg); if (cli_epoll < 1) usage(argv[0]); break;
 		case 'd': duration = atof(optarg); break;
 		case 'g': stall_secs = atof(optarg); break;
 		case 'r': rep = atoi(optarg); break;
@@ -1861,7 +2005,9 @@ int main(int argc, char **argv)
 		}
 	}
 	ph = wl == W_STREAM ? PH_STREAM : PH_ECHO;
-	if (nconns < 1 || nconns > MAX_CONNS || nthreads < 1 ||
+	if (nconns < 1 || nconns > (cli_epoll ? MAX_EPOLL_CONNS : MAX_CONNS) ||
+	    (cli_epoll && (wl == W_STREAM || cli_epoll > MAX_THREADS ||
+			   cli_epoll > nconns)) || nthreads < 1 ||
 	    nthreads > MAX_THREADS || msg_size < 0 || msg_size > MAX_PAYLOAD ||
 	    (msg_size && (uint32_t)msg_size < ph) ||
 	    (wl != W_STREAM && batched()) ||
@@ -1869,7 +2015,8 @@ int main(int argc, char **argv)
 		usage(argv[0]);
 	parse_inject();
 	signal(SIGPIPE, SIG_IGN);
-	cli_threads = nconns;
+	cli_threads = cli_epoll ? cli_epoll : nconns;
+	raise_fd_limit();
 	client_fd = zalloc(nconns, sizeof(*client_fd));
 	server_fd = zalloc(nconns, sizeof(*server_fd));
 	cli_sent = zalloc(nconns, sizeof(*cli_sent));
@@ -1885,7 +2032,8 @@ int main(int argc, char **argv)
 				  ORDER_RISING : ORDER_EXACT;
 	}
 	for (i = 0; i < cli_threads; i++) {
-		snprintf(cli_rx[i].name, sizeof(cli_rx[i].name), "client %d", i);
+		snprintf(cli_rx[i].name, sizeof(cli_rx[i].name),
+			 cli_epoll ? "client thread %d" : "client %d", i);
 		/* usero answers a connection's requests in any order. */
 		cli_rx[i].order = any_connection() || var == V_USERO ?
 				  ORDER_ANY : ORDER_EXACT;
@@ -1914,9 +2062,10 @@ int main(int argc, char **argv)
 			die("pthread_create");
 
 	t0 = now_s();
-	for (i = 0; i < nconns; i++)
+	for (i = 0; i < cli_threads; i++)
 		if (pthread_create(&cli[i], NULL,
-				   wl == W_STREAM ? stream_client : echo_client,
+				   wl == W_STREAM ? stream_client :
+				   cli_epoll ? epoll_client : echo_client,
 				   (void *)(long)i))
 			die("pthread_create");
 
