@@ -34,9 +34,9 @@
  *         thread, but up to thousands of small messages per call.  Every
  *         buffer must be whole messages back to back (MSG_TRUNC or a
  *         partial leftover is lost framing: status misframed).
- *   kcml, kcmbl  as kcm and kcmb, framed by SIOCKCMATTACHLEN (the module
- *         reads the length prefix itself) instead of a program; skipped
- *         on a module without it.
+ *   kcml, kcmbl, kcmld  as kcm, kcmb and kcmd, framed by SIOCKCMATTACHLEN
+ *         (the module reads the length prefix itself) instead of a
+ *         program; skipped on a module without it.
  *
  * Workloads:
  *
@@ -107,7 +107,7 @@
  * half of it and then nothing more; the run must then fail.
  *
  * Usage: kcm_bench -w stream|echo|rpc
- *                  -v kcm|user|tcp|kcmd|kcmb|kcml|kcmbl|usero
+ *                  -v kcm|user|tcp|kcmd|kcmb|kcml|kcmbl|kcmld|usero
  *                  -s SIZE -c C -t T [-e CLIENT_THREADS]
  *                  [-d SECONDS] [-g STALL_SECONDS] [-r REP]
  */
@@ -171,12 +171,12 @@
 
 enum workload { W_STREAM, W_ECHO, W_RPC };
 enum variant { V_KCM, V_USER, V_TCP, V_KCMD, V_KCMB, V_KCML, V_KCMBL,
-	       V_USERO };
+	       V_USERO, V_KCMLD };
 enum inject { INJ_NONE, INJ_CORRUPT, INJ_DROP, INJ_DUP, INJ_STALL };
 
 static const char *const wl_name[] = { "stream", "echo", "rpc" };
 static const char *const var_name[] = { "kcm", "user", "tcp", "kcmd", "kcmb",
-				       "kcml", "kcmbl", "usero" };
+				       "kcml", "kcmbl", "usero", "kcmld" };
 static const char *const inject_name[] = { "", "corrupt", "drop", "dup", "stall" };
 
 /* ---- configuration and shared state ------------------------------------- */
@@ -265,10 +265,16 @@ static int batched(void)
 	return var == V_KCMB || var == V_KCMBL;
 }
 
-/* kcml, kcmbl: framed by SIOCKCMATTACHLEN, no program. */
+/* kcml, kcmbl, kcmld: framed by SIOCKCMATTACHLEN, no program. */
 static int len_framed(void)
 {
-	return var == V_KCML || var == V_KCMBL;
+	return var == V_KCML || var == V_KCMBL || var == V_KCMLD;
+}
+
+/* kcmd, kcmld: replies on the request's connection (KCM_ORIGIN). */
+static int directed(void)
+{
+	return var == V_KCMD || var == V_KCMLD;
 }
 
 /* kcm, kcml: replies come back on whichever connection. */
@@ -970,7 +976,7 @@ static void setup_kcm(void)
 		int one = 1;
 
 		/* kcmd: learn each request's connection, to reply on it. */
-		if (var == V_KCMD &&
+		if (directed() &&
 		    setsockopt(kcm_fd[i], SOL_KCM, KCM_RECV_ORIGIN, &one,
 			       sizeof(one)))
 			die("KCM_RECV_ORIGIN");
@@ -1083,7 +1089,7 @@ static void *kcm_server(void *arg)
 			iov[i].iov_len = bsize;
 			mm[i].msg_hdr.msg_iov = &iov[i];
 			mm[i].msg_hdr.msg_iovlen = 1;
-			if (var == V_KCMD) {
+			if (directed()) {
 				mm[i].msg_hdr.msg_control = ctl[i].buf;
 				mm[i].msg_hdr.msg_controllen = sizeof(ctl[i].buf);
 			}
@@ -1111,7 +1117,7 @@ static void *kcm_server(void *arg)
 				bad++;
 			if (wl != W_STREAM)
 				rpc_work(m, fd);
-			if (wl != W_STREAM && var == V_KCMD)
+			if (wl != W_STREAM && directed())
 				reply_directed(fd, &mm[i].msg_hdr, len);
 			else if (wl != W_STREAM)
 				while (send(fd, m, len, 0) < 0 && errno == EINTR)
@@ -1890,7 +1896,7 @@ static double pct_us(const uint64_t *v, size_t n, double p)
 static void usage(const char *prog)
 {
 	fprintf(stderr,
-		"usage: %s -w stream|echo|rpc -v kcm|user|tcp|kcmd|kcmb|kcml|kcmbl|usero\n"
+		"usage: %s -w stream|echo|rpc -v kcm|user|tcp|kcmd|kcmb|kcml|kcmbl|kcmld|usero\n"
 		"          -s SIZE(0=mixed) -c CONNS -t THREADS [-e CLIENT_THREADS]\n"
 		"          [-d SECONDS] [-g STALL_SECONDS] [-r REP]\n"
 		"          (kcmb, kcmbl: stream only; CONNS up to %d, with -e (echo, rpc) %d;\n"
@@ -1993,7 +1999,7 @@ int main(int argc, char **argv)
 	while ((opt = getopt(argc, argv, "w:v:s:c:t:e:d:g:r:")) != -1) {
 		switch (opt) {
 		case 'w': i = lookup(optarg, wl_name, 3); if (i < 0) usage(argv[0]); wl = i; break;
-		case 'v': i = lookup(optarg, var_name, 8); if (i < 0) usage(argv[0]); var = i; break;
+		case 'v': i = lookup(optarg, var_name, sizeof(var_name) / sizeof(var_name[0])); if (i < 0) usage(argv[0]); var = i; break;
 		case 's': msg_size = atoi(optarg); break;
 		case 'c': nconns = atoi(optarg); break;
 		case 't': nthreads = atoi(optarg); break;
