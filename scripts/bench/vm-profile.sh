@@ -4,7 +4,9 @@
 # the cpu-clock software event over both CPUs (the only sampling event TCG
 # offers), then the report: where kernel and user time goes, by symbol,
 # with call chains for the top symbols, and what the symbols named in
-# PROFILE_FOCUS spend their time on.
+# PROFILE_FOCUS spend their time on.  perf starts with its events disabled
+# and kcm_bench enables them for its measured interval (KCM_BENCH_PERF_CTL):
+# setting up and closing the connections is not in the profile.
 # shellcheck disable=SC1091
 . /etc/kcm-vm.conf
 echo "# kcm-profile: $(uname -r) lane=$LANE: kcm_bench $BENCH_PROFILE"
@@ -15,8 +17,11 @@ tcpext() {
 }
 tcpext >/tmp/tcpext.before
 ctxt0=$(awk '/^ctxt/ { print $2 }' /proc/stat)
+mkfifo /tmp/perf.ctl /tmp/perf.ack
 # shellcheck disable=SC2086
-perf record -q -a -g -e cpu-clock -F 2000 -o /tmp/perf.data -- \
+KCM_BENCH_PERF_CTL=/tmp/perf.ctl,/tmp/perf.ack \
+	perf record -q -a -g -e cpu-clock -F 2000 -D -1 \
+	--control fifo:/tmp/perf.ctl,/tmp/perf.ack -o /tmp/perf.data -- \
 	/samples/kcm_bench $BENCH_PROFILE || echo "# kcm-profile: perf record failed: $?"
 echo "# context switches: $(($(awk '/^ctxt/ { print $2 }' /proc/stat) - ctxt0))"
 echo "# ---- TcpExt counters that changed ----"

@@ -101,6 +101,11 @@
  * connections that hold something are printed.  Exit status: 0 ok or skipped, 1
  * any other status, 2 error.
  *
+ * KCM_BENCH_PERF_CTL=CTL_FIFO,ACK_FIFO (scripts/bench/vm-profile.sh): the
+ * fifos of a `perf record --control` that started with its events
+ * disabled; the run enables them for its measured interval only, not
+ * while it sets up or closes its connections.
+ *
  * KCM_BENCH_INJECT=corrupt|drop|dup|stall[:SEQ] (the bench's self-test,
  * selftest.sh) makes client 0 send its message SEQ (default 10) wrong: one
  * byte flipped after the checksum was computed, not at all, twice, or
@@ -1972,6 +1977,42 @@ static void raise_fd_limit(void)
 static uint64_t prog_srv_bytes(void) { return get(&srv_bytes); }
 static uint64_t prog_echo(void) { return get(&echo_replies); }
 
+/* KCM_BENCH_PERF_CTL: perf's control and acknowledgement fifos. */
+static int perf_ctl_fd = -1, perf_ack_fd = -1;
+
+static void perf_open(void)
+{
+	const char *e = getenv("KCM_BENCH_PERF_CTL");
+	char path[512], *ack;
+
+	if (!e || !*e)
+		return;
+	snprintf(path, sizeof(path), "%s", e);
+	ack = strchr(path, ',');
+	if (!ack) {
+		fprintf(stderr, "KCM_BENCH_PERF_CTL=CTL_FIFO,ACK_FIFO, not '%s'\n", e);
+		exit(2);
+	}
+	*ack++ = '\0';
+	/* Read-write: a fifo so opened does not wait for its other end. */
+	perf_ctl_fd = open(path, O_RDWR);
+	perf_ack_fd = open(ack, O_RDWR);
+	if (perf_ctl_fd < 0 || perf_ack_fd < 0)
+		die("open %s", e);
+}
+
+/* Have perf carry out @cmd ("enable\n", "disable\n") and wait until it has. */
+static void perf_command(const char *cmd)
+{
+	char ack[16];
+
+	if (perf_ctl_fd < 0)
+		return;
+	if (write(perf_ctl_fd, cmd, strlen(cmd)) != (ssize_t)strlen(cmd) ||
+	    read(perf_ack_fd, ack, sizeof(ack)) <= 0)
+		die("perf control: %s", cmd);
+}
+
 /* KCM_BENCH_INJECT=corrupt|drop|dup|stall[:SEQ], for the self-test. */
 static void parse_inject(void)
 {
@@ -2020,6 +2061,7 @@ int main(int argc, char **argv)
 	    (wl == W_RPC && var == V_TCP) || duration <= 0)
 		usage(argv[0]);
 	parse_inject();
+	perf_open();
 	signal(SIGPIPE, SIG_IGN);
 	cli_threads = cli_epoll ? cli_epoll : nconns;
 	raise_fd_limit();
@@ -2067,6 +2109,7 @@ int main(int argc, char **argv)
 				   (void *)(long)i))
 			die("pthread_create");
 
+	perf_command("enable\n");
 	t0 = now_s();
 	for (i = 0; i < cli_threads; i++)
 		if (pthread_create(&cli[i], NULL,
@@ -2078,6 +2121,7 @@ int main(int argc, char **argv)
 	if (wl == W_STREAM) {
 		stalled = watch(t0 + duration, prog_srv_bytes, NULL, &last_move);
 		t_stop = now_s();
+		perf_command("disable\n");
 		drain_deadline = t_stop + stall_secs;
 		stop_send = 1;
 		if (stalled)
@@ -2093,6 +2137,7 @@ int main(int argc, char **argv)
 		stalled = watch(t0 + duration, prog_echo, NULL, &last_move);
 		echo_replies_at_stop = get(&echo_replies);
 		t_stop = now_s();
+		perf_command("disable\n");
 		drain_deadline = t_stop + stall_secs;
 		stop_send = 1;
 		while (!stalled && get(&echo_quiet) < (uint64_t)cli_threads) {
