@@ -2,7 +2,7 @@
 # Runs inside the bench VM (busybox sh), started by scripts/vm/init.sh as its
 # "run" program; prints one KCMBENCH line per run (see kcm_bench.c).
 # Settings come from /etc/kcm-vm.conf (written by scripts/bench/run-vm.sh):
-#   BENCH_SIZES BENCH_CONNS BENCH_THREADS BENCH_WORKLOADS
+#   BENCH_SIZES BENCH_CONNS BENCH_THREADS BENCH_WORKLOADS (empty: none)
 #   BENCH_VARIANTS (stream) BENCH_ECHO_VARIANTS (echo)
 #   BENCH_MIXED (1: add the mixed-size stream case) BENCH_REPS BENCH_DUR
 #   BENCH_STALL (seconds without progress that make a run "stalled")
