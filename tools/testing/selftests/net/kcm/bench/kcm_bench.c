@@ -2006,9 +2006,13 @@ static void perf_open(void)
 		die("open %s", e);
 }
 
-/* Have perf carry out @cmd ("enable\n", "disable\n") and wait until it has. */
+/*
+ * Have perf carry out @cmd ("enable\n", "disable\n") and wait until it
+ * has; how long that took goes to stderr.
+ */
 static void perf_command(const char *cmd)
 {
+	double t = now_s();
 	char ack[16];
 
 	if (perf_ctl_fd < 0)
@@ -2016,6 +2020,8 @@ static void perf_command(const char *cmd)
 	if (write(perf_ctl_fd, cmd, strlen(cmd)) != (ssize_t)strlen(cmd) ||
 	    read(perf_ack_fd, ack, sizeof(ack)) <= 0)
 		die("perf control: %s", cmd);
+	fprintf(stderr, "# perf %.*s: %.3f s\n", (int)strcspn(cmd, "\n"), cmd,
+		now_s() - t);
 }
 
 /* The measured interval starts: perf on, the replies so far; its start. */
@@ -2147,8 +2153,9 @@ int main(int argc, char **argv)
 	if (wl == W_STREAM) {
 		stalled = watch(t0 + duration, prog_srv_bytes, NULL, &last_move);
 		t_stop = now_s();
+		/* perf may take a while to answer: the drain's time starts after. */
 		perf_command("disable\n");
-		drain_deadline = t_stop + stall_secs;
+		drain_deadline = now_s() + stall_secs;
 		stop_send = 1;
 		if (stalled)
 			abort_run = 1;
@@ -2166,7 +2173,7 @@ int main(int argc, char **argv)
 		echo_replies_at_stop = get(&echo_replies);
 		t_stop = now_s();
 		perf_command("disable\n");
-		drain_deadline = t_stop + stall_secs;
+		drain_deadline = now_s() + stall_secs;
 		stop_send = 1;
 		while (!stalled && get(&echo_quiet) < (uint64_t)cli_threads) {
 			if (now_s() > drain_deadline) {
