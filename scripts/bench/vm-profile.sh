@@ -41,9 +41,10 @@ perf report -i /tmp/perf.data --stdio --no-children --sort sym \
 	--percent-limit 2 -g caller,0.5,callee,function,percent 2>/dev/null |
 	grep -v '^$' | head -n 400
 # Callee breakdown: of the samples whose stack passes through SYM, how many
-# were in SYM itself and how many under each function SYM called directly.
+# were in SYM itself and how many under each function SYM called directly;
+# then SYM's own samples by offset (objdump -d of its object maps them).
 if [ -n "${PROFILE_FOCUS:-}" ]; then
-	perf script -i /tmp/perf.data -F ip,sym 2>/dev/null >/tmp/stacks.txt
+	perf script -i /tmp/perf.data -F ip,sym,symoff 2>/dev/null >/tmp/stacks.txt
 	for sym in $PROFILE_FOCUS; do
 		echo "# ---- $sym: samples by direct callee ----"
 		awk -v focus="$sym" '
@@ -63,6 +64,16 @@ if [ -n "${PROFILE_FOCUS:-}" ]; then
 			printf "%d samples\n", total
 			for (k in by) if (by[k] * 200 >= total)
 				printf "%6.1f%%  %s\n", 100 * by[k] / total, k
+		}' /tmp/stacks.txt | sort -rn
+		echo "# ---- $sym: its own samples by offset ----"
+		awk -v focus="$sym" '
+		/^[ \t]*$/ { leaf = 1; next }
+		leaf { leaf = 0; s = $2; if (sub(/\+0x.*/, "", s) && s == focus) { n++; at[$2]++ } }
+		BEGIN { leaf = 1 }
+		END {
+			printf "%d samples\n", n
+			for (k in at) if (at[k] * 50 >= n)
+				printf "%6.1f%%  %s\n", 100 * at[k] / n, k
 		}' /tmp/stacks.txt | sort -rn
 	done
 fi
