@@ -16,7 +16,10 @@
 # Environment: KERNELS (default 6.12), BENCH_LANES (default "ours linux"),
 # BENCH_ICOUNT=1, BENCH_REPS, BENCH_DUR, BENCH_STALL, BENCH_DIRECTED, BENCH_SIZES, BENCH_CONNS,
 # BENCH_THREADS, BENCH_WORKLOADS, BENCH_VARIANTS, BENCH_ECHO_VARIANTS,
-# BENCH_MIXED (see vm-matrix.sh and run-vm.sh).
+# BENCH_MIXED, BENCH_SCALE (connection counts of the directed echo with
+# epoll-driven clients; default "16 1000", "" for none), BENCH_SCALE_VARIANTS,
+# BENCH_SCALE_CLIENTS, BENCH_SCALE_DUR, BENCH_VM_MEM (see vm-matrix.sh and
+# run-vm.sh).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/../.." && pwd)

@@ -20,6 +20,11 @@
 # (lane ours) or of a baseline (user, tcp) in either lane; empty if none.
 # bench.sh exits 1 when it is not.  Linux's module stalls and misframes
 # (see README): its runs are reported in the table, not as failures.
+#
+# Runs with epoll-driven clients (client_threads=N: vm-matrix.sh's
+# BENCH_SCALE) make the SCALE table: requests/s of the directed echo per
+# number of connections, ours against user-space framing, and ours at N
+# connections against ours at the fewest.
 import os
 import re
 import sys
@@ -29,6 +34,7 @@ outdir = sys.argv[1]
 logs = sys.argv[2:]
 
 runs = defaultdict(list)	# (kver, lane, workload, variant, size, conns, threads) -> [dict]
+scale = defaultdict(list)	# (kver, lane, variant, size, conns, threads, client threads) -> [dict]
 lines = []
 for log in logs:
 	m = re.search(r'([^/]+)-(ours|linux)/bench\.log$', log)
@@ -48,7 +54,11 @@ for log in logs:
 				d['status'] = 'misframed'
 			key = (kver, lane, d['workload'], d['variant'], int(d['size']),
 			       int(d['conns']), int(d['threads']))
-			runs[key].append(d)
+			if 'client_threads' in d:
+				scale[(kver, lane, d['variant'], int(d['size']), int(d['conns']),
+				       int(d['threads']), int(d['client_threads']))].append(d)
+			else:
+				runs[key].append(d)
 
 os.makedirs(outdir, exist_ok=True)
 with open(os.path.join(outdir, 'results.txt'), 'w') as f:
@@ -65,7 +75,11 @@ def median(xs):
 
 def cell(kver, lane, w, v, s, c, t, metric):
 	"""(text, median value or None) for one variant in one lane."""
-	rs = runs.get((kver, lane, w, v, s, c, t), [])
+	return summarise(runs.get((kver, lane, w, v, s, c, t), []), metric)
+
+
+def summarise(rs, metric):
+	"""(text, median value or None) of the runs rs of one case."""
 	if not rs:
 		return '-', None
 	st = [r['status'] for r in rs]
@@ -110,7 +124,7 @@ def norm(o, u, l, ul):
 	return f'{(o / u) / (l / ul):.2f}'
 
 
-kvers = sorted({k[0] for k in runs})
+kvers = sorted({k[0] for k in runs} | {k[0] for k in scale})
 cases = sorted({k[2:] for k in runs},
 	       key=lambda k: (k[0] != 'stream', k[2] if k[2] else 1 << 30, k[3], k[4]))
 out = []
@@ -123,6 +137,10 @@ for kver in kvers:
 	out.append('o/l norm = (ours/user) / (linux/user@L), which cancels VM-to-VM drift;')
 	out.append('ours-b = ours with KCM_RECV_BATCH (many messages per recvmsg; not in Linux)')
 	for w in ('stream', 'echo'):
+		# No table without a kcm run (the directed case has none).
+		if not any(cs[0] == w and (kver, ln, w, 'kcm') + cs[2:] in runs
+			   for cs in cases for ln in ('ours', 'linux')):
+			continue
 		if w == 'stream':
 			out.append('')
 			out.append('STREAM: messages/s received by the server; size = payload bytes'
@@ -236,14 +254,55 @@ for kver in kvers:
 		widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
 		for r in rows:
 			out.append('  '.join(x.rjust(wd) for x, wd in zip(r, widths)))
+	# Scale: the directed echo at many connections, driven by a few
+	# client threads with epoll.
+	sk = sorted({k[3:] for k in scale if k[0] == kver})
+	if sk:
+		out.append('')
+		out.append('SCALE: directed echo, one request in flight per connection, T server'
+			   ' threads, E client threads')
+		out.append('driving the connections with epoll; ours replies with KCM_ORIGIN'
+			   ' (ours-l: framed by SIOCKCMATTACHLEN);')
+		out.append("Linux's kcm.ko has no KCM_ORIGIN (not run); requests/s, latency"
+			   ' p50/p99 in us; @N/@first = ours at N connections / ours at the fewest')
+		kcm_vs = [v for v in ('kcmd', 'kcmld')
+			  if any(k[0] == kver and k[1] == 'ours' and k[2] == v for k in scale)]
+		label = {'kcmd': 'ours', 'kcmld': 'ours-l'}
+		hdr = (['size', 'conns', 'T', 'E'] + [label[v] for v in kcm_vs] + ['user']
+		       + [f'{label[v]}/user' for v in kcm_vs]
+		       + [f'{label[v]} p50/p99' for v in kcm_vs] + ['user p50/p99']
+		       + [f'{label[v]}@N/@first' for v in kcm_vs])
+		rows = [tuple(hdr)]
+		first = {}
+		for s, c, t, e in sk:
+			def sc(v, metric):
+				return summarise(scale.get((kver, 'ours', v, s, c, t, e), []), metric)
+
+			def lat2(v):
+				ps = [sc(v, p) for p in ('p50_us', 'p99_us')]
+				return ('/'.join(p[0] for p in ps)
+					if all(p[1] is not None for p in ps) else ps[0][0])
+			u_t, u = sc('user', 'rps')
+			row = [str(s), str(c), str(t), str(e)]
+			rates = {v: sc(v, 'rps') for v in kcm_vs}
+			row += [rates[v][0] for v in kcm_vs] + [u_t]
+			row += [ratio(rates[v][1], u) for v in kcm_vs]
+			row += [lat2(v) for v in kcm_vs] + [lat2('user')]
+			for v in kcm_vs:
+				first.setdefault((v, s, t, e), rates[v][1])
+				row.append(ratio(rates[v][1], first[(v, s, t, e)]))
+			rows.append(tuple(row))
+		widths = [max(len(r[i]) for r in rows) for i in range(len(hdr))]
+		for r in rows:
+			out.append('  '.join(x.rjust(wd) for x, wd in zip(r, widths)))
 	out.append('')
 	# Run counts by status, per lane and variant.
 	for lane in ('ours', 'linux'):
 		cnt = defaultdict(lambda: defaultdict(int))
-		for k, rs in runs.items():
+		for k, rs in list(runs.items()) + list(scale.items()):
 			if k[0] == kver and k[1] == lane:
 				for r in rs:
-					cnt[k[3]][r['status']] += 1
+					cnt[r['variant']][r['status']] += 1
 		out.append(f'runs {lane}: ' + '; '.join(
 			f'{v} ' + ' '.join(f'{st}={n}' for st, n in sorted(cnt[v].items()))
 			for v in sorted(cnt)))
@@ -253,16 +312,18 @@ for kver in kvers:
 BASELINES = ('user', 'tcp')
 BAD = ('stalled', 'misframed', 'corrupt', 'mismatch', 'error')
 failures = []
-for k in sorted(runs):
-	kver, lane, w, v, s, c, t = k
+for kver, lane, w, v, s, c, t, rs in (
+		[k + (runs[k],) for k in sorted(runs)]
+		+ [(k[0], k[1], 'echo') + k[2:6] + (scale[k],) for k in sorted(scale)]):
 	if lane != 'ours' and v not in BASELINES:
 		continue
-	for r in runs[k]:
+	for r in rs:
 		if r['status'] in BAD:
 			extra = ' '.join(f'{x}={r[x]}' for x in (
 				'stall', 'reason', 'sent_msgs', 'recv_msgs', 'badframes', 'requests',
 				'replies', 'badreplies', 'violations', 'first') if x in r)
-			failures.append(f'{kver} {lane} {w} {v} size={s} conns={c} threads={t}'
+			ct = f' client_threads={r["client_threads"]}' if 'client_threads' in r else ''
+			failures.append(f'{kver} {lane} {w} {v} size={s} conns={c} threads={t}{ct}'
 					f' rep={r.get("rep", "?")}: {r["status"]}' + (f' ({extra})' if extra else ''))
 if failures:
 	out.append(f'FAILURES: {len(failures)} run(s)')

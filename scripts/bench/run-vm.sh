@@ -10,7 +10,8 @@
 # bench.log (ttyS1), console.log (ttyS0), qemu.rc.
 # Environment: the BENCH_* settings of vm-matrix.sh, BENCH_ICOUNT=1 to run
 # QEMU with -icount shift=0,sleep=off (virtual time counted in guest
-# instructions; a single TCG thread), BENCH_VM_TIMEOUT (seconds, default 1800).
+# instructions; a single TCG thread), BENCH_VM_TIMEOUT (seconds, default 1800),
+# BENCH_VM_MEM (guest MiB, default 1024).
 # BENCH_PROFILE="kcm_bench arguments": instead of the matrix, run that one
 # case under perf (scripts/bench/vm-profile.sh; `make profile`).
 set -euo pipefail
@@ -72,12 +73,16 @@ PROFILE_FOCUS="${PROFILE_FOCUS:-}"
 BENCH_SIZES="${BENCH_SIZES:-64 512 4096 65536}"
 BENCH_CONNS="${BENCH_CONNS:-1 4}"
 BENCH_THREADS="${BENCH_THREADS:-1 2}"
-BENCH_WORKLOADS="${BENCH_WORKLOADS:-stream echo}"
+BENCH_WORKLOADS="${BENCH_WORKLOADS-stream echo}"
 BENCH_VARIANTS="${BENCH_VARIANTS:-kcm kcmb user tcp}"
 BENCH_ECHO_VARIANTS="${BENCH_ECHO_VARIANTS:-kcm user}"
 BENCH_MIXED=${BENCH_MIXED:-1}
 BENCH_DIRECTED=${BENCH_DIRECTED:-1}
 BENCH_RPC=${BENCH_RPC:-1}
+BENCH_SCALE="${BENCH_SCALE-16 1000}"
+BENCH_SCALE_VARIANTS="${BENCH_SCALE_VARIANTS:-kcmd user}"
+BENCH_SCALE_CLIENTS=${BENCH_SCALE_CLIENTS:-2}
+BENCH_SCALE_DUR=${BENCH_SCALE_DUR:-2}
 BENCH_REPS=${BENCH_REPS:-3}
 BENCH_DUR=${BENCH_DUR:-$([ "${BENCH_ICOUNT:-0}" = 1 ] && echo 0.1 || echo 1)}
 BENCH_STALL=${BENCH_STALL:-3}
@@ -90,7 +95,7 @@ icount=()
 cmdline="console=ttyS0 loglevel=5 panic_on_warn=1 oops=panic panic=-1 softlockup_panic=1"
 rc=0
 timeout -k 10 "${BENCH_VM_TIMEOUT:-1800}" qemu-system-x86_64 \
-	-machine q35 -m 1024 -smp 2 -nodefaults -display none -no-reboot "${icount[@]}" \
+	-machine q35 -m "${BENCH_VM_MEM:-1024}" -smp 2 -nodefaults -display none -no-reboot "${icount[@]}" \
 	-kernel "/boot/vmlinuz-$kver" -initrd "$dir/initramfs.cpio.gz" -append "$cmdline" \
 	-serial "file:$dir/console.log" -serial "file:$dir/bench.log" </dev/null || rc=$?
 echo "$rc" >"$dir/qemu.rc"

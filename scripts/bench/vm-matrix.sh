@@ -2,12 +2,14 @@
 # Runs inside the bench VM (busybox sh), started by scripts/vm/init.sh as its
 # "run" program; prints one KCMBENCH line per run (see kcm_bench.c).
 # Settings come from /etc/kcm-vm.conf (written by scripts/bench/run-vm.sh):
-#   BENCH_SIZES BENCH_CONNS BENCH_THREADS BENCH_WORKLOADS
+#   BENCH_SIZES BENCH_CONNS BENCH_THREADS BENCH_WORKLOADS (empty: none)
 #   BENCH_VARIANTS (stream) BENCH_ECHO_VARIANTS (echo)
 #   BENCH_MIXED (1: add the mixed-size stream case) BENCH_REPS BENCH_DUR
 #   BENCH_STALL (seconds without progress that make a run "stalled")
 #   BENCH_DIRECTED (0: leave out the C=16 directed echo case)
 #   BENCH_RPC (0: leave out the rpc cases: 1 and 4 connections, T=4)
+#   BENCH_SCALE (connection counts of the scale case, e.g. "16 1000 10000";
+#   empty: none), BENCH_SCALE_VARIANTS, BENCH_SCALE_CLIENTS, BENCH_SCALE_DUR
 # Every case runs BENCH_REPS times; the variant order rotates between reps so
 # that slow drifts of the host do not favour one variant.
 # shellcheck disable=SC1091
@@ -15,18 +17,31 @@
 bin=/samples/kcm_bench
 
 echo "# kcm-bench: $(uname -r) lane=$LANE reps=$BENCH_REPS dur=$BENCH_DUR"
-# One run: workload variant size conns threads rep.  kcm_bench prints its
-# KCMBENCH line (and, for a run that is not ok, "# " lines saying why) and
-# exits 1 if the run is not ok; a run killed or failed before its line gets
-# an error line here.
+# One run: workload variant size conns threads rep [client-threads duration].
+# kcm_bench prints its KCMBENCH line (and, for a run that is not ok, "# "
+# lines saying why) and exits 1 if the run is not ok; a run killed or
+# failed before its line gets an error line here.  With client-threads,
+# that many threads drive the connections with epoll (kcm_bench -e), and
+# the hard limit on top of the program's own stall detection allows for
+# setting up and closing thousands of connections.
 one() {
-	# Hard limit on top of the program's own stall detection.
-	out=$(timeout -s KILL 60 $bin -w "$1" -v "$2" -s "$3" -c "$4" -t "$5" \
-		-d "$BENCH_DUR" -g "$BENCH_STALL" -r "$6")
+	epoll='' tag='' limit=60
+	if [ -n "${7:-}" ]; then
+		epoll="-e $7"
+		tag=" client_threads=$7"
+		limit=180
+	fi
+	# shellcheck disable=SC2086
+	out=$(timeout -s KILL $limit $bin -w "$1" -v "$2" -s "$3" -c "$4" -t "$5" $epoll \
+		-d "${8:-$BENCH_DUR}" -g "$BENCH_STALL" -r "$6")
 	rc=$?
 	[ -n "$out" ] && echo "$out"
 	echo "$out" | grep -q '^KCMBENCH ' ||
-		echo "KCMBENCH workload=$1 variant=$2 size=$3 conns=$4 threads=$5 rep=$6 status=error reason=\"exit $rc\""
+		echo "KCMBENCH workload=$1 variant=$2 size=$3 conns=$4 threads=$5$tag rep=$6 status=error reason=\"exit $rc\""
+}
+# Variant list $1 rotated by $2 places.
+rotate() {
+	echo "$1" | awk -v k="$2" '{ for (i = 0; i < NF; i++) printf "%s ", $((i + k) % NF + 1) }'
 }
 run_case() {	# workload size conns threads
 	r=1
@@ -34,9 +49,7 @@ run_case() {	# workload size conns threads
 		# Rotate the variant list by r-1 places.
 		vars=$BENCH_VARIANTS
 		[ "$1" = echo ] && vars=$BENCH_ECHO_VARIANTS
-		order=$(echo "$vars" | awk -v k=$((r - 1)) '{
-			for (i = 0; i < NF; i++) printf "%s ", $((i + k) % NF + 1) }')
-		for v in $order; do
+		for v in $(rotate "$vars" $((r - 1))); do
 			one "$1" "$v" "$2" "$3" "$4" $r
 		done
 		r=$((r + 1))
@@ -82,4 +95,23 @@ if [ "${BENCH_RPC:-1}" = 1 ]; then
 		done
 	done
 fi
+# Scale: the directed echo at each of BENCH_SCALE connection counts, one
+# request in flight per connection, BENCH_SCALE_CLIENTS client threads
+# driving them with epoll, T=2, 64 B, our module replying with KCM_ORIGIN
+# (kcmd; kcmld framed by SIOCKCMATTACHLEN) against user-space framing.
+# Linux's kcm.ko cannot reply on a chosen connection: its lane reports the
+# KCM variants skipped and runs nothing.
+for c in ${BENCH_SCALE:-}; do
+	r=1
+	while [ $r -le "$BENCH_REPS" ]; do
+		for v in $(rotate "$BENCH_SCALE_VARIANTS" $((r - 1))); do
+			if [ "$LANE" = ours ]; then
+				one echo "$v" 64 "$c" 2 $r "$BENCH_SCALE_CLIENTS" "$BENCH_SCALE_DUR"
+			elif [ "$v" != user ]; then
+				echo "KCMBENCH workload=echo variant=$v size=64 conns=$c threads=2 client_threads=$BENCH_SCALE_CLIENTS rep=$r status=skipped reason=\"Linux's kcm.ko cannot send on a chosen connection\""
+			fi
+		done
+		r=$((r + 1))
+	done
+done
 echo "# kcm-bench: done in $(($(date +%s) - start)) s"

@@ -4,7 +4,9 @@
 # the cpu-clock software event over both CPUs (the only sampling event TCG
 # offers), then the report: where kernel and user time goes, by symbol,
 # with call chains for the top symbols, and what the symbols named in
-# PROFILE_FOCUS spend their time on.
+# PROFILE_FOCUS spend their time on.  perf starts with its events disabled
+# and kcm_bench enables them for its measured interval (KCM_BENCH_PERF_CTL):
+# setting up and closing the connections is not in the profile.
 # shellcheck disable=SC1091
 . /etc/kcm-vm.conf
 echo "# kcm-profile: $(uname -r) lane=$LANE: kcm_bench $BENCH_PROFILE"
@@ -15,8 +17,11 @@ tcpext() {
 }
 tcpext >/tmp/tcpext.before
 ctxt0=$(awk '/^ctxt/ { print $2 }' /proc/stat)
+mkfifo /tmp/perf.ctl /tmp/perf.ack
 # shellcheck disable=SC2086
-perf record -q -a -g -e cpu-clock -F 2000 -o /tmp/perf.data -- \
+KCM_BENCH_PERF_CTL=/tmp/perf.ctl,/tmp/perf.ack \
+	perf record -q -a -g -e cpu-clock -F 2000 -D -1 \
+	--control fifo:/tmp/perf.ctl,/tmp/perf.ack -o /tmp/perf.data -- \
 	/samples/kcm_bench $BENCH_PROFILE || echo "# kcm-profile: perf record failed: $?"
 echo "# context switches: $(($(awk '/^ctxt/ { print $2 }' /proc/stat) - ctxt0))"
 echo "# ---- TcpExt counters that changed ----"
@@ -36,9 +41,10 @@ perf report -i /tmp/perf.data --stdio --no-children --sort sym \
 	--percent-limit 2 -g caller,0.5,callee,function,percent 2>/dev/null |
 	grep -v '^$' | head -n 400
 # Callee breakdown: of the samples whose stack passes through SYM, how many
-# were in SYM itself and how many under each function SYM called directly.
+# were in SYM itself and how many under each function SYM called directly;
+# then SYM's own samples by offset (objdump -d of its object maps them).
 if [ -n "${PROFILE_FOCUS:-}" ]; then
-	perf script -i /tmp/perf.data -F ip,sym 2>/dev/null >/tmp/stacks.txt
+	perf script -i /tmp/perf.data -F ip,sym,symoff 2>/dev/null >/tmp/stacks.txt
 	for sym in $PROFILE_FOCUS; do
 		echo "# ---- $sym: samples by direct callee ----"
 		awk -v focus="$sym" '
@@ -58,6 +64,16 @@ if [ -n "${PROFILE_FOCUS:-}" ]; then
 			printf "%d samples\n", total
 			for (k in by) if (by[k] * 200 >= total)
 				printf "%6.1f%%  %s\n", 100 * by[k] / total, k
+		}' /tmp/stacks.txt | sort -rn
+		echo "# ---- $sym: its own samples by offset ----"
+		awk -v focus="$sym" '
+		/^[ \t]*$/ { leaf = 1; next }
+		leaf { leaf = 0; s = $2; if (sub(/\+0x.*/, "", s) && s == focus) { n++; at[$2]++ } }
+		BEGIN { leaf = 1 }
+		END {
+			printf "%d samples\n", n
+			for (k in at) if (at[k] * 50 >= n)
+				printf "%6.1f%%  %s\n", 100 * at[k] / n, k
 		}' /tmp/stacks.txt | sort -rn
 	done
 fi

@@ -6,7 +6,9 @@
 # runs, and fail, with the report that names the message, runs in which
 # client 0 sends its message 10 wrong (KCM_BENCH_INJECT): the verification
 # the KCM variants share with them must catch a corrupt byte, a loss, a
-# duplicate and a stall.  `make bench-selftest`, and part of `make check`.
+# duplicate and a stall, with a client thread per connection and with a
+# few client threads driving hundreds of connections through epoll (-e).
+# `make bench-selftest`, and part of `make check`.
 #   selftest.sh [KCM_BENCH]       (default: build/bench/bin/kcm_bench)
 # Prints "bench-selftest: ok|not ok N - case" lines (not a TAP stream of
 # its own: make check prints the suite's TAP after them); exits 1 if a case
@@ -83,5 +85,25 @@ expect "rpc usero: a duplicate request" dup:30 1 corrupt \
 	'^# violation: client 0: sender 0 seq 30: duplicate$' -- -w rpc -v usero -s 64 -c 1 -t 4
 expect "rpc usero: a lost request" drop:30 1 stalled \
 	'^# sender 0: sent [0-9]+, received [0-9]+; 1 missing: seq 30$' -- -w rpc -v usero -s 64 -c 1 -t 4
+# Epoll-driven clients (-e): more connections than a thread each allows,
+# the same checks; the reports name the client thread and print only the
+# connections that hold something.
+expect "echo user, 2 epoll client threads, 300 connections: clean" "" 0 ok \
+	'^KCMBENCH .* conns=300 threads=2 client_threads=2 ' -- -w echo -v user -s 64 -c 300 -t 2 -e 2
+expect "echo tcp, 3 epoll client threads, mixed sizes: clean" "" 0 ok -- -w echo -v tcp -s 0 -c 100 -t 2 -e 3
+expect "echo user, epoll clients: a corrupt byte in a request" corrupt 1 corrupt \
+	'^# violation: server thread 0: checksum .*\(sender 0 seq 10, ' \
+	'^# violation: client thread 0: checksum .*\(sender 0 seq 10, ' \
+	'^# sender 0: sent [0-9]+, received [0-9]+; 1 missing: seq 10$' -- -w echo -v user -s 64 -c 200 -t 2 -e 2
+expect "echo user, epoll clients: a lost request" drop 1 stalled \
+	'^# sender 0: sent 11, received 10; 1 missing: seq 10$' \
+	'^#   conn 0: requests 11, answered 10, outstanding 1;' \
+	'^#   \(1 of 200 connections hold something, 1 of them above\)$' -- -w echo -v user -s 64 -c 200 -t 2 -e 2
+expect "echo tcp, epoll clients: a duplicate request" dup 1 corrupt \
+	'^# violation: client thread 0: sender 0 seq 10: duplicate$' -- -w echo -v tcp -s 64 -c 200 -t 1 -e 2
+expect "echo user, epoll clients: a stall, half a request" stall 1 stalled \
+	'^KCMBENCH .* stall=(noprogress|drain) ' '^# sender 0: sent 11, received 10; 1 missing: seq 10$' \
+	'^#   conn 0: requests 11, answered 10, outstanding 1; .*; 34 bytes of a message held by the server$' \
+	-- -w echo -v user -s 64 -c 200 -t 2 -e 2
 echo "bench-selftest: $((n - failed)) passed, $failed failed"
 [ "$failed" -eq 0 ]
