@@ -14,6 +14,9 @@
 #   make bench-selftest   on the host: kcm_bench's data check catches an
 #                         injected corruption, loss, duplicate and stall
 #                         (about 10 s; part of make check)
+#   make check-dkms       dkms add/build/install for every kernel, the module
+#                         where modinfo finds it, dkms remove (about 2 min;
+#                         part of a make check without TESTS)
 #   make soak             kcm_soak's long form on our module: every kernel,
 #                         plain TCG and QEMU -icount (scripts/vm/soak.sh)
 #   make check-debug      the suite on a debug kernel (KASAN, lockdep, kmemleak,
@@ -77,7 +80,7 @@ SAMPLE_CFLAGS := -static -O2 -Wall -Wextra -Werror -I include/uapi -I include
 TESTS_DIR := tools/testing/selftests/net/kcm
 
 .PHONY: lib kcmstat
-.PHONY: all modules tests samples check check-locked check-debug check-kcsan fuzz run bench bench-build bench-selftest profile soak clean install
+.PHONY: all modules tests samples check check-locked check-debug check-kcsan fuzz run bench bench-build bench-selftest check-dkms profile soak clean install
 .DEFAULT_GOAL := all
 
 all: modules
@@ -141,6 +144,7 @@ check-locked:
 	@rm -rf build/tests
 	@$(MAKE) --no-print-directory $(if $(filter ours,$(KCM)),modules) tests samples
 	@$(MAKE) --no-print-directory bench-selftest
+	@if [ -z "$(TESTS)" ]; then scripts/dkms-check.sh; fi
 	@scripts/vm/check.sh
 
 # Debug kernels: scripts/debug-kernel/ (the first build takes ~15 min, then
@@ -184,6 +188,10 @@ bench-build:
 
 # kcm_bench's user-space variants on the host, with faults injected: the
 # benchmark's data check must fail them (no module, no VM).
+check-dkms:
+	@scripts/install-deps.sh
+	@scripts/dkms-check.sh
+
 bench-selftest:
 	@$(MAKE) --no-print-directory -C $(TESTS_DIR)/bench OUTPUT=$(CURDIR)/build/bench/bin
 	@$(TESTS_DIR)/bench/selftest.sh $(CURDIR)/build/bench/bin/kcm_bench
