@@ -17,6 +17,9 @@
 #   make check-dkms       dkms add/build/install for every kernel, the module
 #                         where modinfo finds it, dkms remove (about 2 min;
 #                         part of a make check without TESTS)
+#   make check-autoload   boot with ours installed as DKMS does: the first
+#                         socket(AF_KCM) loads ours; ours removed, Linux's
+#                         (about 1 min; part of a make check without TESTS)
 #   make soak             kcm_soak's long form on our module: every kernel,
 #                         plain TCG and QEMU -icount (scripts/vm/soak.sh)
 #   make check-debug      the suite on a debug kernel (KASAN, lockdep, kmemleak,
@@ -80,7 +83,7 @@ SAMPLE_CFLAGS := -static -O2 -Wall -Wextra -Werror -I include/uapi -I include
 TESTS_DIR := tools/testing/selftests/net/kcm
 
 .PHONY: lib kcmstat
-.PHONY: all modules tests samples check check-locked check-debug check-kcsan fuzz run bench bench-build bench-selftest check-dkms profile soak clean install
+.PHONY: all modules tests samples check check-locked check-debug check-kcsan fuzz run bench bench-build bench-selftest check-dkms check-autoload profile soak clean install
 .DEFAULT_GOAL := all
 
 all: modules
@@ -146,6 +149,8 @@ check-locked:
 	@$(MAKE) --no-print-directory bench-selftest
 	@if [ -z "$(TESTS)" ]; then scripts/dkms-check.sh; fi
 	@scripts/vm/check.sh
+	@if [ -z "$(TESTS)" ] && [ -n "$(filter ours,$(KCM))" ]; then \
+		scripts/vm/autoload.sh $$(scripts/kernels.sh $(KERNELS)); fi
 
 # Debug kernels: scripts/debug-kernel/ (the first build takes ~15 min, then
 # it is cached until configs/debug-base.config or the flavour's changes).
@@ -191,6 +196,10 @@ bench-build:
 check-dkms:
 	@scripts/install-deps.sh
 	@scripts/dkms-check.sh
+
+check-autoload: modules
+	@scripts/install-deps.sh
+	@scripts/vm/autoload.sh $$(scripts/kernels.sh $(KERNELS))
 
 bench-selftest:
 	@$(MAKE) --no-print-directory -C $(TESTS_DIR)/bench OUTPUT=$(CURDIR)/build/bench/bin

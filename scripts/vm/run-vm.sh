@@ -115,7 +115,9 @@ if [ -n "${TESTS:-}" ]; then
 		[[ " $TESTS " == *" ${f##*/} "* ]] || chmod a-x "$f"
 	done
 fi
-if [ -n "${VM_OVERLAY:-}" ]; then cp -a "$VM_OVERLAY/." "$stage/"; fi
+# --remove-destination: a file of the overlay replaces a busybox applet
+# link; copying through the link would overwrite the host's /bin/busybox.
+if [ -n "${VM_OVERLAY:-}" ]; then cp -a --remove-destination "$VM_OVERLAY/." "$stage/"; fi
 # The test binaries /init will run, for parse.sh to check that each did.
 find "$stage/tests" -maxdepth 1 -type f -perm -u+x -printf '%f\n' |
 	LC_ALL=C sort >"$dir/expected-tests"
