@@ -139,11 +139,14 @@ static inline void kcm_stats_add(struct u64_stats_sync *syncp,
 struct kcm_mux {
 	struct kcm_net *knet;
 	struct list_head knet_node;	/* in knet->muxes, under knet->lock */
+	u64 index;			/* knet->muxes is in index order */
 	spinlock_t lock;
 
 	/* All under lock. */
 	struct list_head socks;		/* every KCM socket of the mux */
 	struct list_head psocks;	/* every attached psock */
+	u64 join_seq;			/* the last mux_seq given: both */
+					/* lists are in mux_seq order */
 	struct rhashtable by_cookie;	/* those not unattached, by cookie */
 	unsigned int sock_count;
 	unsigned int psock_count;
@@ -167,6 +170,7 @@ struct kcm_net {
 	unsigned int mux_count;
 	u32 next_sock_index;
 	u32 next_psock_index;
+	u64 next_mux_index;
 	struct kcm_mux gone;		/* only the counters of muxes gone */
 };
 
@@ -226,6 +230,7 @@ struct kcm_psock {
 	 * path (which rechecks under the lock where it matters).
 	 */
 	struct list_head mux_node;	/* in mux->psocks */
+	u64 mux_seq;			/* its place there */
 	struct rhash_head cookie_node;	/* in mux->by_cookie */
 	struct list_head rx_node;	/* in mux->rx_held while held */
 	struct sk_buff_head rx_held;	/* parsed, waiting for a socket */
@@ -256,6 +261,7 @@ struct kcm_sock {
 	 * at any moment, but only the socket ends its reservation.
 	 */
 	struct list_head mux_node;	/* in mux->socks */
+	u64 mux_seq;			/* its place there */
 	struct list_head rx_node;	/* in mux->rx_ready while ready */
 	bool rx_ready;
 	bool rx_disabled;

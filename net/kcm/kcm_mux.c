@@ -59,6 +59,7 @@ struct kcm_mux *kcm_mux_create(struct net *net)
 	INIT_LIST_HEAD(&mux->tx_waiters);
 
 	mutex_lock(&knet->lock);
+	mux->index = knet->next_mux_index++;
 	list_add_tail(&mux->knet_node, &knet->muxes);
 	knet->mux_count++;
 	mutex_unlock(&knet->lock);
@@ -240,6 +241,7 @@ void kcm_mux_add_sock(struct kcm_mux *mux, struct kcm_sock *kcm)
 	mutex_unlock(&knet->lock);
 
 	spin_lock_bh(&mux->lock);
+	kcm->mux_seq = ++mux->join_seq;
 	list_add_tail(&kcm->mux_node, &mux->socks);
 	mux->sock_count++;
 	kcm_mux_rx_make_ready(kcm);
@@ -558,6 +560,7 @@ int kcm_mux_add_psock(struct kcm_mux *mux, struct kcm_psock *psock)
 	err = rhashtable_insert_fast(&mux->by_cookie, &psock->cookie_node,
 				     kcm_mux_cookie_params) ? -ENOMEM : 0;
 	if (!err) {
+		psock->mux_seq = ++mux->join_seq;
 		list_add_tail(&psock->mux_node, &mux->psocks);
 		mux->psock_count++;
 		mux->stats.attach++;
