@@ -88,8 +88,13 @@ static void kcm_mux_destroy(struct kcm_mux *mux)
 	struct kcm_net *knet = mux->knet;
 	struct kcm_psock *psock;
 
-	while ((psock = kcm_mux_claim_psock(mux, 0)))
+	/* One at a time, each in process context: thousands of them must
+	 * not hold the CPU on a kernel that preempts nobody.
+	 */
+	while ((psock = kcm_mux_claim_psock(mux, 0))) {
 		kcm_psock_unattach(psock);
+		cond_resched();
+	}
 	WARN_ON_ONCE(!list_empty(&mux->psocks) || !list_empty(&mux->socks) ||
 		     !list_empty(&mux->rx_ready) || !list_empty(&mux->rx_held) ||
 		     !list_empty(&mux->tx_idle) ||
