@@ -183,6 +183,10 @@ struct kcm_len_framing {
 	u32 max_len;			/* INT_MAX when none was given */
 };
 
+/*
+ * 512 bytes on x86-64 (kmalloc-512, with the 768 of the view's skb most of
+ * what a psock costs: README, "Scale"); one byte more and it takes 1 KiB.
+ */
 struct kcm_psock {
 	struct kref ref;
 	struct kcm_mux *mux;
@@ -219,10 +223,10 @@ struct kcm_psock {
 	u32 rx_offset;			/* of its first byte in rx_head */
 	u32 rx_have;			/* its bytes in rx_head */
 	u32 rx_len;			/* length of the message begun, or 0 */
-	unsigned long rx_deadline;	/* jiffies: its time limit */
 	bool rx_timing;			/* rx_timeout runs for it */
 	bool rx_stopped;
 	bool rx_hold;
+	unsigned long rx_deadline;	/* jiffies: its time limit */
 	struct kcm_parser_stats rx_stats;
 
 	/* The mux's (kcm_mux.c), under mux->lock.  Read without it:
@@ -235,10 +239,10 @@ struct kcm_psock {
 	struct list_head rx_node;	/* in mux->rx_held while held */
 	struct sk_buff_head rx_held;	/* parsed, waiting for a socket */
 	struct kcm_sock *rx_target;	/* this pass's socket, woken at its end */
-	bool rx_paused;			/* rx_held not empty: no pass */
 	struct list_head tx_node;	/* in mux->tx_idle while idle */
 	struct list_head tx_directed;	/* KCM sockets waiting for us */
 	struct kcm_sock *tx_kcm;	/* socket that reserved us */
+	bool rx_paused;			/* rx_held not empty: no pass */
 	bool failed;			/* error posted: no more sending */
 	bool unattached;
 	u64 rx_msgs;
