@@ -94,7 +94,7 @@ static int parse_row(const char *line, struct row *r)
 
 	if (strlen(line) >= sizeof(copy))
 		return -1;
-	strcpy(copy, line);
+	memcpy(copy, line, strlen(line) + 1);
 	for (t[n] = strtok_r(copy, " ", &save); t[n] && n < 39;
 	     t[n] = strtok_r(NULL, " ", &save))
 		n++;

@@ -486,7 +486,7 @@ static long long slab_bytes(void)
 }
 
 /* A /proc/meminfo value, in bytes. */
-static long long meminfo(const char *key)
+static long long meminfo_value(const char *key)
 {
 	FILE *f = fopen("/proc/meminfo", "r");
 	size_t klen = strlen(key);
@@ -511,7 +511,7 @@ struct mem {
 static struct mem mem_now(void)
 {
 	kcm_msleep(500);
-	return (struct mem){ slab_bytes(), meminfo("MemFree") };
+	return (struct mem){ slab_bytes(), meminfo_value("MemFree") };
 }
 
 /*
