@@ -52,7 +52,8 @@
  *   A mux lives while at least one KCM socket is joined to it; the last
  *   socket to leave unattaches every psock and frees the mux.
  *   A psock is counted by kref: one reference while it is attached (on the
- *   mux's psock list), one while a KCM socket has it reserved for sending.
+ *   mux's psock list), one while a KCM socket has it reserved for sending,
+ *   one while /proc/net/kcm is at its row (within one read()).
  *   It holds a reference to the TCP socket's file, so closing the TCP fd in
  *   user space while attached is harmless.
  *   A KCM socket is a struct sock with the usual reference counting; its
@@ -184,8 +185,9 @@ struct kcm_len_framing {
 };
 
 /*
- * 512 bytes on x86-64 (kmalloc-512, with the 768 of the view's skb most of
- * what a psock costs: README, "Scale"); one byte more and it takes 1 KiB.
+ * 512 bytes on x86-64: a kmalloc-512 object; one byte more and it takes
+ * 1 KiB.  With the skb of the view (768 to 896 bytes), it is most of what
+ * a psock costs (README, "Scale").
  */
 struct kcm_psock {
 	struct kref ref;
