@@ -52,7 +52,8 @@
  *   A mux lives while at least one KCM socket is joined to it; the last
  *   socket to leave unattaches every psock and frees the mux.
  *   A psock is counted by kref: one reference while it is attached (on the
- *   mux's psock list), one while a KCM socket has it reserved for sending.
+ *   mux's psock list), one while a KCM socket has it reserved for sending,
+ *   one while /proc/net/kcm is at its row (within one read()).
  *   It holds a reference to the TCP socket's file, so closing the TCP fd in
  *   user space while attached is harmless.
  *   A KCM socket is a struct sock with the usual reference counting; its
@@ -139,11 +140,14 @@ static inline void kcm_stats_add(struct u64_stats_sync *syncp,
 struct kcm_mux {
 	struct kcm_net *knet;
 	struct list_head knet_node;	/* in knet->muxes, under knet->lock */
+	u64 index;			/* knet->muxes is in index order */
 	spinlock_t lock;
 
 	/* All under lock. */
 	struct list_head socks;		/* every KCM socket of the mux */
 	struct list_head psocks;	/* every attached psock */
+	u64 join_seq;			/* the last mux_seq given: both */
+					/* lists are in mux_seq order */
 	struct rhashtable by_cookie;	/* those not unattached, by cookie */
 	unsigned int sock_count;
 	unsigned int psock_count;
@@ -167,6 +171,7 @@ struct kcm_net {
 	unsigned int mux_count;
 	u32 next_sock_index;
 	u32 next_psock_index;
+	u64 next_mux_index;
 	struct kcm_mux gone;		/* only the counters of muxes gone */
 };
 
@@ -179,6 +184,11 @@ struct kcm_len_framing {
 	u32 max_len;			/* INT_MAX when none was given */
 };
 
+/*
+ * 512 bytes on x86-64: a kmalloc-512 object; one byte more and it takes
+ * 1 KiB.  With the skb of the view (768 to 896 bytes), it is most of what
+ * a psock costs (README, "Scale").
+ */
 struct kcm_psock {
 	struct kref ref;
 	struct kcm_mux *mux;
@@ -215,10 +225,10 @@ struct kcm_psock {
 	u32 rx_offset;			/* of its first byte in rx_head */
 	u32 rx_have;			/* its bytes in rx_head */
 	u32 rx_len;			/* length of the message begun, or 0 */
-	unsigned long rx_deadline;	/* jiffies: its time limit */
 	bool rx_timing;			/* rx_timeout runs for it */
 	bool rx_stopped;
 	bool rx_hold;
+	unsigned long rx_deadline;	/* jiffies: its time limit */
 	struct kcm_parser_stats rx_stats;
 
 	/* The mux's (kcm_mux.c), under mux->lock.  Read without it:
@@ -226,14 +236,15 @@ struct kcm_psock {
 	 * path (which rechecks under the lock where it matters).
 	 */
 	struct list_head mux_node;	/* in mux->psocks */
+	u64 mux_seq;			/* its place there */
 	struct rhash_head cookie_node;	/* in mux->by_cookie */
 	struct list_head rx_node;	/* in mux->rx_held while held */
 	struct sk_buff_head rx_held;	/* parsed, waiting for a socket */
 	struct kcm_sock *rx_target;	/* this pass's socket, woken at its end */
-	bool rx_paused;			/* rx_held not empty: no pass */
 	struct list_head tx_node;	/* in mux->tx_idle while idle */
 	struct list_head tx_directed;	/* KCM sockets waiting for us */
 	struct kcm_sock *tx_kcm;	/* socket that reserved us */
+	bool rx_paused;			/* rx_held not empty: no pass */
 	bool failed;			/* error posted: no more sending */
 	bool unattached;
 	u64 rx_msgs;
@@ -256,6 +267,7 @@ struct kcm_sock {
 	 * at any moment, but only the socket ends its reservation.
 	 */
 	struct list_head mux_node;	/* in mux->socks */
+	u64 mux_seq;			/* its place there */
 	struct list_head rx_node;	/* in mux->rx_ready while ready */
 	bool rx_ready;
 	bool rx_disabled;

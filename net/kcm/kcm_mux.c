@@ -60,6 +60,7 @@ struct kcm_mux *kcm_mux_create(struct net *net)
 	INIT_LIST_HEAD(&mux->tx_waiters);
 
 	mutex_lock(&knet->lock);
+	mux->index = knet->next_mux_index++;
 	list_add_tail(&mux->knet_node, &knet->muxes);
 	knet->mux_count++;
 	mutex_unlock(&knet->lock);
@@ -88,8 +89,13 @@ static void kcm_mux_destroy(struct kcm_mux *mux)
 	struct kcm_net *knet = mux->knet;
 	struct kcm_psock *psock;
 
-	while ((psock = kcm_mux_claim_psock(mux, 0)))
+	/* One at a time, each in process context: thousands of them must
+	 * not hold the CPU on a kernel that preempts nobody.
+	 */
+	while ((psock = kcm_mux_claim_psock(mux, 0))) {
 		kcm_psock_unattach(psock);
+		cond_resched();
+	}
 	WARN_ON_ONCE(!list_empty(&mux->psocks) || !list_empty(&mux->socks) ||
 		     !list_empty(&mux->rx_ready) || !list_empty(&mux->rx_held) ||
 		     !list_empty(&mux->tx_idle) ||
@@ -243,6 +249,7 @@ void kcm_mux_add_sock(struct kcm_mux *mux, struct kcm_sock *kcm)
 	mutex_unlock(&knet->lock);
 
 	spin_lock_bh(&mux->lock);
+	kcm->mux_seq = ++mux->join_seq;
 	list_add_tail(&kcm->mux_node, &mux->socks);
 	mux->sock_count++;
 	kcm_mux_rx_make_ready(kcm);
@@ -566,6 +573,7 @@ int kcm_mux_add_psock(struct kcm_mux *mux, struct kcm_psock *psock)
 	err = rhashtable_insert_fast(&mux->by_cookie, &psock->cookie_node,
 				     kcm_mux_cookie_params) ? -ENOMEM : 0;
 	if (!err) {
+		psock->mux_seq = ++mux->join_seq;
 		list_add_tail(&psock->mux_node, &mux->psocks);
 		mux->psock_count++;
 		mux->stats.attach++;

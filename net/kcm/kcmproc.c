@@ -24,9 +24,6 @@ struct kcm_proc_sums {
 	u64 rx_intr, rx_unrecov, rx_bad_len;
 };
 
-/* psock rows printed in one hold of mux->lock */
-#define KCM_PROC_BATCH	64
-
 struct kcm_proc_col {
 	const char *name;
 	int width;
@@ -187,14 +184,15 @@ static unsigned int kcm_proc_queued_msgs(struct sock *sk)
 	return msgs;
 }
 
-static void kcm_proc_show_sock(struct seq_file *seq, struct kcm_sock *kcm)
+static void kcm_proc_show_sock(struct seq_file *seq, struct kcm_mux *mux,
+			       struct kcm_sock *kcm)
 {
 	struct kcm_proc_sums s = {
 		.ps.rx_msgs = kcm->rx_msgs, .ps.rx_bytes = kcm->rx_bytes,
 	};
 	struct sock *sk = &kcm->sk;
 
-	lockdep_assert_held(&kcm->mux->lock);
+	lockdep_assert_held(&mux->lock);
 	kcm_tx_stats_read(&kcm->tx_stats, &s.ps.tx_msgs, &s.ps.tx_bytes,
 			  &s.ps.tx_aborts);
 	seq_printf(seq, "   kcm-%-7u", kcm->index);
@@ -246,87 +244,307 @@ static void kcm_proc_show_psock(struct seq_file *seq, struct kcm_psock *psock)
 	seq_puts(seq, "\n");
 }
 
-/*
- * The psock rows of mux, a batch at a time under mux->lock: with thousands
- * of psocks, one hold of the lock (bottom halves off) across all of them
- * would stall the mux's traffic.  The psocks listed when the walk starts
- * are held meanwhile; one unattached since is left out.
- */
-static void kcm_proc_show_psocks(struct seq_file *seq, struct kcm_mux *mux,
-				 unsigned int count)
-{
-	struct kcm_psock **all, *psock;
-	unsigned int n = 0, i;
-
-	all = kvmalloc_array(count, sizeof(*all), GFP_KERNEL);
-	if (!all)
-		return;
-	spin_lock_bh(&mux->lock);
-	list_for_each_entry(psock, &mux->psocks, mux_node) {
-		if (n == count)
-			break;
-		kref_get(&psock->ref);
-		all[n++] = psock;
-	}
-	spin_unlock_bh(&mux->lock);
-
-	for (i = 0; i < n; i++) {
-		if (i % KCM_PROC_BATCH == 0)
-			spin_lock_bh(&mux->lock);
-		if (!list_empty(&all[i]->mux_node))
-			kcm_proc_show_psock(seq, all[i]);
-		if (i % KCM_PROC_BATCH == KCM_PROC_BATCH - 1 || i == n - 1)
-			spin_unlock_bh(&mux->lock);
-	}
-	for (i = 0; i < n; i++)
-		kcm_psock_put(all[i]);
-	kvfree(all);
-}
-
+/* The mux's row: its sums, and how many sockets and psocks it has. */
 static void kcm_proc_show_mux(struct seq_file *seq, struct kcm_mux *mux)
 {
 	struct kcm_proc_sums s = {};
-	struct kcm_sock *kcm;
-	unsigned int psocks;
 
-	spin_lock_bh(&mux->lock);
+	lockdep_assert_held(&mux->lock);
 	kcm_proc_mux_sums(&s, mux);
 	seq_printf(seq, "%-6s%-8s", "mux", "");
 	kcm_proc_values(seq, &s, NULL, 0);
 	seq_printf(seq, " %-8s %-8s %-8s %-8s KCMs: %u, Psocks %u\n",
 		   "-", "-", "-", "-", mux->sock_count, mux->psock_count);
-	list_for_each_entry(kcm, &mux->socks, mux_node)
-		kcm_proc_show_sock(seq, kcm);
-	psocks = mux->psock_count;
-	spin_unlock_bh(&mux->lock);
-	if (psocks)
-		kcm_proc_show_psocks(seq, mux, psocks);
 }
 
-static int kcm_proc_show(struct seq_file *seq, void *v)
+/*
+ * /proc/net/kcm is produced a row at a time (a seq_file record each; the
+ * two header lines are one), and each read() goes on from the row where
+ * the last one stopped.  Nothing is held from one read() to the next: where
+ * the dump stands is kept as keys, which outlive what they name, and the
+ * next read starts at the first row at or after them.  The rows come in
+ * the order of those keys: the muxes by index, and within a mux its KCM
+ * sockets, then its psocks, each by mux_seq (the order of the lists).  So
+ * an object there from the first read() of a dump to the last is listed
+ * once, at its place; one that comes or goes meanwhile is listed if it is
+ * there when the dump reaches its place: a psock attached during a dump,
+ * at the end of its mux, is.
+ *
+ * Within one read(), from start() to stop(): knet->lock, which keeps every
+ * mux on knet->muxes where it is; mux->lock only for a row; a reference on
+ * the KCM socket or psock of the current row, so that the next row is the
+ * one after it on its list, found at once, while it is still there.  The
+ * mux's row sums all its psocks in one hold of mux->lock, as
+ * /proc/net/kcm_stats does: the sums must be of one moment.
+ */
+enum kcm_proc_row {
+	KCM_PROC_HEADER,
+	KCM_PROC_MUX,
+	KCM_PROC_SOCK,
+	KCM_PROC_PSOCK,
+	KCM_PROC_END,
+};
+
+struct kcm_proc_iter {
+	struct seq_net_private p;	/* first, for seq_file_net() */
+
+	/* The row at the dump's position: kept between reads. */
+	enum kcm_proc_row row;
+	u64 mux_index;			/* of its mux */
+	u64 mux_seq;			/* of its KCM socket or psock */
+
+	/* Within one read, under knet->lock. */
+	struct kcm_mux *mux;		/* with index mux_index, or NULL */
+	struct kcm_proc_held {
+		struct kcm_sock *kcm;	/* of a KCM_PROC_SOCK row */
+		struct kcm_psock *psock;	/* of a KCM_PROC_PSOCK row */
+	} held;
+};
+
+static struct kcm_net *kcm_proc_knet(struct seq_file *seq)
 {
-	struct kcm_net *knet = net_generic(seq_file_single_net(seq),
-					   kcm_net_id);
+	return net_generic(seq_file_net(seq), kcm_net_id);
+}
+
+/*
+ * The first mux with an index of at least index: after prev (which came
+ * before it) if prev is given, else searched from the start.  Under
+ * knet->lock.
+ */
+static struct kcm_mux *kcm_proc_mux_from(struct kcm_net *knet,
+					 struct kcm_mux *prev, u64 index)
+{
+	struct kcm_mux *mux = list_prepare_entry(prev, &knet->muxes,
+						 knet_node);
+
+	lockdep_assert_held(&knet->lock);
+	list_for_each_entry_continue(mux, &knet->muxes, knet_node)
+		if (mux->index >= index)
+			return mux;
+	return NULL;
+}
+
+/*
+ * The first KCM socket of mux with a mux_seq of at least seq: after prev
+ * (which came before it) if prev is still on mux->socks, else searched
+ * from the start.  Under mux->lock.
+ */
+static struct kcm_sock *kcm_proc_sock_from(struct kcm_mux *mux,
+					   struct kcm_sock *prev, u64 seq)
+{
+	struct kcm_sock *kcm;
+
+	lockdep_assert_held(&mux->lock);
+	if (prev && prev->leaving)
+		prev = NULL;
+	kcm = list_prepare_entry(prev, &mux->socks, mux_node);
+	list_for_each_entry_continue(kcm, &mux->socks, mux_node)
+		if (kcm->mux_seq >= seq)
+			return kcm;
+	return NULL;
+}
+
+/* The same for a psock of mux. */
+static struct kcm_psock *kcm_proc_psock_from(struct kcm_mux *mux,
+					     struct kcm_psock *prev, u64 seq)
+{
+	struct kcm_psock *psock;
+
+	lockdep_assert_held(&mux->lock);
+	if (prev && list_empty(&prev->mux_node))
+		prev = NULL;
+	psock = list_prepare_entry(prev, &mux->psocks, mux_node);
+	list_for_each_entry_continue(psock, &mux->psocks, mux_node)
+		if (psock->mux_seq >= seq)
+			return psock;
+	return NULL;
+}
+
+static void kcm_proc_put(struct kcm_proc_held *held)
+{
+	if (held->kcm)
+		sock_put(&held->kcm->sk);
+	if (held->psock)
+		kcm_psock_put(held->psock);
+	*held = (struct kcm_proc_held){};
+}
+
+/*
+ * Takes it to the first row at or after its keys; returns it, or
+ * SEQ_START_TOKEN for the header, or NULL past the end.  The KCM socket or
+ * psock it holds, that of the row before, is where the search in its mux
+ * starts; its reference is dropped, and one taken on the new row's.
+ */
+static void *kcm_proc_settle(struct seq_file *seq, struct kcm_proc_iter *it)
+{
+	struct kcm_net *knet = kcm_proc_knet(seq);
+	struct kcm_proc_held prev = it->held;
+	struct kcm_proc_held *held = &it->held;
 	struct kcm_mux *mux;
 
-	mutex_lock(&knet->lock);
-	seq_printf(seq, "*** KCM statistics (%u MUX) ****\n", knet->mux_count);
-	kcm_proc_header(seq, "Object", 14, NULL, 0);
-	seq_printf(seq, " %-8s %-8s %-8s %-8s %s\n",
-		   "Recv-Q", "Rmem", "Send-Q", "Smem", "Status");
-	list_for_each_entry(mux, &knet->muxes, knet_node)
+	lockdep_assert_held(&knet->lock);
+	*held = (struct kcm_proc_held){};
+	for (;;) {
+		if (it->row == KCM_PROC_HEADER || it->row == KCM_PROC_END)
+			break;
+		if (!it->mux || it->mux->index != it->mux_index)
+			it->mux = kcm_proc_mux_from(knet, it->mux,
+						    it->mux_index);
+		mux = it->mux;
+		if (!mux) {
+			it->row = KCM_PROC_END;
+			break;
+		}
+		if (mux->index != it->mux_index) {
+			/* That mux is gone, and what was left of its rows. */
+			it->mux_index = mux->index;
+			it->row = KCM_PROC_MUX;
+		}
+		if (it->row == KCM_PROC_MUX)
+			break;
+
+		spin_lock_bh(&mux->lock);
+		if (it->row == KCM_PROC_SOCK) {
+			held->kcm = kcm_proc_sock_from(mux, prev.kcm,
+						       it->mux_seq);
+			if (held->kcm) {
+				sock_hold(&held->kcm->sk);
+				it->mux_seq = held->kcm->mux_seq;
+			} else {
+				it->row = KCM_PROC_PSOCK;
+				it->mux_seq = 0;
+			}
+		}
+		if (it->row == KCM_PROC_PSOCK) {
+			held->psock = kcm_proc_psock_from(mux, prev.psock,
+							  it->mux_seq);
+			if (held->psock) {
+				kref_get(&held->psock->ref);
+				it->mux_seq = held->psock->mux_seq;
+			}
+		}
+		spin_unlock_bh(&mux->lock);
+		if (held->kcm || held->psock)
+			break;
+
+		/* Past the mux's last row: the next mux's. */
+		kcm_proc_put(&prev);
+		it->row = KCM_PROC_MUX;
+		it->mux_index = mux->index + 1;
+	}
+	kcm_proc_put(&prev);
+
+	switch (it->row) {
+	case KCM_PROC_HEADER:
+		return SEQ_START_TOKEN;
+	case KCM_PROC_END:
+		return NULL;
+	default:
+		return it;
+	}
+}
+
+static void *kcm_proc_start(struct seq_file *seq, loff_t *pos)
+{
+	struct kcm_proc_iter *it = seq->private;
+
+	/* seq_file asks for 0 to begin, else for where the last read()
+	 * stopped: the row the keys name.
+	 */
+	if (!*pos)
+		it->row = KCM_PROC_HEADER;
+	mutex_lock(&kcm_proc_knet(seq)->lock);
+	return kcm_proc_settle(seq, it);
+}
+
+static void *kcm_proc_next(struct seq_file *seq, void *v, loff_t *pos)
+{
+	struct kcm_proc_iter *it = seq->private;
+
+	++*pos;
+	switch (it->row) {
+	case KCM_PROC_HEADER:
+		it->row = KCM_PROC_MUX;
+		it->mux_index = 0;
+		break;
+	case KCM_PROC_MUX:
+		it->row = KCM_PROC_SOCK;
+		it->mux_seq = 0;
+		break;
+	case KCM_PROC_SOCK:
+	case KCM_PROC_PSOCK:
+		it->mux_seq++;
+		break;
+	case KCM_PROC_END:
+		WARN_ON_ONCE(1);
+		return NULL;
+	}
+	return kcm_proc_settle(seq, it);
+}
+
+static void kcm_proc_stop(struct seq_file *seq, void *v)
+{
+	struct kcm_proc_iter *it = seq->private;
+
+	kcm_proc_put(&it->held);
+	it->mux = NULL;
+	mutex_unlock(&kcm_proc_knet(seq)->lock);
+}
+
+/*
+ * A KCM socket or psock that left the mux since next() found it has no
+ * row: the dump reached its place after it left.
+ */
+static int kcm_proc_show(struct seq_file *seq, void *v)
+{
+	struct kcm_net *knet = kcm_proc_knet(seq);
+	struct kcm_proc_iter *it = seq->private;
+	struct kcm_mux *mux = it->mux;
+
+	lockdep_assert_held(&knet->lock);
+	if (v == SEQ_START_TOKEN) {
+		seq_printf(seq, "*** KCM statistics (%u MUX) ****\n",
+			   knet->mux_count);
+		kcm_proc_header(seq, "Object", 14, NULL, 0);
+		seq_printf(seq, " %-8s %-8s %-8s %-8s %s\n",
+			   "Recv-Q", "Rmem", "Send-Q", "Smem", "Status");
+		return 0;
+	}
+
+	spin_lock_bh(&mux->lock);
+	switch (it->row) {
+	case KCM_PROC_MUX:
 		kcm_proc_show_mux(seq, mux);
-	mutex_unlock(&knet->lock);
+		break;
+	case KCM_PROC_SOCK:
+		if (!it->held.kcm->leaving)
+			kcm_proc_show_sock(seq, mux, it->held.kcm);
+		break;
+	case KCM_PROC_PSOCK:
+		if (!list_empty(&it->held.psock->mux_node))
+			kcm_proc_show_psock(seq, it->held.psock);
+		break;
+	default:
+		WARN_ON_ONCE(1);
+	}
+	spin_unlock_bh(&mux->lock);
 	return 0;
 }
+
+static const struct seq_operations kcm_proc_ops = {
+	.start	= kcm_proc_start,
+	.next	= kcm_proc_next,
+	.stop	= kcm_proc_stop,
+	.show	= kcm_proc_show,
+};
 
 int kcm_proc_init_net(struct net *net)
 {
 	if (!proc_create_net_single("kcm_stats", 0444, net->proc_net,
 				    kcm_proc_stats_show, NULL))
 		goto err;
-	if (!proc_create_net_single("kcm", 0444, net->proc_net,
-				    kcm_proc_show, NULL))
+	if (!proc_create_net("kcm", 0444, net->proc_net, &kcm_proc_ops,
+			     sizeof(struct kcm_proc_iter)))
 		goto err_remove_stats;
 	return 0;
 
