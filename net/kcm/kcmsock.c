@@ -95,10 +95,18 @@ static DEFINE_MUTEX(kcm_clone_lock);
 static struct task_struct *kcm_clone_task;
 static struct kcm_mux *kcm_clone_mux;
 
+/* The mux a new socket joins: a new one, or for a clone the cloned one's. */
+static struct kcm_mux *kcm_create_mux(struct net *net)
+{
+	if (READ_ONCE(kcm_clone_task) == current)
+		return kcm_clone_mux;
+	return kcm_mux_create(net);
+}
+
 static int kcm_create(struct net *net, struct socket *sock, int protocol,
 		      int kern)
 {
-	struct kcm_mux *mux = NULL;
+	struct kcm_mux *mux;
 	struct sock *sk;
 
 	if (sock->type != SOCK_DGRAM && sock->type != SOCK_SEQPACKET)
@@ -107,15 +115,10 @@ static int kcm_create(struct net *net, struct socket *sock, int protocol,
 		return -EPROTONOSUPPORT;
 
 	sk = sk_alloc(net, PF_KCM, GFP_KERNEL, &kcm_proto, kern);
-	if (!sk)
-		return -ENOMEM;
-	/* A new socket comes with a new mux of its own, a clone joins one. */
-	if (READ_ONCE(kcm_clone_task) == current)
-		mux = kcm_clone_mux;
-	else
-		mux = kcm_mux_create(net);
+	mux = sk ? kcm_create_mux(net) : NULL;
 	if (!mux) {
-		sk_free(sk);
+		if (sk)
+			sk_free(sk);
 		return -ENOMEM;
 	}
 
