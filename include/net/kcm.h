@@ -20,6 +20,8 @@
  *   kcm_net.lock    mutex; the list of muxes of a network namespace.
  *   KCM sk lock     lock_sock() of a KCM socket; its transmit state and the
  *                   consumption side of its receive queue.
+ *   psock tx_lock   mutex; a send through kTLS on the psock, or its
+ *                   unattach (struct kcm_psock).
  *   TCP sk lock     lock_sock() or bh_lock_sock() of an attached socket;
  *                   held by the stream parser during a pass, by the
  *                   transmit path while it pushes bytes, and around attach
@@ -209,6 +211,16 @@ struct kcm_psock {
 	bool saved_urginline;		/* SO_OOBINLINE before attach */
 	bool established;		/* connected once: a failure is EPIPE */
 
+	/* Set at attach, then constant: the socket sends through kTLS
+	 * (TLS_TX in software, see kcm_psock_check_ulp()).  tx_lock is held
+	 * by a send through kTLS, which takes the TCP socket lock itself
+	 * (sk_prot->sendmsg), and by unattach: a send in progress finishes
+	 * first, and the next one sees unattached.  Taken under the lock of
+	 * the sending KCM socket, before the TCP socket's.
+	 */
+	bool tls_tx;
+	struct mutex tx_lock;
+
 	/* Parser state (kcm_parser.c), under the TCP socket lock, but for
 	 * rx_stopped, which a disconnect may also set, in any context (it
 	 * only ever goes up).  rx_batch is set only within a pass, whose
@@ -366,6 +378,7 @@ int kcm_psock_attach(struct kcm_sock *kcm, int fd, int bpf_fd,
 int kcm_psock_unattach_fd(struct kcm_sock *kcm, int fd);
 void kcm_psock_unattach(struct kcm_psock *psock);
 void kcm_psock_fail(struct kcm_psock *psock, int err);
+bool kcm_psock_ulp_changed(struct kcm_psock *psock);
 void kcm_psock_put(struct kcm_psock *psock);
 void kcm_psock_stats_read(const struct kcm_psock *psock,
 			  struct kcm_psock_stats *sum);

@@ -915,7 +915,7 @@ static int kcm_parser_pass(struct kcm_psock *psock)
 
 	lockdep_assert(lockdep_sock_is_held(sk));
 	/* A ULP (kTLS) installed since attach reads the stream now. */
-	if (unlikely(inet_csk_has_ulp(sk))) {
+	if (unlikely(kcm_psock_ulp_changed(psock))) {
 		kcm_parser_abort(psock, -EPROTO);
 		return 0;
 	}

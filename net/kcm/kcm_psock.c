@@ -22,6 +22,7 @@
 #include <net/kcm.h>
 #include <net/netns/generic.h>
 #include <net/tcp.h>
+#include <net/tls.h>
 #include <trace/events/kcm.h>
 
 #define KCM_PSOCK_VIEW_SIZE	128
@@ -50,15 +51,26 @@ void kcm_psock_fail(struct kcm_psock *psock, int err)
 	sk_error_report(sk);
 }
 
+/*
+ * Wakes the psock's sender.  On a kTLS socket the callback we replaced is
+ * kTLS's own, which schedules the encrypted records TCP had no room for:
+ * it runs too, after the unlock, as a state change's does.
+ */
 static void kcm_psock_write_space(struct sock *sk)
 {
+	void (*saved)(struct sock *sk) = NULL;
 	struct kcm_psock *psock;
 
 	read_lock_bh(&sk->sk_callback_lock);
 	psock = sk->sk_user_data;
-	if (likely(psock))
+	if (likely(psock)) {
+		if (psock->tls_tx)
+			saved = psock->saved_write_space;
 		kcm_mux_tx_wake_owner(psock);
+	}
 	read_unlock_bh(&sk->sk_callback_lock);
+	if (saved)
+		saved(sk);
 }
 
 static void kcm_psock_state_change(struct sock *sk)
@@ -174,6 +186,7 @@ static void kcm_psock_free(struct kref *ref)
 	if (psock->prog)
 		bpf_prog_put(psock->prog);
 	fput(psock->file);
+	mutex_destroy(&psock->tx_lock);
 	kfree(psock);
 }
 
@@ -242,6 +255,52 @@ static int kcm_psock_check(struct kcm_sock *kcm, struct sock *sk)
 	return 0;
 }
 
+/* sk's ULP is kTLS. */
+static bool kcm_psock_has_tls(struct sock *sk)
+{
+	return inet_csk_has_ulp(sk) &&
+	       !strcmp(inet_csk(sk)->icsk_ulp_ops->name, "tls");
+}
+
+/*
+ * What a ULP on sk means for its psock: none, or kTLS sending in software
+ * (TLS_TX) while TCP's own bytes are received (no TLS_RX), is attached;
+ * any other ULP, kTLS without keys, receiving or offloaded to a device,
+ * is refused (EALREADY).  kTLS's sendmsg then carries the messages.
+ */
+static int kcm_psock_check_ulp(struct kcm_psock *psock)
+{
+	struct sock *sk = psock->sk;
+	const struct tls_context *tls;
+
+	sock_owned_by_me(sk);
+	if (!inet_csk_has_ulp(sk))
+		return 0;
+	if (!kcm_psock_has_tls(sk))
+		return -EALREADY;
+	tls = tls_get_ctx(sk);
+	if (tls->tx_conf != TLS_SW || tls->rx_conf != TLS_BASE)
+		return -EALREADY;
+	psock->tls_tx = true;
+	return 0;
+}
+
+/*
+ * A ULP was installed on psock's socket after attach, or kTLS given keys
+ * to receive: the stream is read or written by another layer now.  A ULP
+ * cannot be removed, nor kTLS's keys, so a psock attached without one
+ * compares with none.  Under the TCP socket lock, which setsockopt holds.
+ */
+bool kcm_psock_ulp_changed(struct kcm_psock *psock)
+{
+	struct sock *sk = psock->sk;
+
+	lockdep_assert(lockdep_sock_is_held(sk));
+	if (!inet_csk_has_ulp(sk))
+		return false;
+	return !psock->tls_tx || tls_get_ctx(sk)->rx_conf != TLS_BASE;
+}
+
 /*
  * Takes over sk's callbacks, unless another user has them, the mux has the
  * socket already (disconnected, not yet unattached), or it is no longer
@@ -255,6 +314,7 @@ static int kcm_psock_check(struct kcm_sock *kcm, struct sock *sk)
 static int kcm_psock_hook(struct kcm_psock *psock)
 {
 	struct sock *sk = psock->sk;
+	int err;
 
 	sock_owned_by_me(sk);
 	if (sk->sk_state == TCP_LISTEN || sk->sk_state == TCP_CLOSE)
@@ -262,8 +322,12 @@ static int kcm_psock_hook(struct kcm_psock *psock)
 	if (kcm_mux_has_cookie(psock->mux, psock->cookie))
 		return -EALREADY;
 
+	err = kcm_psock_check_ulp(psock);
+	if (err)
+		return err;
+
 	write_lock_bh(&sk->sk_callback_lock);
-	if (sk->sk_user_data || inet_csk_has_ulp(sk)) {
+	if (sk->sk_user_data) {
 		write_unlock_bh(&sk->sk_callback_lock);
 		return -EALREADY;
 	}
@@ -283,6 +347,28 @@ static int kcm_psock_hook(struct kcm_psock *psock)
 	return 0;
 }
 
+/*
+ * kTLS keyed since attach (the psock failed then) saved our data-ready or
+ * write-space callback as the one it calls after its own, and put its own
+ * on sk: its saved one is given back, and sk keeps kTLS's.  Under the
+ * socket's process lock, which kTLS's setsockopt holds too.
+ */
+static void kcm_psock_unhook_tls(struct kcm_psock *psock)
+{
+	struct sock *sk = psock->sk;
+	struct tls_context *tls;
+
+	if (!kcm_psock_has_tls(sk))
+		return;
+	tls = tls_get_ctx(sk);
+	if (tls->sk_write_space == kcm_psock_write_space)
+		WRITE_ONCE(tls->sk_write_space, psock->saved_write_space);
+	if (tls->rx_conf == TLS_SW &&
+	    tls_sw_ctx_rx(tls)->saved_data_ready == kcm_psock_data_ready)
+		WRITE_ONCE(tls_sw_ctx_rx(tls)->saved_data_ready,
+			   psock->saved_data_ready);
+}
+
 /* Gives sk's callbacks back, if psock still has them: a disconnect gave
  * them back already, and the socket may have been attached again since.
  */
@@ -293,8 +379,12 @@ static void kcm_psock_unhook(struct kcm_psock *psock)
 	write_lock_bh(&sk->sk_callback_lock);
 	if (sk->sk_user_data == psock) {
 		sk->sk_user_data = NULL;
-		WRITE_ONCE(sk->sk_data_ready, psock->saved_data_ready);
-		WRITE_ONCE(sk->sk_write_space, psock->saved_write_space);
+		if (sk->sk_data_ready == kcm_psock_data_ready)
+			WRITE_ONCE(sk->sk_data_ready, psock->saved_data_ready);
+		if (sk->sk_write_space == kcm_psock_write_space)
+			WRITE_ONCE(sk->sk_write_space,
+				   psock->saved_write_space);
+		kcm_psock_unhook_tls(psock);
 		WRITE_ONCE(sk->sk_state_change, psock->saved_state_change);
 		WRITE_ONCE(sk->sk_error_report, psock->saved_error_report);
 		if (!psock->saved_urginline)
@@ -356,6 +446,7 @@ int kcm_psock_attach(struct kcm_sock *kcm, int fd, int bpf_fd,
 	__skb_queue_head_init(&psock->rx_held);
 	INIT_LIST_HEAD(&psock->tx_node);
 	INIT_LIST_HEAD(&psock->tx_directed);
+	mutex_init(&psock->tx_lock);
 	u64_stats_init(&psock->tx_stats.syncp);
 
 	kcm_parser_init(psock);
@@ -428,12 +519,15 @@ void kcm_psock_unattach(struct kcm_psock *psock)
 	 * stops with the callbacks given back, in one hold of the lock: an
 	 * attach of the socket (to this mux again, say), which takes the
 	 * lock, cannot come between them and have a pass of ours, queued
-	 * before, parse its stream.
+	 * before, parse its stream.  A send through kTLS holds tx_lock, not
+	 * the socket lock, throughout.
 	 */
+	mutex_lock(&psock->tx_lock);
 	lock_sock(sk);
 	kcm_psock_unhook(psock);
 	kcm_parser_stop(psock);
 	release_sock(sk);
+	mutex_unlock(&psock->tx_lock);
 	kcm_parser_done(psock);
 
 	kcm_mux_remove_psock(psock->mux, psock);

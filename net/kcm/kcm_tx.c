@@ -283,6 +283,60 @@ void kcm_tx_stats_read(const struct kcm_tx_stats *stats, u64 *msgs,
 }
 
 /*
+ * Sends what is left of message head through psock's kTLS, which encrypts
+ * it into records and takes the TCP socket lock itself: psock->tx_lock
+ * keeps unattach out meanwhile.  The message's bytes go with MSG_MORE but
+ * its last, which closes the record: a record left open for the next
+ * message would hold this one's end until that one is sent, and nothing
+ * sends it if the KCM socket closes first (kTLS has no timer to flush it,
+ * as TCP's queue has).  kTLS takes its own mutex interruptibly: a signal
+ * pending on the sender is no error, the push resumes from the work item.
+ * Returns as kcm_tx_send_msg().
+ */
+static int kcm_tx_send_tls(struct kcm_sock *kcm, struct kcm_psock *psock,
+			   struct sk_buff *head)
+{
+	struct bio_vec bv[KCM_TX_BVECS];
+	struct sock *sk = psock->sk;
+	int ret = 0;
+
+	mutex_lock(&psock->tx_lock);
+	if (READ_ONCE(psock->failed) || READ_ONCE(psock->unattached)) {
+		ret = -EPIPE;
+		goto out;
+	}
+	while (kcm->tx_sent < head->len) {
+		struct msghdr msg = { .msg_flags = MSG_DONTWAIT | MSG_NOSIGNAL };
+		unsigned int nr;
+		size_t len;
+
+		nr = kcm_tx_bvecs(head, kcm->tx_sent, bv, &len);
+		if (kcm->tx_sent + len < head->len)
+			msg.msg_flags |= MSG_MORE;
+		iov_iter_bvec(&msg.msg_iter, ITER_SOURCE, bv, nr, len);
+		ret = READ_ONCE(sk->sk_prot)->sendmsg(sk, &msg, len);
+		if (ret == -EINTR || ret == -ERESTARTSYS) {
+			queue_work(kcm_wq, &kcm->tx_work);
+			ret = -EAGAIN;
+		}
+		if (ret < 0)
+			goto out;
+		kcm->tx_sent += ret;
+		if (ret < len) {
+			ret = -EAGAIN;
+			goto out;
+		}
+		ret = 0;
+	}
+	kcm_tx_count(&psock->tx_stats, head->len);
+out:
+	mutex_unlock(&psock->tx_lock);
+	if (ret && ret != -EAGAIN)
+		kcm_psock_fail(psock, EPIPE);
+	return ret;
+}
+
+/*
  * Sends what is left of message head on psock's TCP socket.  Returns 0 when
  * all of it is in TCP, -EAGAIN when TCP has no room (its write-space
  * callback will wake us), another -errno when the psock is unusable.
@@ -296,9 +350,11 @@ static int kcm_tx_send_msg(struct kcm_sock *kcm, struct kcm_psock *psock,
 
 	sock_owned_by_me(&kcm->sk);
 	WARN_ON_ONCE(kcm->tx_psock != psock);
+	if (psock->tls_tx)
+		return kcm_tx_send_tls(kcm, psock, head);
 	lock_sock(sk);
 	/* A ULP (kTLS) installed since attach writes the stream now. */
-	if (unlikely(inet_csk_has_ulp(sk)))
+	if (unlikely(kcm_psock_ulp_changed(psock)))
 		kcm_psock_fail(psock, EPROTO);
 	if (READ_ONCE(psock->failed) || READ_ONCE(psock->unattached)) {
 		ret = -EPIPE;
