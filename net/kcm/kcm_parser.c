@@ -75,7 +75,8 @@
 #define KCM_RX_BATCH_MAX	16384
 
 /*
- * A place in the TCP receive queue: stream byte seq, at offset in skb.
+ * A place in a queue of received bytes: stream byte seq, at offset in skb.
+ * The queue is the TCP receive queue.
  * Offsets come from sequence numbers, never from adding up lengths: an skb
  * may begin with bytes that its predecessor holds already (a retransmitted
  * segment that overlapped what had arrived).  data and room are the bytes
@@ -85,6 +86,7 @@
  * skb_copy_bits() copies them.
  */
 struct kcm_rx_pos {
+	struct sk_buff_head *queue;
 	struct sk_buff *skb;
 	u32 offset;
 	u32 seq;
@@ -134,7 +136,7 @@ static void kcm_parser_map(struct kcm_rx_pos *pos)
 /* Moves pos on to the first skb from pos->skb on that holds pos->seq;
  * pos->skb is NULL if none does.
  */
-static void kcm_parser_settle(struct sock *sk, struct kcm_rx_pos *pos)
+static void kcm_parser_settle(struct kcm_rx_pos *pos)
 {
 	while (pos->skb) {
 		pos->offset = kcm_parser_offset(pos->skb, pos->seq);
@@ -142,17 +144,19 @@ static void kcm_parser_settle(struct sock *sk, struct kcm_rx_pos *pos)
 			kcm_parser_map(pos);
 			return;
 		}
-		pos->skb = skb_queue_is_last(&sk->sk_receive_queue, pos->skb) ?
+		pos->skb = skb_queue_is_last(pos->queue, pos->skb) ?
 			   NULL : pos->skb->next;
 	}
 }
 
-/* Finds stream byte seq in sk's receive queue; false if not there. */
-static bool kcm_parser_find(struct sock *sk, u32 seq, struct kcm_rx_pos *pos)
+/* Finds stream byte seq in queue; false if not there. */
+static bool kcm_parser_find(struct sk_buff_head *queue, u32 seq,
+			    struct kcm_rx_pos *pos)
 {
-	pos->skb = skb_peek(&sk->sk_receive_queue);
+	pos->queue = queue;
+	pos->skb = skb_peek(queue);
 	pos->seq = seq;
-	kcm_parser_settle(sk, pos);
+	kcm_parser_settle(pos);
 	return pos->skb;
 }
 
@@ -170,8 +174,7 @@ static u32 kcm_parser_end(struct sock *sk)
 /* Moves pos on by len bytes, which are in the queue (pos->skb is NULL at
  * its end).
  */
-static void kcm_parser_advance(struct sock *sk, struct kcm_rx_pos *pos,
-			       u32 len)
+static void kcm_parser_advance(struct kcm_rx_pos *pos, u32 len)
 {
 	pos->seq += len;
 	if (len < pos->room) {
@@ -180,12 +183,11 @@ static void kcm_parser_advance(struct sock *sk, struct kcm_rx_pos *pos,
 		pos->room -= len;
 		return;
 	}
-	kcm_parser_settle(sk, pos);
+	kcm_parser_settle(pos);
 }
 
 /* Copies len received bytes from pos on. */
-static void kcm_parser_copy(struct sock *sk, struct kcm_rx_pos pos, void *to,
-			    u32 len)
+static void kcm_parser_copy(struct kcm_rx_pos pos, void *to, u32 len)
 {
 	for (;;) {
 		u32 n;
@@ -201,7 +203,7 @@ static void kcm_parser_copy(struct sock *sk, struct kcm_rx_pos pos, void *to,
 		if (!len)
 			return;
 		to += n;
-		kcm_parser_advance(sk, &pos, n);
+		kcm_parser_advance(&pos, n);
 	}
 }
 
@@ -243,7 +245,7 @@ static bool kcm_parser_run_view(struct kcm_psock *psock,
 
 	if (!buf)
 		return false;
-	kcm_parser_copy(psock->sk, *pos, buf, len);
+	kcm_parser_copy(*pos, buf, len);
 	*ret = kcm_parser_run(psock->prog, psock->view);
 	return true;
 }
@@ -316,7 +318,7 @@ static bool kcm_parser_frame_head(struct kcm_psock *psock,
 		if (skb_copy_bits(psock->rx_head, psock->rx_offset, buf, n))
 			return false;
 		if (len > n)
-			kcm_parser_copy(psock->sk, *pos, buf + n, len - n);
+			kcm_parser_copy(*pos, buf + n, len - n);
 		*ret = kcm_parser_run(psock->prog, psock->view);
 		if (*ret || len == total)
 			return true;
@@ -406,8 +408,8 @@ static const u8 *kcm_parser_len_field(struct kcm_psock *psock,
 	}
 	if (start < end) {
 		if (start > have)
-			kcm_parser_advance(psock->sk, &p, start - have);
-		kcm_parser_copy(psock->sk, p, to, end - start);
+			kcm_parser_advance(&p, start - have);
+		kcm_parser_copy(p, to, end - start);
 	}
 	return buf;
 }
@@ -520,7 +522,7 @@ static int kcm_parser_take_small(struct kcm_psock *psock,
 		psock->rx_batch = batch;
 	}
 	memcpy(__skb_put(batch, sizeof(u32)), &len, sizeof(u32));
-	kcm_parser_copy(psock->sk, *pos, __skb_put(batch, len), len);
+	kcm_parser_copy(*pos, __skb_put(batch, len), len);
 	kcm_msg_cb(batch)->msgs++;
 	return 0;
 }
@@ -544,8 +546,7 @@ static u32 kcm_parser_chain(struct kcm_psock *psock, struct sk_buff *head,
 		if (pos->offset && head->len) {
 			piece = alloc_skb(n, GFP_ATOMIC);
 			if (piece)
-				kcm_parser_copy(psock->sk, *pos,
-						skb_put(piece, n), n);
+				kcm_parser_copy(*pos, skb_put(piece, n), n);
 		} else {
 			piece = skb_clone(pos->skb, GFP_ATOMIC);
 		}
@@ -561,7 +562,7 @@ static u32 kcm_parser_chain(struct kcm_psock *psock, struct sk_buff *head,
 		head->data_len += piece->len;
 		head->truesize += piece->truesize;
 		done += n;
-		kcm_parser_advance(psock->sk, pos, n);
+		kcm_parser_advance(pos, n);
 	}
 	return done;
 }
@@ -880,7 +881,7 @@ static int kcm_parser_take_step(struct kcm_psock *psock,
 		return ret;
 	}
 	trace_kcm_rx_parse(psock->index, psock->cookie, psock->rx_len);
-	kcm_parser_advance(psock->sk, pos, psock->rx_len);
+	kcm_parser_advance(pos, psock->rx_len);
 	kcm_parser_msg_done(psock);
 	return 0;
 }
@@ -902,28 +903,23 @@ static void kcm_parser_commit(struct kcm_psock *psock, u32 start, u32 seq)
 		kcm_parser_abort(psock, -EPROTO);
 }
 
-/* One pass over the received bytes, with migration disabled for the
- * program runs.  Under the TCP socket lock.
+/*
+ * Frames and takes the messages of the bytes [start, end) of queue; *seq
+ * is where the pass stopped, past the last message taken.  Migration is
+ * disabled, for the program runs.
  */
-static int kcm_parser_pass(struct kcm_psock *psock)
+static int kcm_parser_walk(struct kcm_psock *psock,
+			   struct sk_buff_head *queue, u32 start, u32 end,
+			   u32 *seq)
 {
-	struct sock *sk = psock->sk;
-	u32 start = tcp_sk(sk)->copied_seq;
-	u32 end = kcm_parser_end(sk);
 	struct kcm_rx_pos pos;
 	int err = 0;
 
-	lockdep_assert(lockdep_sock_is_held(sk));
-	/* A ULP (kTLS) installed since attach reads the stream now. */
-	if (unlikely(kcm_psock_ulp_changed(psock))) {
-		kcm_parser_abort(psock, -EPROTO);
-		return 0;
-	}
 	WARN_ON_ONCE(psock->rx_batch);
 	psock->rx_hold = false;
-	migrate_disable();
-	if (!kcm_parser_find(sk, start, &pos))
-		goto out;
+	*seq = start;
+	if (!kcm_parser_find(queue, start, &pos))
+		return 0;
 
 	while (!READ_ONCE(psock->rx_stopped) && !psock->rx_hold &&
 	       pos.seq != end) {
@@ -944,8 +940,34 @@ static int kcm_parser_pass(struct kcm_psock *psock)
 	if ((pos.seq != end || psock->rx_head) && !READ_ONCE(psock->rx_stopped) &&
 	    !psock->rx_hold)
 		kcm_parser_start_timer(psock);
-out:
-	kcm_parser_commit(psock, start, pos.seq);
+	*seq = pos.seq;
+	return err;
+}
+
+/* A ULP (kTLS) installed since attach reads the stream now. */
+static bool kcm_parser_ulp_changed(struct kcm_psock *psock)
+{
+	if (likely(!kcm_psock_ulp_changed(psock)))
+		return false;
+	kcm_parser_abort(psock, -EPROTO);
+	return true;
+}
+
+/* One pass over the TCP socket's received bytes.  Under its lock. */
+static int kcm_parser_pass(struct kcm_psock *psock)
+{
+	struct sock *sk = psock->sk;
+	u32 start = tcp_sk(sk)->copied_seq;
+	int err;
+	u32 seq;
+
+	lockdep_assert(lockdep_sock_is_held(sk));
+	if (kcm_parser_ulp_changed(psock))
+		return 0;
+	migrate_disable();
+	err = kcm_parser_walk(psock, &sk->sk_receive_queue, start,
+			      kcm_parser_end(sk), &seq);
+	kcm_parser_commit(psock, start, seq);
 	migrate_enable();
 	return err;
 }
