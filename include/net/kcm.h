@@ -11,7 +11,8 @@
  *
  * Where the code lives: kcmsock.c (socket family, ioctls, options),
  * kcm_mux.c (steering and reservation), kcm_psock.c (attach, unattach,
- * failure), kcm_parser.c (receive: TCP bytes to messages), kcm_rx.c
+ * failure), kcm_parser.c (receive: TCP bytes to messages), kcm_tls.c
+ * (receive: kTLS's plaintext to the parser), kcm_rx.c
  * (receive: messages to the reader), kcm_tx.c (transmit path), kcmproc.c
  * (/proc/net/kcm and /proc/net/kcm_stats).
  *
@@ -211,15 +212,19 @@ struct kcm_psock {
 	bool saved_urginline;		/* SO_OOBINLINE before attach */
 	bool established;		/* connected once: a failure is EPIPE */
 
-	/* Set at attach, then constant: the socket sends through kTLS
-	 * (TLS_TX in software, see kcm_psock_check_ulp()).  tx_lock is held
-	 * by a send through kTLS, which takes the TCP socket lock itself
-	 * (sk_prot->sendmsg), and by unattach: a send in progress finishes
-	 * first, and the next one sees unattached.  Taken under the lock of
-	 * the sending KCM socket, before the TCP socket's.
+	/* Set at attach, then constant: the socket sends through kTLS, or
+	 * receives through it (TLS_TX, TLS_RX in software, see
+	 * kcm_psock_check_ulp()).  tx_lock is held by a send through kTLS,
+	 * which takes the TCP socket lock itself (sk_prot->sendmsg), and by
+	 * unattach: a send in progress finishes first, and the next one
+	 * sees unattached.  Taken under the lock of the sending KCM socket,
+	 * before the TCP socket's.  rx_wait, on the socket's wait queue
+	 * while attached, learns that kTLS has a record (kcm_tls.c).
 	 */
 	bool tls_tx;
+	bool tls_rx;
 	struct mutex tx_lock;
+	struct wait_queue_entry rx_wait;
 
 	/* Parser state (kcm_parser.c), under the TCP socket lock, but for
 	 * rx_stopped, which a disconnect may also set, in any context (it
@@ -395,6 +400,14 @@ void kcm_parser_data_ready(struct kcm_psock *psock);
 void kcm_parser_resume(struct kcm_psock *psock);
 void kcm_parser_stop(struct kcm_psock *psock);
 void kcm_parser_done(struct kcm_psock *psock);
+int kcm_parser_pass_plain(struct kcm_psock *psock, struct sk_buff_head *queue,
+			  u32 len, u32 *taken);
+void kcm_parser_fail(struct kcm_psock *psock, int err);
+
+/* kcm_tls.c */
+void kcm_tls_rx_hook(struct kcm_psock *psock);
+void kcm_tls_rx_unhook(struct kcm_psock *psock);
+void kcm_tls_rx_work(struct kcm_psock *psock);
 
 /* kcm_rx.c */
 int kcm_rx_recvmsg(struct socket *sock, struct msghdr *msg, size_t len,

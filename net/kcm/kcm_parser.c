@@ -76,7 +76,8 @@
 
 /*
  * A place in a queue of received bytes: stream byte seq, at offset in skb.
- * The queue is the TCP receive queue.
+ * The queue is the TCP receive queue, or the plaintext read from kTLS
+ * (kcm_tls.c), whose skbs carry sequence numbers as TCP's do.
  * Offsets come from sequence numbers, never from adding up lengths: an skb
  * may begin with bytes that its predecessor holds already (a retransmitted
  * segment that overlapped what had arrived).  data and room are the bytes
@@ -617,6 +618,11 @@ static bool kcm_parser_keep(struct sock *sk, struct kcm_rx_pos *pos, u32 need)
 	int held = atomic_read(&sk->sk_rmem_alloc);
 	struct sk_buff *skb;
 
+	/* Plaintext peeked from kTLS is a copy: the bytes wait in kTLS,
+	 * which reads TCP's queue on as the peek asks for more.
+	 */
+	if (pos->queue != &sk->sk_receive_queue)
+		return true;
 	if (need > rcvbuf / 4)
 		return false;
 	skb_queue_walk(&sk->sk_receive_queue, skb) {
@@ -972,6 +978,39 @@ static int kcm_parser_pass(struct kcm_psock *psock)
 	return err;
 }
 
+/*
+ * One pass over len bytes of plaintext peeked from kTLS into queue, whose
+ * skbs are numbered from 0 (kcm_tls.c).  *taken is the bytes of the
+ * messages taken, for the caller to consume from kTLS once the socket is
+ * unlocked.  Under the TCP socket's process lock.
+ */
+int kcm_parser_pass_plain(struct kcm_psock *psock, struct sk_buff_head *queue,
+			  u32 len, u32 *taken)
+{
+	int err;
+
+	sock_owned_by_me(psock->sk);
+	*taken = 0;
+	if (kcm_parser_ulp_changed(psock))
+		return 0;
+	migrate_disable();
+	err = kcm_parser_walk(psock, queue, 0, len, taken);
+	kcm_parser_flush(psock);
+	kcm_mux_rx_batch_end(psock);
+	migrate_enable();
+	return err;
+}
+
+/* The source of the bytes failed: stops the parser for good and posts
+ * -err.  Under the TCP socket's process lock.
+ */
+void kcm_parser_fail(struct kcm_psock *psock, int err)
+{
+	sock_owned_by_me(psock->sk);
+	if (!READ_ONCE(psock->rx_stopped))
+		kcm_parser_abort(psock, err);
+}
+
 /* The TCP socket has data.  Under its bh lock, in softirq or not. */
 void kcm_parser_data_ready(struct kcm_psock *psock)
 {
@@ -992,6 +1031,10 @@ static void kcm_parser_work(struct work_struct *work)
 					       rx_work);
 	struct sock *sk = psock->sk;
 
+	if (psock->tls_rx) {
+		kcm_tls_rx_work(psock);
+		return;
+	}
 	lock_sock(sk);
 	if (!READ_ONCE(psock->rx_stopped) && !READ_ONCE(psock->rx_paused) &&
 	    kcm_parser_pass(psock) == -ENOMEM)

@@ -263,10 +263,11 @@ static bool kcm_psock_has_tls(struct sock *sk)
 }
 
 /*
- * What a ULP on sk means for its psock: none, or kTLS sending in software
- * (TLS_TX) while TCP's own bytes are received (no TLS_RX), is attached;
- * any other ULP, kTLS without keys, receiving or offloaded to a device,
- * is refused (EALREADY).  kTLS's sendmsg then carries the messages.
+ * What a ULP on sk means for its psock: none, or kTLS in software keyed to
+ * send (TLS_TX), to receive (TLS_RX) or both, is attached; any other ULP,
+ * kTLS without keys or offloaded to a device, is refused (EALREADY).
+ * kTLS's sendmsg then carries the messages, and its plaintext is parsed
+ * (kcm_tls.c).
  */
 static int kcm_psock_check_ulp(struct kcm_psock *psock)
 {
@@ -279,26 +280,34 @@ static int kcm_psock_check_ulp(struct kcm_psock *psock)
 	if (!kcm_psock_has_tls(sk))
 		return -EALREADY;
 	tls = tls_get_ctx(sk);
-	if (tls->tx_conf != TLS_SW || tls->rx_conf != TLS_BASE)
+	if ((tls->tx_conf != TLS_SW && tls->tx_conf != TLS_BASE) ||
+	    (tls->rx_conf != TLS_SW && tls->rx_conf != TLS_BASE) ||
+	    (tls->tx_conf == TLS_BASE && tls->rx_conf == TLS_BASE))
 		return -EALREADY;
-	psock->tls_tx = true;
+	psock->tls_tx = tls->tx_conf == TLS_SW;
+	psock->tls_rx = tls->rx_conf == TLS_SW;
 	return 0;
 }
 
 /*
- * A ULP was installed on psock's socket after attach, or kTLS given keys
- * to receive: the stream is read or written by another layer now.  A ULP
- * cannot be removed, nor kTLS's keys, so a psock attached without one
- * compares with none.  Under the TCP socket lock, which setsockopt holds.
+ * A ULP was installed on psock's socket after attach, or kTLS keyed in a
+ * direction it was not keyed in then: the stream is read or written by
+ * another layer now.  A ULP cannot be removed, nor kTLS's keys.  Under the
+ * TCP socket lock, which setsockopt holds.
  */
 bool kcm_psock_ulp_changed(struct kcm_psock *psock)
 {
 	struct sock *sk = psock->sk;
+	const struct tls_context *tls;
 
 	lockdep_assert(lockdep_sock_is_held(sk));
 	if (!inet_csk_has_ulp(sk))
 		return false;
-	return !psock->tls_tx || tls_get_ctx(sk)->rx_conf != TLS_BASE;
+	if (!psock->tls_tx && !psock->tls_rx)
+		return true;
+	tls = tls_get_ctx(sk);
+	return tls->tx_conf != (psock->tls_tx ? TLS_SW : TLS_BASE) ||
+	       tls->rx_conf != (psock->tls_rx ? TLS_SW : TLS_BASE);
 }
 
 /*
@@ -339,7 +348,11 @@ static int kcm_psock_hook(struct kcm_psock *psock)
 	sock_set_flag(sk, SOCK_URGINLINE);
 	psock->established = sk->sk_state != TCP_SYN_SENT;
 	sk->sk_user_data = psock;
-	WRITE_ONCE(sk->sk_data_ready, kcm_psock_data_ready);
+	/* kTLS reads the records: it keeps its data-ready callback. */
+	if (psock->tls_rx)
+		kcm_tls_rx_hook(psock);
+	else
+		WRITE_ONCE(sk->sk_data_ready, kcm_psock_data_ready);
 	WRITE_ONCE(sk->sk_write_space, kcm_psock_write_space);
 	WRITE_ONCE(sk->sk_state_change, kcm_psock_state_change);
 	WRITE_ONCE(sk->sk_error_report, kcm_psock_error_report);
@@ -379,6 +392,8 @@ static void kcm_psock_unhook(struct kcm_psock *psock)
 	write_lock_bh(&sk->sk_callback_lock);
 	if (sk->sk_user_data == psock) {
 		sk->sk_user_data = NULL;
+		if (psock->tls_rx)
+			kcm_tls_rx_unhook(psock);
 		if (sk->sk_data_ready == kcm_psock_data_ready)
 			WRITE_ONCE(sk->sk_data_ready, psock->saved_data_ready);
 		if (sk->sk_write_space == kcm_psock_write_space)
