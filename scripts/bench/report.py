@@ -295,6 +295,21 @@ for kver in kvers:
 		widths = [max(len(r[i]) for r in rows) for i in range(len(hdr))]
 		for r in rows:
 			out.append('  '.join(x.rjust(wd) for x, wd in zip(r, widths)))
+	# KCM over kTLS: the same cases with every connection through kTLS.
+	if any(k[0] == kver and k[3] == 'kcm+tls' for k in runs):
+		out.append('')
+		out.append('KTLS: every connection through kTLS (TLS 1.3, AES-GCM-128), C=4, T=2;'
+			   ' stream 512 B msgs/s, echo 64 B requests/s')
+		rows = [('case', 'ours', 'linux', 'user', 'ours/user', 'ours/plain')]
+		for w, s, m in (('stream', 512, 'msgs_s'), ('echo', 64, 'rps')):
+			o_t, o = cell(kver, 'ours', w, 'kcm+tls', s, 4, 2, m)
+			l_t, _ = cell(kver, 'linux', w, 'kcm+tls', s, 4, 2, m)
+			u_t, u = cell(kver, 'ours', w, 'user+tls', s, 4, 2, m)
+			_, p = cell(kver, 'ours', w, 'kcm', s, 4, 2, m)
+			rows.append((f'{w} {s}', o_t, l_t, u_t, ratio(o, u), ratio(o, p)))
+		widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+		for r in rows:
+			out.append('  '.join(x.rjust(wd) for x, wd in zip(r, widths)))
 	out.append('')
 	# Run counts by status, per lane and variant.
 	for lane in ('ours', 'linux'):
@@ -309,7 +324,7 @@ for kver in kvers:
 
 # Runs that must not happen: our module's, and the baselines' in any lane
 # (there a failure is the benchmark's or the kernel's TCP's).
-BASELINES = ('user', 'tcp')
+BASELINES = ('user', 'tcp', 'user+tls')
 BAD = ('stalled', 'misframed', 'corrupt', 'mismatch', 'error')
 failures = []
 for kver, lane, w, v, s, c, t, rs in (

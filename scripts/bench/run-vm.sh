@@ -45,6 +45,7 @@ linux)
 esac
 
 mkdir -p "$stage"/{bin,sbin,usr/bin,usr/sbin,dev,proc,sys,tmp,etc,samples}
+"$root/scripts/vm/modules.sh" "$kver" "$stage"
 cp /bin/busybox "$stage/bin/busybox"
 /bin/busybox --list-full | while read -r applet; do
 	[ -e "$stage/$applet" ] || ln -s /bin/busybox "$stage/$applet"
@@ -83,6 +84,7 @@ BENCH_SCALE="${BENCH_SCALE-16 1000}"
 BENCH_SCALE_VARIANTS="${BENCH_SCALE_VARIANTS:-kcmd user}"
 BENCH_SCALE_CLIENTS=${BENCH_SCALE_CLIENTS:-2}
 BENCH_SCALE_DUR=${BENCH_SCALE_DUR:-2}
+BENCH_KTLS=${BENCH_KTLS:-1}
 BENCH_REPS=${BENCH_REPS:-3}
 BENCH_DUR=${BENCH_DUR:-$([ "${BENCH_ICOUNT:-0}" = 1 ] && echo 0.1 || echo 1)}
 BENCH_STALL=${BENCH_STALL:-3}

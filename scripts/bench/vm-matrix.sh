@@ -10,6 +10,7 @@
 #   BENCH_RPC (0: leave out the rpc cases: 1 and 4 connections, T=4)
 #   BENCH_SCALE (connection counts of the scale case, e.g. "16 1000 10000";
 #   empty: none), BENCH_SCALE_VARIANTS, BENCH_SCALE_CLIENTS, BENCH_SCALE_DUR
+#   BENCH_KTLS (0: leave out the kTLS cases: every connection through kTLS)
 # Every case runs BENCH_REPS times; the variant order rotates between reps so
 # that slow drifts of the host do not favour one variant.
 # shellcheck disable=SC1091
@@ -17,13 +18,14 @@
 bin=/samples/kcm_bench
 
 echo "# kcm-bench: $(uname -r) lane=$LANE reps=$BENCH_REPS dur=$BENCH_DUR"
-# One run: workload variant size conns threads rep [client-threads duration].
-# kcm_bench prints its KCMBENCH line (and, for a run that is not ok, "# "
-# lines saying why) and exits 1 if the run is not ok; a run killed or
+# One run: workload variant size conns threads rep [client-threads duration
+# [-k]].  kcm_bench prints its KCMBENCH line (and, for a run that is not ok,
+# "# " lines saying why) and exits 1 if the run is not ok; a run killed or
 # failed before its line gets an error line here.  With client-threads,
 # that many threads drive the connections with epoll (kcm_bench -e), and
 # the hard limit on top of the program's own stall detection allows for
-# setting up and closing thousands of connections.
+# setting up and closing thousands of connections.  With -k, every
+# connection goes through kTLS (kcm_bench -k).
 one() {
 	epoll='' tag='' limit=60
 	if [ -n "${7:-}" ]; then
@@ -33,11 +35,13 @@ one() {
 	fi
 	# shellcheck disable=SC2086
 	out=$(timeout -s KILL $limit $bin -w "$1" -v "$2" -s "$3" -c "$4" -t "$5" $epoll \
-		-d "${8:-$BENCH_DUR}" -g "$BENCH_STALL" -r "$6")
+		-d "${8:-$BENCH_DUR}" -g "$BENCH_STALL" -r "$6" ${9:-})
 	rc=$?
 	[ -n "$out" ] && echo "$out"
+	shown=$2
+	[ "${9:-}" = -k ] && shown=$2+tls
 	echo "$out" | grep -q '^KCMBENCH ' ||
-		echo "KCMBENCH workload=$1 variant=$2 size=$3 conns=$4 threads=$5$tag rep=$6 status=error reason=\"exit $rc\""
+		echo "KCMBENCH workload=$1 variant=$shown size=$3 conns=$4 threads=$5$tag rep=$6 status=error reason=\"exit $rc\""
 }
 # Variant list $1 rotated by $2 places.
 rotate() {
@@ -114,4 +118,17 @@ for c in ${BENCH_SCALE:-}; do
 		r=$((r + 1))
 	done
 done
+# KCM over kTLS (issue 20): every connection keyed with kTLS both ways,
+# our module and user-space framing on the same kTLS sockets.  Linux's
+# module parses the ciphertext: its runs are reported, misframed.
+if [ "${BENCH_KTLS:-1}" = 1 ]; then
+	r=1
+	while [ $r -le "$BENCH_REPS" ]; do
+		for v in kcm user; do
+			one stream $v 512 4 2 $r "" "" -k
+			one echo $v 64 4 2 $r "" "" -k
+		done
+		r=$((r + 1))
+	done
+fi
 echo "# kcm-bench: done in $(($(date +%s) - start)) s"

@@ -67,26 +67,7 @@ esac
 
 # --- initramfs -----------------------------------------------------------------
 mkdir -p "$stage"/{bin,sbin,usr/bin,usr/sbin,dev,proc,sys,tmp,etc,tests,samples,modules}
-# Modules the tests need besides kcm.ko: veth and netem (kcm_link's shaped
-# link), tls and the ciphers kTLS asks the crypto API for (kcm_ktls):
-# AES-GCM (gcm, its ghash and ctr, and crypto_null, which 6.12's gcm
-# needs) and ChaCha20-Poly1305.  Debian builds them as modules; init.sh
-# loads whatever is in /modules/, in the order of modules.order, which
-# lists a module after those it depends on.  A kernel without them as
-# modules (the debug kernel has veth and netem built in) gets none.
-for mod in veth sch_netem tls crypto_null gf128mul ghash-generic ctr gcm \
-	   libchacha chacha_generic libpoly1305 poly1305_generic \
-	   chacha20poly1305; do
-	ko=$(find "/usr/lib/modules/$kver/kernel" -name "$mod.ko*" 2>/dev/null | head -n1 || true)
-	case $ko in
-	*.ko)	cp "$ko" "$stage/modules/$mod.ko" ;;
-	*.xz)	xz -dc "$ko" >"$stage/modules/$mod.ko" ;;
-	*.zst)	zstd -qdc "$ko" >"$stage/modules/$mod.ko" ;;
-	*.gz)	gzip -dc "$ko" >"$stage/modules/$mod.ko" ;;
-	*)	continue ;;
-	esac
-	echo "$mod" >>"$stage/modules/modules.order"
-done
+"$root/scripts/vm/modules.sh" "$kver" "$stage"
 cp /bin/busybox "$stage/bin/busybox"	# busybox-static: needs no libraries
 /bin/busybox --list-full | while read -r applet; do
 	[ -e "$stage/$applet" ] || ln -s /bin/busybox "$stage/$applet"

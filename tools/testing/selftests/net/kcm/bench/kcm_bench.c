@@ -66,6 +66,11 @@
  * (one; rpc: RPC_DEPTH), and its replies are checked as a thread's are.
  * The program raises RLIMIT_NOFILE to what C connections need.
  *
+ * -k keys every connection with kTLS both ways (TLS 1.3, AES-GCM-128, fixed
+ * keys, no handshake) before anything is sent: KCM over kTLS (issue 20)
+ * against user-space framing over the same kTLS sockets.  The variant is
+ * reported with "+tls".
+ *
  * Every variant checks the data, and does the same work for it.  A payload
  * starts with a checksum of the rest of it, the number of the client that
  * sent it and the client's sequence number (echo: and the send time); the
@@ -116,7 +121,7 @@
  * Usage: kcm_bench -w stream|echo|rpc
  *                  -v kcm|user|tcp|kcmd|kcmb|kcml|kcmbl|kcmld|usero
  *                  -s SIZE -c C -t T [-e CLIENT_THREADS]
- *                  [-d SECONDS] [-g STALL_SECONDS] [-r REP]
+ *                  [-d SECONDS] [-g STALL_SECONDS] [-r REP] [-k]
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -143,6 +148,7 @@
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <linux/bpf.h>
+#include <linux/tls.h>
 #include <linux/sockios.h>
 #include <linux/kcm.h>
 
@@ -199,6 +205,7 @@ static int cli_epoll;			/* ... or -e's, each driving many */
 static double duration = 1.0;
 static double stall_secs = 3.0;
 static int rep = 1;
+static int use_ktls;			/* -k: every connection through kTLS */
 static uint32_t ph = PH_STREAM;		/* payload header bytes */
 static enum inject inject;		/* KCM_BENCH_INJECT: what goes wrong */
 static uint32_t inject_seq = 10;	/* ... with client 0's message of this seq */
@@ -295,8 +302,9 @@ static int any_connection(void)
 /* The start of this run's KCMBENCH line, up to its status. */
 static void print_status(const char *status)
 {
-	printf("KCMBENCH workload=%s variant=%s size=%d conns=%d threads=%d",
-	       wl_name[wl], var_name[var], msg_size, nconns, nthreads);
+	printf("KCMBENCH workload=%s variant=%s%s size=%d conns=%d threads=%d",
+	       wl_name[wl], var_name[var], use_ktls ? "+tls" : "", msg_size,
+	       nconns, nthreads);
 	if (cli_epoll)
 		printf(" client_threads=%d", cli_threads);
 	printf(" rep=%d status=%s", rep, status);
@@ -1686,6 +1694,36 @@ static void *epoll_client(void *arg)
 
 /* ---- connections ---------------------------------------------------------- */
 
+#ifndef SOL_TLS
+#define SOL_TLS 282
+#endif
+#ifndef TCP_ULP
+#define TCP_ULP 31
+#endif
+
+/* Keys direction dir of fd with kTLS: keys made from conn and way, the
+ * same on both ends of a direction.
+ */
+static void ktls_key(int fd, int dir, int conn, int way)
+{
+	struct tls12_crypto_info_aes_gcm_128 info;
+	size_t i;
+
+	if (setsockopt(fd, IPPROTO_TCP, TCP_ULP, "tls", 3) && errno != EEXIST)
+		die("TCP_ULP tls: %s", strerror(errno));
+	memset(&info, 0, sizeof(info));
+	info.info.version = TLS_1_3_VERSION;
+	info.info.cipher_type = TLS_CIPHER_AES_GCM_128;
+	for (i = 0; i < sizeof(info.key); i++)
+		info.key[i] = (unsigned char)(conn * 7 + way * 3 + i);
+	for (i = 0; i < sizeof(info.iv); i++)
+		info.iv[i] = (unsigned char)(conn + way + i * 5);
+	memcpy(info.salt, "kcm!", sizeof(info.salt));
+	if (setsockopt(fd, SOL_TLS, dir, &info, sizeof(info)))
+		die("kTLS %s: %s", dir == TLS_TX ? "TLS_TX" : "TLS_RX",
+		    strerror(errno));
+}
+
 static void make_conns(void)
 {
 	struct sockaddr_in sa = { .sin_family = AF_INET };
@@ -1708,6 +1746,12 @@ static void make_conns(void)
 			die("accept");
 		setsockopt(client_fd[i], IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 		setsockopt(server_fd[i], IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		if (use_ktls) {
+			ktls_key(client_fd[i], TLS_TX, i, 0);
+			ktls_key(server_fd[i], TLS_RX, i, 0);
+			ktls_key(server_fd[i], TLS_TX, i, 1);
+			ktls_key(client_fd[i], TLS_RX, i, 1);
+		}
 		fcntl(client_fd[i], F_SETFL, O_NONBLOCK);
 		if (!uses_kcm())
 			fcntl(server_fd[i], F_SETFL, O_NONBLOCK);
@@ -1908,7 +1952,7 @@ static void usage(const char *prog)
 	fprintf(stderr,
 		"usage: %s -w stream|echo|rpc -v kcm|user|tcp|kcmd|kcmb|kcml|kcmbl|kcmld|usero\n"
 		"          -s SIZE(0=mixed) -c CONNS -t THREADS [-e CLIENT_THREADS]\n"
-		"          [-d SECONDS] [-g STALL_SECONDS] [-r REP]\n"
+		"          [-d SECONDS] [-g STALL_SECONDS] [-r REP] [-k]\n"
 		"          (kcmb, kcmbl: stream only; CONNS up to %d, with -e (echo, rpc) %d;\n"
 		"          SIZE at least %d, the header: %d for echo)\n", prog, MAX_CONNS,
 		MAX_EPOLL_CONNS, PH_STREAM, PH_ECHO);
@@ -2057,7 +2101,7 @@ int main(int argc, char **argv)
 	int opt, i, stalled = 0;
 	const char *status;
 
-	while ((opt = getopt(argc, argv, "w:v:s:c:t:e:d:g:r:")) != -1) {
+	while ((opt = getopt(argc, argv, "w:v:s:c:t:e:d:g:r:k")) != -1) {
 		switch (opt) {
 		case 'w': i = lookup(optarg, wl_name, 3); if (i < 0) usage(argv[0]); wl = i; break;
 		case 'v': i = lookup(optarg, var_name, sizeof(var_name) / sizeof(var_name[0])); if (i < 0) usage(argv[0]); var = i; break;
@@ -2068,6 +2112,7 @@ int main(int argc, char **argv)
 		case 'd': duration = atof(optarg); break;
 		case 'g': stall_secs = atof(optarg); break;
 		case 'r': rep = atoi(optarg); break;
+		case 'k': use_ktls = 1; break;
 		default: usage(argv[0]);
 		}
 	}
