@@ -22,7 +22,7 @@
  *   KCM sk lock     lock_sock() of a KCM socket; its transmit state and the
  *                   consumption side of its receive queue.
  *   psock tx_lock   mutex; a send through kTLS on the psock, or its
- *                   unattach (struct kcm_psock).
+ *                   unattach (struct kcm_psock_tls).
  *   TCP sk lock     lock_sock() or bh_lock_sock() of an attached socket;
  *                   held by the stream parser during a pass, by the
  *                   transmit path while it pushes bytes, and around attach
@@ -192,39 +192,47 @@ struct kcm_len_framing {
  * 1 KiB.  With the skb of the view (768 to 896 bytes), it is most of what
  * a psock costs (README, "Scale").
  */
+/*
+ * The kTLS side of a psock whose TCP socket has kTLS keyed in software
+ * (kcm_psock_check_ulp()).  Made at attach, freed with the psock; a plain
+ * psock has none (and stays within its 512-byte slab object).
+ *
+ * tx and rx are set at attach, then constant: the socket sends through
+ * kTLS (TLS_TX), receives through it (TLS_RX), or both.  tx_lock is held
+ * by a send through kTLS, which takes the TCP socket lock itself
+ * (sk_prot->sendmsg), and by unattach: a send in progress finishes first,
+ * and the next one sees unattached.  Taken under the lock of the sending
+ * KCM socket, before the TCP socket's.  rx_wait, on the socket's wait
+ * queue while attached, learns that kTLS has a record (kcm_tls.c); its
+ * private is the psock.
+ */
+struct kcm_psock_tls {
+	bool tx;
+	bool rx;
+	struct mutex tx_lock;
+	struct wait_queue_entry rx_wait;
+};
+
 struct kcm_psock {
 	struct kref ref;
+	u32 index;
 	struct kcm_mux *mux;
 	struct sock *sk;		/* the TCP socket */
 	struct file *file;		/* keeps sk alive while attached */
 	struct bpf_prog *prog;		/* the framing program, or NULL: */
 	struct kcm_len_framing len_framing;	/* ... framed by this */
-	u32 index;
+	bool saved_urginline;		/* SO_OOBINLINE before attach */
+	bool established;		/* connected once: a failure is EPIPE */
 	u64 cookie;			/* SO_COOKIE of sk */
 
 	/* Saved at attach, restored at unattach, under sk_callback_lock
-	 * (write) and the TCP socket lock.
+	 * (write) and the TCP socket lock (and saved_urginline above).
 	 */
 	void (*saved_data_ready)(struct sock *sk);
 	void (*saved_write_space)(struct sock *sk);
 	void (*saved_state_change)(struct sock *sk);
 	void (*saved_error_report)(struct sock *sk);
-	bool saved_urginline;		/* SO_OOBINLINE before attach */
-	bool established;		/* connected once: a failure is EPIPE */
-
-	/* Set at attach, then constant: the socket sends through kTLS, or
-	 * receives through it (TLS_TX, TLS_RX in software, see
-	 * kcm_psock_check_ulp()).  tx_lock is held by a send through kTLS,
-	 * which takes the TCP socket lock itself (sk_prot->sendmsg), and by
-	 * unattach: a send in progress finishes first, and the next one
-	 * sees unattached.  Taken under the lock of the sending KCM socket,
-	 * before the TCP socket's.  rx_wait, on the socket's wait queue
-	 * while attached, learns that kTLS has a record (kcm_tls.c).
-	 */
-	bool tls_tx;
-	bool tls_rx;
-	struct mutex tx_lock;
-	struct wait_queue_entry rx_wait;
+	struct kcm_psock_tls *tls;	/* set at attach on a kTLS socket */
 
 	/* Parser state (kcm_parser.c), under the TCP socket lock, but for
 	 * rx_stopped, which a disconnect may also set, in any context (it
@@ -351,6 +359,18 @@ static inline u32 kcm_msg_payload(struct sk_buff *skb)
 static inline struct kcm_sock *kcm_sk(const struct sock *sk)
 {
 	return (struct kcm_sock *)sk;
+}
+
+/* psock sends through kTLS. */
+static inline bool kcm_psock_tls_tx(const struct kcm_psock *psock)
+{
+	return psock->tls && psock->tls->tx;
+}
+
+/* psock's messages are framed from kTLS's plaintext. */
+static inline bool kcm_psock_tls_rx(const struct kcm_psock *psock)
+{
+	return psock->tls && psock->tls->rx;
 }
 
 extern unsigned int kcm_net_id;

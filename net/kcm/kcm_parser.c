@@ -1031,7 +1031,7 @@ static void kcm_parser_work(struct work_struct *work)
 					       rx_work);
 	struct sock *sk = psock->sk;
 
-	if (psock->tls_rx) {
+	if (kcm_psock_tls_rx(psock)) {
 		kcm_tls_rx_work(psock);
 		return;
 	}

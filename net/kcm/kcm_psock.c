@@ -64,7 +64,7 @@ static void kcm_psock_write_space(struct sock *sk)
 	read_lock_bh(&sk->sk_callback_lock);
 	psock = sk->sk_user_data;
 	if (likely(psock)) {
-		if (psock->tls_tx)
+		if (kcm_psock_tls_tx(psock))
 			saved = psock->saved_write_space;
 		kcm_mux_tx_wake_owner(psock);
 	}
@@ -173,6 +173,15 @@ static u64 kcm_psock_cookie(struct sock *sk)
 	return halves[0] | (u64)halves[1] << 32;
 }
 
+/* Frees psock's kTLS side, if it has one (kcm_psock_check_ulp()). */
+static void kcm_psock_free_tls(struct kcm_psock *psock)
+{
+	if (!psock->tls)
+		return;
+	mutex_destroy(&psock->tls->tx_lock);
+	kfree(psock->tls);
+}
+
 /* The last reference: unattached, its parser done, nobody's reservation. */
 static void kcm_psock_free(struct kref *ref)
 {
@@ -186,7 +195,7 @@ static void kcm_psock_free(struct kref *ref)
 	if (psock->prog)
 		bpf_prog_put(psock->prog);
 	fput(psock->file);
-	mutex_destroy(&psock->tx_lock);
+	kcm_psock_free_tls(psock);
 	kfree(psock);
 }
 
@@ -267,7 +276,7 @@ static bool kcm_psock_has_tls(struct sock *sk)
  * send (TLS_TX), to receive (TLS_RX) or both, is attached; any other ULP,
  * kTLS without keys or offloaded to a device, is refused (EALREADY).
  * kTLS's sendmsg then carries the messages, and its plaintext is parsed
- * (kcm_tls.c).
+ * (kcm_tls.c): the psock gets its kTLS side (struct kcm_psock_tls).
  */
 static int kcm_psock_check_ulp(struct kcm_psock *psock)
 {
@@ -284,8 +293,12 @@ static int kcm_psock_check_ulp(struct kcm_psock *psock)
 	    (tls->rx_conf != TLS_SW && tls->rx_conf != TLS_BASE) ||
 	    (tls->tx_conf == TLS_BASE && tls->rx_conf == TLS_BASE))
 		return -EALREADY;
-	psock->tls_tx = tls->tx_conf == TLS_SW;
-	psock->tls_rx = tls->rx_conf == TLS_SW;
+	psock->tls = kzalloc(sizeof(*psock->tls), GFP_KERNEL);
+	if (!psock->tls)
+		return -ENOMEM;
+	psock->tls->tx = tls->tx_conf == TLS_SW;
+	psock->tls->rx = tls->rx_conf == TLS_SW;
+	mutex_init(&psock->tls->tx_lock);
 	return 0;
 }
 
@@ -303,11 +316,11 @@ bool kcm_psock_ulp_changed(struct kcm_psock *psock)
 	lockdep_assert(lockdep_sock_is_held(sk));
 	if (!inet_csk_has_ulp(sk))
 		return false;
-	if (!psock->tls_tx && !psock->tls_rx)
+	if (!psock->tls)
 		return true;
 	tls = tls_get_ctx(sk);
-	return tls->tx_conf != (psock->tls_tx ? TLS_SW : TLS_BASE) ||
-	       tls->rx_conf != (psock->tls_rx ? TLS_SW : TLS_BASE);
+	return tls->tx_conf != (psock->tls->tx ? TLS_SW : TLS_BASE) ||
+	       tls->rx_conf != (psock->tls->rx ? TLS_SW : TLS_BASE);
 }
 
 /*
@@ -349,7 +362,7 @@ static int kcm_psock_hook(struct kcm_psock *psock)
 	psock->established = sk->sk_state != TCP_SYN_SENT;
 	sk->sk_user_data = psock;
 	/* kTLS reads the records: it keeps its data-ready callback. */
-	if (psock->tls_rx)
+	if (kcm_psock_tls_rx(psock))
 		kcm_tls_rx_hook(psock);
 	else
 		WRITE_ONCE(sk->sk_data_ready, kcm_psock_data_ready);
@@ -392,7 +405,7 @@ static void kcm_psock_unhook(struct kcm_psock *psock)
 	write_lock_bh(&sk->sk_callback_lock);
 	if (sk->sk_user_data == psock) {
 		sk->sk_user_data = NULL;
-		if (psock->tls_rx)
+		if (kcm_psock_tls_rx(psock))
 			kcm_tls_rx_unhook(psock);
 		if (sk->sk_data_ready == kcm_psock_data_ready)
 			WRITE_ONCE(sk->sk_data_ready, psock->saved_data_ready);
@@ -461,7 +474,6 @@ int kcm_psock_attach(struct kcm_sock *kcm, int fd, int bpf_fd,
 	__skb_queue_head_init(&psock->rx_held);
 	INIT_LIST_HEAD(&psock->tx_node);
 	INIT_LIST_HEAD(&psock->tx_directed);
-	mutex_init(&psock->tx_lock);
 	u64_stats_init(&psock->tx_stats.syncp);
 
 	kcm_parser_init(psock);
@@ -508,6 +520,7 @@ err_unhook:
 	release_sock(sock->sk);
 	kcm_parser_done(psock);
 err_free_view:
+	kcm_psock_free_tls(psock);
 	kfree_skb(psock->view);
 err_free_psock:
 	kfree(psock);
@@ -537,12 +550,14 @@ void kcm_psock_unattach(struct kcm_psock *psock)
 	 * before, parse its stream.  A send through kTLS holds tx_lock, not
 	 * the socket lock, throughout.
 	 */
-	mutex_lock(&psock->tx_lock);
+	if (psock->tls)
+		mutex_lock(&psock->tls->tx_lock);
 	lock_sock(sk);
 	kcm_psock_unhook(psock);
 	kcm_parser_stop(psock);
 	release_sock(sk);
-	mutex_unlock(&psock->tx_lock);
+	if (psock->tls)
+		mutex_unlock(&psock->tls->tx_lock);
 	kcm_parser_done(psock);
 
 	kcm_mux_remove_psock(psock->mux, psock);

@@ -63,8 +63,7 @@
 static int kcm_tls_wake(struct wait_queue_entry *wait, unsigned int mode,
 			int sync, void *key)
 {
-	struct kcm_psock *psock = container_of(wait, struct kcm_psock,
-					       rx_wait);
+	struct kcm_psock *psock = wait->private;
 	__poll_t events = key_to_poll(key);
 
 	if (events && !(events & (EPOLLIN | EPOLLRDNORM)))
@@ -79,14 +78,17 @@ static int kcm_tls_wake(struct wait_queue_entry *wait, unsigned int mode,
  */
 void kcm_tls_rx_hook(struct kcm_psock *psock)
 {
-	init_waitqueue_func_entry(&psock->rx_wait, kcm_tls_wake);
-	add_wait_queue(sk_sleep(psock->sk), &psock->rx_wait);
+	struct wait_queue_entry *wait = &psock->tls->rx_wait;
+
+	init_waitqueue_func_entry(wait, kcm_tls_wake);
+	wait->private = psock;
+	add_wait_queue(sk_sleep(psock->sk), wait);
 }
 
 /* Stops listening: no wake runs after this returns. */
 void kcm_tls_rx_unhook(struct kcm_psock *psock)
 {
-	remove_wait_queue(sk_sleep(psock->sk), &psock->rx_wait);
+	remove_wait_queue(sk_sleep(psock->sk), &psock->tls->rx_wait);
 }
 
 /*

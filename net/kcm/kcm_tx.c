@@ -284,7 +284,7 @@ void kcm_tx_stats_read(const struct kcm_tx_stats *stats, u64 *msgs,
 
 /*
  * Sends what is left of message head through psock's kTLS, which encrypts
- * it into records and takes the TCP socket lock itself: psock->tx_lock
+ * it into records and takes the TCP socket lock itself: its tx_lock
  * keeps unattach out meanwhile.  The message's bytes go with MSG_MORE but
  * its last, which closes the record: a record left open for the next
  * message would hold this one's end until that one is sent, and nothing
@@ -300,7 +300,7 @@ static int kcm_tx_send_tls(struct kcm_sock *kcm, struct kcm_psock *psock,
 	struct sock *sk = psock->sk;
 	int ret = 0;
 
-	mutex_lock(&psock->tx_lock);
+	mutex_lock(&psock->tls->tx_lock);
 	if (READ_ONCE(psock->failed) || READ_ONCE(psock->unattached)) {
 		ret = -EPIPE;
 		goto out;
@@ -330,7 +330,7 @@ static int kcm_tx_send_tls(struct kcm_sock *kcm, struct kcm_psock *psock,
 	}
 	kcm_tx_count(&psock->tx_stats, head->len);
 out:
-	mutex_unlock(&psock->tx_lock);
+	mutex_unlock(&psock->tls->tx_lock);
 	if (ret && ret != -EAGAIN)
 		kcm_psock_fail(psock, EPIPE);
 	return ret;
@@ -350,7 +350,7 @@ static int kcm_tx_send_msg(struct kcm_sock *kcm, struct kcm_psock *psock,
 
 	sock_owned_by_me(&kcm->sk);
 	WARN_ON_ONCE(kcm->tx_psock != psock);
-	if (psock->tls_tx)
+	if (kcm_psock_tls_tx(psock))
 		return kcm_tx_send_tls(kcm, psock, head);
 	lock_sock(sk);
 	/* A ULP (kTLS) installed since attach writes the stream now. */
