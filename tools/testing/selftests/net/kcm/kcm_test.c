@@ -690,8 +690,12 @@ void kcm_read_all(int fd, void *buf, size_t len)
 	size_t done = 0;
 
 	while (done < len) {
-		ssize_t n = read(fd, p + done, len - done);
+		ssize_t n;
 
+		if (!kcm_poll1(fd, POLLIN, 10000))
+			KCM_FAIL("read(fd %d): nothing for 10 s after %zu of %zu bytes",
+				 fd, done, len);
+		n = read(fd, p + done, len - done);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0)

@@ -259,7 +259,9 @@ int kcm_prog_wrong_type(void);
 
 /* ---- helpers: I/O and messages --------------------------------------- */
 
-/* Write/read all @len bytes (blocking); assert on error or EOF. */
+/* Write/read all @len bytes (blocking); assert on error or EOF, and (read)
+ * on 10 s without a byte: a stall.
+ */
 void kcm_write_all(int fd, const void *buf, size_t len);
 void kcm_read_all(int fd, void *buf, size_t len);
 
