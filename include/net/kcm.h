@@ -315,6 +315,8 @@ struct kcm_sock {
 	u64 tx_partial_cookie;		/* KCM_ORIGIN of tx_partial, or 0 */
 	u32 tx_sent;			/* bytes of the head message sent */
 	bool tx_stopped;		/* released: send nothing more */
+	bool tx_series;			/* a MSG_BATCH series is open: */
+					/* tx_psock stays reserved */
 	struct work_struct tx_work;
 	struct kcm_tx_stats tx_stats;
 };

@@ -452,7 +452,9 @@ static void kcm_tx_push(struct kcm_sock *kcm)
 		freed = true;
 	}
 
-	if (READ_ONCE(kcm->tx_psock) && skb_queue_empty(&sk->sk_write_queue))
+	/* The parts of an open series go on the psock of its first. */
+	if (READ_ONCE(kcm->tx_psock) && skb_queue_empty(&sk->sk_write_queue) &&
+	    !kcm->tx_series)
 		kcm_mux_tx_unreserve(kcm, false);
 	if (freed)
 		sk->sk_write_space(sk);
@@ -586,7 +588,8 @@ int kcm_tx_sendmsg(struct socket *sock, struct msghdr *msg, size_t len)
 	} else {
 		kcm_msg_cb(head)->cookie = cookie;
 		__skb_queue_tail(&sk->sk_write_queue, head);
-		if (!(flags & MSG_BATCH))
+		kcm->tx_series = flags & MSG_BATCH;
+		if (!kcm->tx_series)
 			kcm_tx_push(kcm);
 	}
 	err = len;
