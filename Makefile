@@ -69,11 +69,16 @@ export FUZZ_FAILSLAB FUZZ_FAILSLAB_PERCENT FUZZ_FAILSLAB_STACKS CHECK_FAILSLAB_S
 export KCSAN_SOAK_SECONDS KCSAN_FUZZ_SECONDS
 export SOAK_SECS SOAK_MODES SOAK_SEED SOAK_RUN_MS SOAK_MATRIX SOAK_ICOUNT SOAK_ICOUNT_CPU SOAK_ICOUNT_SMP
 
+# The project's version, in one place: dkms.conf's PACKAGE_VERSION.  The
+# module (net/kcm/Makefile), kcmstat --version, libkcm.pc, the man pages and
+# the Debian packages take it from there.
+KCM_VERSION := $(shell sed -n 's/^PACKAGE_VERSION="\(.*\)"$$/\1/p' dkms.conf)
+
 # Evaluated when used, so that `make check` sees kernels install-deps added.
 KVERS = $(shell scripts/kernels.sh $(KERNELS))
 MODULES = $(foreach k,$(KVERS),build/$(k)/kcm.ko)
 # Directories too, so that deleting or adding a file also rebuilds.
-MODULE_SRCS := $(shell find net/kcm include 2>/dev/null)
+MODULE_SRCS := $(shell find net/kcm include 2>/dev/null) dkms.conf
 
 SAMPLE_SRCS := $(wildcard samples/kcm/*.c)
 SAMPLES := $(SAMPLE_SRCS:samples/kcm/%.c=build/samples/%)
@@ -118,8 +123,10 @@ lib: build/lib/libkcm.a
 build/lib/libkcm.a: $(wildcard tools/lib/kcm/*.[ch]) $(UAPI_HDRS)
 	@$(MAKE) --no-print-directory -C tools/lib/kcm OUTPUT=$(CURDIR)/build/lib
 kcmstat: build/samples/kcmstat
-build/samples/kcmstat: $(wildcard tools/kcmstat/*.[ch])
-	@$(MAKE) --no-print-directory -C tools/kcmstat OUTPUT=$(CURDIR)/build/samples
+build/samples/kcmstat: $(wildcard tools/kcmstat/*.[ch]) dkms.conf
+	@rm -f $@	# tools/kcmstat/Makefile does not know of dkms.conf
+	@$(MAKE) --no-print-directory -C tools/kcmstat OUTPUT=$(CURDIR)/build/samples \
+		KCM_VERSION=$(KCM_VERSION)
 
 # kcm_server embeds the framing programs of samples/kcm/bpf/ (BPF C) and
 # loads them with libbpf; kcm_client uses libkcm.

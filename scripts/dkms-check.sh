@@ -8,7 +8,8 @@
 # updates/dkms/ and that modinfo names it with our version, then dkms remove
 # --all: Linux's module is the one modinfo finds again, and nothing of ours
 # is left in /usr/src, /var/lib/dkms or /lib/modules.  The version is
-# dkms.conf's PACKAGE_VERSION, which must be the module's MODULE_VERSION.
+# dkms.conf's PACKAGE_VERSION, which net/kcm/Makefile makes the module's
+# MODULE_VERSION (modinfo must show it).
 # Prints "dkms: ok|not ok - what" lines; exits 1 if one failed.
 set -uo pipefail
 
@@ -18,12 +19,8 @@ ok() { echo "dkms: ok - $*"; }
 bad() { echo "dkms: not ok - $*"; failed=$((failed + 1)); }
 
 version=$(sed -n 's/^PACKAGE_VERSION="\(.*\)"$/\1/p' "$root/dkms.conf")
-modver=$(sed -n 's/^MODULE_VERSION("\(.*\)");$/\1/p' "$root/net/kcm/kcmsock.c")
-if [ -z "$version" ] || [ "$version" != "$modver" ]; then
-	bad "dkms.conf's version '$version' is the module's '$modver'"
-	exit 1
-fi
-ok "version $version in dkms.conf and MODULE_VERSION"
+[ -n "$version" ] || { bad "no PACKAGE_VERSION in dkms.conf"; exit 1; }
+ok "version $version (dkms.conf)"
 
 mapfile -t kvers < <("$root/scripts/kernels.sh")
 [ ${#kvers[@]} -gt 0 ] || { bad "no 6.1/6.12 kernel with headers"; exit 1; }
