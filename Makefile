@@ -5,6 +5,8 @@
 #   make samples          build samples/kcm/*.c (static) into build/samples/
 #   make lib              build tools/lib/kcm into build/lib/libkcm.a
 #   make kcmstat          build tools/kcmstat into build/samples/kcmstat
+#   make man              man/*.[378] with the version into build/man/
+#   make version          print the version (dkms.conf's PACKAGE_VERSION)
 #   make check            install deps, build everything, run the suite in VMs
 #   make run              boot 6.12 with our module and run build/samples/kcm_demo
 #   make bench            benchmark our kcm.ko, Linux's and user-space framing
@@ -17,6 +19,8 @@
 #   make check-dkms       dkms add/build/install for every kernel, the module
 #                         where modinfo finds it, dkms remove (about 2 min;
 #                         part of a make check without TESTS)
+#   make check-man        the man pages formatted without a warning, their
+#                         example programs compiled (part of make check)
 #   make check-autoload   boot with ours installed as DKMS does: the first
 #                         socket(AF_KCM) loads ours; ours removed, Linux's
 #                         (about 1 min; part of a make check without TESTS)
@@ -87,7 +91,7 @@ SAMPLE_CFLAGS := -static -O2 -Wall -Wextra -Werror -I include/uapi -I include
 
 TESTS_DIR := tools/testing/selftests/net/kcm
 
-.PHONY: lib kcmstat
+.PHONY: lib kcmstat man version check-man
 .PHONY: all modules tests samples check check-locked check-debug check-kcsan fuzz run bench bench-build bench-selftest check-dkms check-autoload profile soak clean install
 .DEFAULT_GOAL := all
 
@@ -128,6 +132,17 @@ build/samples/kcmstat: $(wildcard tools/kcmstat/*.[ch]) dkms.conf
 	@$(MAKE) --no-print-directory -C tools/kcmstat OUTPUT=$(CURDIR)/build/samples \
 		KCM_VERSION=$(KCM_VERSION)
 
+# The man pages (man/), with @VERSION@ filled in.
+MAN_PAGES := $(wildcard man/*.[1-8])
+MAN_OUT := $(MAN_PAGES:man/%=build/man/%)
+man: $(MAN_OUT)
+build/man/%: man/% dkms.conf
+	@mkdir -p $(@D)
+	sed 's/@VERSION@/$(KCM_VERSION)/g' $< >$@
+
+version:
+	@echo $(KCM_VERSION)
+
 # kcm_server embeds the framing programs of samples/kcm/bpf/ (BPF C) and
 # loads them with libbpf; kcm_client uses libkcm.
 build/bpf/%.bpf.o: samples/kcm/bpf/%.bpf.c
@@ -154,6 +169,7 @@ check-locked:
 	@rm -rf build/tests
 	@$(MAKE) --no-print-directory $(if $(filter ours,$(KCM)),modules) tests samples
 	@$(MAKE) --no-print-directory bench-selftest
+	@$(MAKE) --no-print-directory check-man
 	@if [ -z "$(TESTS)" ]; then scripts/dkms-check.sh; fi
 	@scripts/vm/check.sh
 	@if [ -z "$(TESTS)" ] && [ -n "$(filter ours,$(KCM))" ]; then \
@@ -203,6 +219,10 @@ bench-build:
 check-dkms:
 	@scripts/install-deps.sh
 	@scripts/dkms-check.sh
+
+# man/*: man and groff warn of nothing, the EXAMPLES programs compile.
+check-man: man lib
+	@scripts/check-man.sh $(MAN_OUT)
 
 check-autoload: modules
 	@scripts/install-deps.sh
