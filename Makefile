@@ -5,8 +5,13 @@
 #   make samples          build samples/kcm/*.c (static) into build/samples/
 #   make lib              build tools/lib/kcm into build/lib/libkcm.a
 #   make kcmstat          build tools/kcmstat into build/samples/kcmstat
+#   make libkcm-pc        build/lib/libkcm.pc for PREFIX (/usr/local), LIBDIR
+#                         ($PREFIX/lib), INCLUDEDIR ($PREFIX/include/kcm)
 #   make man              man/*.[378] with the version into build/man/
 #   make version          print the version (dkms.conf's PACKAGE_VERSION)
+#   make deb              Debian packages kcm-dkms and kcm-tools in build/deb/
+#                         (scripts/deb/build.sh; installs debhelper and dh-dkms
+#                         for the build if missing, and removes them after)
 #   make check            install deps, build everything, run the suite in VMs
 #   make run              boot 6.12 with our module and run build/samples/kcm_demo
 #   make bench            benchmark our kcm.ko, Linux's and user-space framing
@@ -19,6 +24,10 @@
 #   make check-dkms       dkms add/build/install for every kernel, the module
 #                         where modinfo finds it, dkms remove (about 2 min;
 #                         part of a make check without TESTS)
+#   make check-deb        make deb, then README's install section run on this
+#                         host: the packages installed with dpkg -i, checked,
+#                         purged; the host left as it was (part of make check
+#                         without TESTS)
 #   make check-man        the man pages formatted without a warning, their
 #                         example programs compiled (part of make check)
 #   make check-autoload   boot with ours installed as DKMS does: the first
@@ -91,7 +100,7 @@ SAMPLE_CFLAGS := -static -O2 -Wall -Wextra -Werror -I include/uapi -I include
 
 TESTS_DIR := tools/testing/selftests/net/kcm
 
-.PHONY: lib kcmstat man version check-man
+.PHONY: lib kcmstat libkcm-pc man version deb check-deb check-man
 .PHONY: all modules tests samples check check-locked check-debug check-kcsan fuzz run bench bench-build bench-selftest check-dkms check-autoload profile soak clean install
 .DEFAULT_GOAL := all
 
@@ -132,6 +141,17 @@ build/samples/kcmstat: $(wildcard tools/kcmstat/*.[ch]) dkms.conf
 	@$(MAKE) --no-print-directory -C tools/kcmstat OUTPUT=$(CURDIR)/build/samples \
 		KCM_VERSION=$(KCM_VERSION)
 
+# libkcm.pc, for the prefix asked (written every time: the variables may
+# change from one make to the next).
+PREFIX ?= /usr/local
+LIBDIR ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include/kcm
+libkcm-pc:
+	@mkdir -p build/lib
+	@sed -e 's|@VERSION@|$(KCM_VERSION)|' -e 's|@PREFIX@|$(PREFIX)|' \
+		-e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' \
+		tools/lib/kcm/libkcm.pc.in >build/lib/libkcm.pc
+
 # The man pages (man/), with @VERSION@ filled in.
 MAN_PAGES := $(wildcard man/*.[1-8])
 MAN_OUT := $(MAN_PAGES:man/%=build/man/%)
@@ -171,6 +191,7 @@ check-locked:
 	@$(MAKE) --no-print-directory bench-selftest
 	@$(MAKE) --no-print-directory check-man
 	@if [ -z "$(TESTS)" ]; then scripts/dkms-check.sh; fi
+	@if [ -z "$(TESTS)" ]; then scripts/deb/check.sh; fi
 	@scripts/vm/check.sh
 	@if [ -z "$(TESTS)" ] && [ -n "$(filter ours,$(KCM))" ]; then \
 		scripts/vm/autoload.sh $$(scripts/kernels.sh $(KERNELS)); fi
@@ -219,6 +240,15 @@ bench-build:
 check-dkms:
 	@scripts/install-deps.sh
 	@scripts/dkms-check.sh
+
+# The Debian packages (scripts/deb/): built, and, for check-deb, installed
+# with dpkg -i as README says, checked and purged.  Host only, no VM.
+deb:
+	@scripts/deb/build.sh
+
+check-deb:
+	@scripts/install-deps.sh
+	@scripts/deb/check.sh
 
 # man/*: man and groff warn of nothing, the EXAMPLES programs compile.
 check-man: man lib
