@@ -26,10 +26,10 @@
 #                         part of a make check without TESTS)
 #   make check-deb        make deb, then README's install section run on this
 #                         host: the packages installed with dpkg -i, checked,
-#                         purged; the host left as it was (part of make check
-#                         without TESTS)
+#                         purged; the host left as it was (2-3 min; part of
+#                         make check without TESTS)
 #   make check-man        the man pages formatted without a warning, their
-#                         example programs compiled (part of make check)
+#                         example programs compiled (2 s; part of make check)
 #   make check-autoload   boot with ours installed as DKMS does: the first
 #                         socket(AF_KCM) loads ours; ours removed, Linux's
 #                         (about 1 min; part of a make check without TESTS)
