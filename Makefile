@@ -5,6 +5,13 @@
 #   make samples          build samples/kcm/*.c (static) into build/samples/
 #   make lib              build tools/lib/kcm into build/lib/libkcm.a
 #   make kcmstat          build tools/kcmstat into build/samples/kcmstat
+#   make libkcm-pc        build/lib/libkcm.pc for PREFIX (/usr/local), LIBDIR
+#                         ($PREFIX/lib), INCLUDEDIR ($PREFIX/include/kcm)
+#   make man              man/*.[378] with the version into build/man/
+#   make version          print the version (dkms.conf's PACKAGE_VERSION)
+#   make deb              Debian packages kcm-dkms and kcm-tools in build/deb/
+#                         (scripts/deb/build.sh; installs debhelper and dh-dkms
+#                         for the build if missing, and removes them after)
 #   make check            install deps, build everything, run the suite in VMs
 #   make run              boot 6.12 with our module and run build/samples/kcm_demo
 #   make bench            benchmark our kcm.ko, Linux's and user-space framing
@@ -17,6 +24,12 @@
 #   make check-dkms       dkms add/build/install for every kernel, the module
 #                         where modinfo finds it, dkms remove (about 2 min;
 #                         part of a make check without TESTS)
+#   make check-deb        make deb, then README's install section run on this
+#                         host: the packages installed with dpkg -i, checked,
+#                         purged; the host left as it was (2-3 min; part of
+#                         make check without TESTS)
+#   make check-man        the man pages formatted without a warning, their
+#                         example programs compiled (2 s; part of make check)
 #   make check-autoload   boot with ours installed as DKMS does: the first
 #                         socket(AF_KCM) loads ours; ours removed, Linux's
 #                         (about 1 min; part of a make check without TESTS)
@@ -69,11 +82,16 @@ export FUZZ_FAILSLAB FUZZ_FAILSLAB_PERCENT FUZZ_FAILSLAB_STACKS CHECK_FAILSLAB_S
 export KCSAN_SOAK_SECONDS KCSAN_FUZZ_SECONDS
 export SOAK_SECS SOAK_MODES SOAK_SEED SOAK_RUN_MS SOAK_MATRIX SOAK_ICOUNT SOAK_ICOUNT_CPU SOAK_ICOUNT_SMP
 
+# The project's version, in one place: dkms.conf's PACKAGE_VERSION.  The
+# module (net/kcm/Makefile), kcmstat --version, libkcm.pc, the man pages and
+# the Debian packages take it from there.
+KCM_VERSION := $(shell sed -n 's/^PACKAGE_VERSION="\(.*\)"$$/\1/p' dkms.conf)
+
 # Evaluated when used, so that `make check` sees kernels install-deps added.
 KVERS = $(shell scripts/kernels.sh $(KERNELS))
 MODULES = $(foreach k,$(KVERS),build/$(k)/kcm.ko)
 # Directories too, so that deleting or adding a file also rebuilds.
-MODULE_SRCS := $(shell find net/kcm include 2>/dev/null)
+MODULE_SRCS := $(shell find net/kcm include 2>/dev/null) dkms.conf
 
 SAMPLE_SRCS := $(wildcard samples/kcm/*.c)
 SAMPLES := $(SAMPLE_SRCS:samples/kcm/%.c=build/samples/%)
@@ -82,7 +100,7 @@ SAMPLE_CFLAGS := -static -O2 -Wall -Wextra -Werror -I include/uapi -I include
 
 TESTS_DIR := tools/testing/selftests/net/kcm
 
-.PHONY: lib kcmstat
+.PHONY: lib kcmstat libkcm-pc man version deb check-deb check-man
 .PHONY: all modules tests samples check check-locked check-debug check-kcsan fuzz run bench bench-build bench-selftest check-dkms check-autoload profile soak clean install
 .DEFAULT_GOAL := all
 
@@ -118,8 +136,32 @@ lib: build/lib/libkcm.a
 build/lib/libkcm.a: $(wildcard tools/lib/kcm/*.[ch]) $(UAPI_HDRS)
 	@$(MAKE) --no-print-directory -C tools/lib/kcm OUTPUT=$(CURDIR)/build/lib
 kcmstat: build/samples/kcmstat
-build/samples/kcmstat: $(wildcard tools/kcmstat/*.[ch])
-	@$(MAKE) --no-print-directory -C tools/kcmstat OUTPUT=$(CURDIR)/build/samples
+build/samples/kcmstat: $(wildcard tools/kcmstat/*.[ch]) dkms.conf
+	@rm -f $@	# tools/kcmstat/Makefile does not know of dkms.conf
+	@$(MAKE) --no-print-directory -C tools/kcmstat OUTPUT=$(CURDIR)/build/samples \
+		KCM_VERSION=$(KCM_VERSION)
+
+# libkcm.pc, for the prefix asked (written every time: the variables may
+# change from one make to the next).
+PREFIX ?= /usr/local
+LIBDIR ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include/kcm
+libkcm-pc:
+	@mkdir -p build/lib
+	@sed -e 's|@VERSION@|$(KCM_VERSION)|' -e 's|@PREFIX@|$(PREFIX)|' \
+		-e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' \
+		tools/lib/kcm/libkcm.pc.in >build/lib/libkcm.pc
+
+# The man pages (man/), with @VERSION@ filled in.
+MAN_PAGES := $(wildcard man/*.[1-8])
+MAN_OUT := $(MAN_PAGES:man/%=build/man/%)
+man: $(MAN_OUT)
+build/man/%: man/% dkms.conf
+	@mkdir -p $(@D)
+	sed 's/@VERSION@/$(KCM_VERSION)/g' $< >$@
+
+version:
+	@echo $(KCM_VERSION)
 
 # kcm_server embeds the framing programs of samples/kcm/bpf/ (BPF C) and
 # loads them with libbpf; kcm_client uses libkcm.
@@ -147,7 +189,9 @@ check-locked:
 	@rm -rf build/tests
 	@$(MAKE) --no-print-directory $(if $(filter ours,$(KCM)),modules) tests samples
 	@$(MAKE) --no-print-directory bench-selftest
+	@$(MAKE) --no-print-directory check-man
 	@if [ -z "$(TESTS)" ]; then scripts/dkms-check.sh; fi
+	@if [ -z "$(TESTS)" ]; then scripts/deb/check.sh; fi
 	@scripts/vm/check.sh
 	@if [ -z "$(TESTS)" ] && [ -n "$(filter ours,$(KCM))" ]; then \
 		scripts/vm/autoload.sh $$(scripts/kernels.sh $(KERNELS)); fi
@@ -196,6 +240,19 @@ bench-build:
 check-dkms:
 	@scripts/install-deps.sh
 	@scripts/dkms-check.sh
+
+# The Debian packages (scripts/deb/): built, and, for check-deb, installed
+# with dpkg -i as README says, checked and purged.  Host only, no VM.
+deb:
+	@scripts/deb/build.sh
+
+check-deb:
+	@scripts/install-deps.sh
+	@scripts/deb/check.sh
+
+# man/*: man and groff warn of nothing, the EXAMPLES programs compile.
+check-man: man lib
+	@scripts/check-man.sh $(MAN_OUT)
 
 check-autoload: modules
 	@scripts/install-deps.sh

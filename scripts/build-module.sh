@@ -2,7 +2,8 @@
 # Build our kcm.ko for one kernel:  scripts/build-module.sh KVER
 #
 # The kernel headers ship their own include/net/kcm.h and
-# include/uapi/linux/kcm.h.  net/kcm/ and include/ are copied to
+# include/uapi/linux/kcm.h.  net/kcm/, include/ and dkms.conf (where
+# net/kcm/Makefile reads the module's version) are copied to
 # build/KVER/src/, and net/kcm/Makefile puts that include/ first on the
 # compiler's search path (the one recipe DKMS and the debug kernel use too).
 # Result: build/KVER/kcm.ko.  Any compiler or modpost warning fails the build.
@@ -31,6 +32,7 @@ rm -rf "$src" "$out/kcm.ko"
 mkdir -p "$src/net"
 cp -a "$tree/net/kcm" "$src/net/kcm"
 cp -a "$tree/include" "$src/include"
+cp -a "$tree/dkms.conf" "$src/dkms.conf"
 
 echo "  KBUILD  kcm.ko for $kver"
 log=$out/build.log

@@ -399,6 +399,12 @@ module_exit(kcm_exit);
 
 MODULE_LICENSE("GPL");
 MODULE_DESCRIPTION("Kernel Connection Multiplexor (AF_KCM)");
-/* The package's version: an installed module replaces only an older one. */
-MODULE_VERSION("0.1");
+/*
+ * The package's version: an installed module replaces only an older one.
+ * net/kcm/Makefile defines it.
+ */
+#ifndef KCM_VERSION
+#error "KCM_VERSION undefined: build with net/kcm/Makefile"
+#endif
+MODULE_VERSION(KCM_VERSION);
 MODULE_ALIAS_NETPROTO(PF_KCM);

@@ -116,6 +116,7 @@ rm -rf "$ours" "$out/kcm.ko"
 mkdir -p "$ours/src/net"
 cp -a "$root/net/kcm" "$ours/src/net/kcm"
 cp -a "$root/include" "$ours/src/include"
+cp -a "$root/dkms.conf" "$ours/src/dkms.conf"	# the module's version
 log=$ours/build.log
 echo "  KBUILD  our kcm.ko for $(cat "$out/kver")"
 rc=0

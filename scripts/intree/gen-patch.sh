@@ -17,7 +17,10 @@
 #   tools/lib/kcm/, tools/kcmstat/    new, if present: what selftests build with
 #
 # net/kcm/Makefile gets an in-tree header comment (ours also describes the
-# out-of-tree build); everything after the comment is taken unchanged.
+# out-of-tree build); everything after the comment is taken unchanged up to
+# its out-of-tree part, which is replaced by the definition of KCM_VERSION
+# (MODULE_VERSION), dkms.conf's PACKAGE_VERSION written as a value; so is
+# the part of tools/kcmstat/Makefile that reads it from dkms.conf.
 # Nothing of the out-of-tree build goes in (dkms.conf, scripts/, samples/,
 # the top-level Makefile); a last check fails if an added line still
 # mentions it.
@@ -39,6 +42,9 @@ if [ ! -f "$tarball" ]; then
 	apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends linux-source-6.12
 fi
+
+version=$(sed -n 's/^PACKAGE_VERSION="\(.*\)"$/\1/p' "$root/dkms.conf")
+[ -n "$version" ] || { echo "intree: no PACKAGE_VERSION in dkms.conf" >&2; exit 1; }
 
 mkdir -p "$(dirname "$out")"
 scratch=$(mktemp -d "$(dirname "$out")/gen.XXXXXX")
@@ -88,6 +94,9 @@ mk=$tree/net/kcm/Makefile
 	     /^[[:space:]]*$/ { blank++; next }
 	     { started = 1; while (blank) { print ""; blank-- } print }' \
 		"$root/net/kcm/Makefile"
+	echo
+	echo "# The version of this implementation (MODULE_VERSION)."
+	echo "ccflags-y += -DKCM_VERSION='\"$version\"'"
 } >"$mk"
 # Every C file of ours must be built: kbuild would silently skip one.
 for c in "$tree"/net/kcm/*.c; do
@@ -139,6 +148,23 @@ for d in "$selftests/net/kcm" tools/lib/kcm tools/kcmstat; do
 		[ -e "$tree/$f" ] || echo "intree: note: $f is untracked, not in the patch"
 	done
 done
+
+# tools/kcmstat/Makefile: its version from dkms.conf (the comment above
+# KCM_VERSION to the endif after it) becomes the value.
+km=$tree/tools/kcmstat/Makefile
+if [ -f "$km" ]; then
+	awk -v v="$version" '
+		/^# What kcmstat --version prints/ { skip = 1 }
+		skip && /^endif$/ {
+			print "# What kcmstat --version prints: the version of this implementation."
+			print "KCM_VERSION ?= " v
+			skip = 0
+			next
+		}
+		!skip { print }' "$km" >"$km.new" && mv "$km.new" "$km"
+	grep -qx "KCM_VERSION ?= $version" "$km" ||
+		{ echo "intree: could not write the version into tools/kcmstat/Makefile" >&2; exit 1; }
+fi
 
 # The kselftest runner: TARGETS += net/kcm, in order among the net/ targets.
 sm=$tree/$selftests/Makefile

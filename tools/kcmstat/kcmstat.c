@@ -7,8 +7,10 @@
  *   kcmstat -i 1 [-c N]  every second (N times), with rates per second
  *   kcmstat -j           JSON, one object per line per sample
  *   kcmstat -p DIR       read DIR/kcm and DIR/kcm_stats instead
+ *   kcmstat -V           print the version
  */
 #include <errno.h>
+#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,12 +23,22 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: kcmstat [-j] [-i SECONDS [-c COUNT]] [-p DIR]\n"
-		"  -i SECONDS  print every SECONDS, with rates per second\n"
-		"  -c COUNT    stop after COUNT samples (default: 1 without -i,\n"
-		"              forever with -i)\n"
-		"  -j          JSON, one object per line per sample\n"
-		"  -p DIR      read DIR/kcm and DIR/kcm_stats (default /proc/net)\n");
+		"       kcmstat -h | -V\n"
+		"  -i SECONDS     print every SECONDS, with rates per second\n"
+		"  -c COUNT       stop after COUNT samples (default: 1 without\n"
+		"                 -i, forever with -i)\n"
+		"  -j             JSON, one object per line per sample\n"
+		"  -p DIR         read DIR/kcm and DIR/kcm_stats (default\n"
+		"                 /proc/net)\n"
+		"  -h, --help     this help\n"
+		"  -V, --version  the version\n");
 }
+
+static const struct option long_opts[] = {
+	{ "help", no_argument, NULL, 'h' },
+	{ "version", no_argument, NULL, 'V' },
+	{ NULL, 0, NULL, 0 },
+};
 
 int main(int argc, char **argv)
 {
@@ -37,7 +49,8 @@ int main(int argc, char **argv)
 	int json = 0, have_prev = 0, opt;
 	char err[256], *end;
 
-	while ((opt = getopt(argc, argv, "hji:c:p:")) != -1) {
+	while ((opt = getopt_long(argc, argv, "hVji:c:p:", long_opts,
+				  NULL)) != -1) {
 		switch (opt) {
 		case 'j':
 			json = 1;
@@ -63,6 +76,9 @@ int main(int argc, char **argv)
 			break;
 		case 'h':
 			usage(stdout);
+			return 0;
+		case 'V':
+			printf("kcmstat %s\n", KCM_VERSION);
 			return 0;
 		default:
 			usage(stderr);
