@@ -531,6 +531,12 @@ int main(int argc, char **argv)
 		fd = accept(lfd, NULL, NULL);
 		if (fd < 0)
 			continue;
+		/*
+		 * A message longer than a record goes to TCP as one write a
+		 * record: with Nagle, the last one would wait for the
+		 * client's delayed ACK.
+		 */
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 		if (tls_handshake(ctx, fd)) {
 			close(fd);
 			continue;
