@@ -175,6 +175,10 @@ build/samples/kcm_server: samples/kcm/kcm_server.c build/bpf/kcm_framing.bpf.o $
 build/samples/kcm_client: samples/kcm/kcm_client.c build/lib/libkcm.a $(UAPI_HDRS)
 	@mkdir -p $(@D)
 	$(CC) $(SAMPLE_CFLAGS) -I tools/lib/kcm -o $@ $< build/lib/libkcm.a
+# kcm_tls_server and kcm_tls_client: a TLS handshake with OpenSSL (libssl).
+build/samples/kcm_tls_server build/samples/kcm_tls_client: build/samples/%: samples/kcm/%.c $(UAPI_HDRS)
+	@mkdir -p $(@D)
+	$(CC) $(SAMPLE_CFLAGS) -pthread -o $@ $< -lssl -lcrypto
 
 # One check at a time per work tree (they share build/tests and build/vm).
 check:

@@ -5,7 +5,7 @@ set -euo pipefail
 
 packages=(
 	make gcc xz-utils cpio busybox-static clang libbpf-dev qemu-system-x86
-	libssl-dev					# kcm_ktls: TLS records in user space
+	libssl-dev					# kcm_ktls, samples/kcm/kcm_tls_*: OpenSSL
 	linux-image-amd64 linux-headers-amd64		# the 6.1 series
 	linux-image-6.12-amd64 linux-headers-6.12-amd64
 )
