@@ -22,6 +22,12 @@
  * closed, KCM_RECV_DISABLE toggles, socket options on both sides, shutdown,
  * close, resets, signals that interrupt blocked calls (EINTR), and framing
  * programs that return good, zero, negative, huge and off-by-one lengths.
+ * kTLS (issue 20): some pairs are keyed with kTLS (software, TLS 1.2 or
+ * 1.3 AES-GCM-128, one way, the other or both) before anything else, so
+ * that attach, sends and receives meet kTLS sockets; sockets in the table
+ * are keyed at random, attached or not (our module fails a psock keyed
+ * under it with EPROTO); a fresh kTLS pair is attached, given a message and
+ * a part of the next through kTLS, and unattached mid-message.
  * Every call is non-blocking or bounded by a short socket timeout, so the
  * program ends by itself; a thread stuck in the kernel shows as a timeout of
  * the case.
@@ -65,6 +71,7 @@
 #include <unistd.h>
 
 #include "kcm_test.h"
+#include "ktls_keys.h"
 
 #define FUZZ_DEFAULT_SECONDS	20
 #define FUZZ_DEFAULT_THREADS	4
@@ -116,7 +123,7 @@ enum op {
 	OP_RECVMMSG, OP_RECV_WAIT, OP_SPLICE, OP_TCP_WRITE, OP_TCP_READ,
 	OP_RECV_DISABLE, OP_POLL, OP_SOCKOPT, OP_SHUTDOWN, OP_CLOSE, OP_RESET,
 	OP_PROC, OP_IOCTL, OP_SCM, OP_NETNS, OP_MSG_MORE, OP_EPOLL, OP_SIGNAL,
-	OP_WITNESS,
+	OP_WITNESS, OP_KTLS, OP_KTLS_UNATTACH,
 	NOPS
 };
 
@@ -155,6 +162,8 @@ static const struct {
 	[OP_EPOLL]	  = { "epoll",		3 },
 	[OP_SIGNAL]	  = { "signal",		2 },
 	[OP_WITNESS]	  = { "witness_touch",	6 },
+	[OP_KTLS]	  = { "ktls_key",	3 },
+	[OP_KTLS_UNATTACH] = { "ktls_unattach",	2 },
 };
 
 static unsigned long op_calls[NOPS];
@@ -535,11 +544,46 @@ bad_listener:
 	return -1;
 }
 
+/* kTLS: both kernels have TLS 1.2 and 1.3 with AES-GCM-128. */
+static const struct ktls_suite *any_suite(struct worker *w)
+{
+	return chance(w, 50) ? &tls12_gcm : &tls13_gcm;
+}
+
+/*
+ * Keys a fresh pair with kTLS: a -> b (a's TLS_TX, b's TLS_RX with the
+ * same keys), b -> a, both ways, or a's TLS_TX alone (b reads ciphertext).
+ * Returns 0 or the first errno.
+ */
+static int ktls_pair(struct worker *w, int a, int b)
+{
+	const struct ktls_suite *su = any_suite(w);
+	uint8_t tag = (uint8_t)rnd(w, 255);
+	int how = rnd(w, 4), e = 0;
+
+	if (how == 0 || how == 2 || how == 3)
+		e = ktls_key_try(a, TLS_TX, su, tag);
+	if (!e && how != 3 && how != 1)
+		e = ktls_key_try(b, TLS_RX, su, tag);
+	if (!e && (how == 1 || how == 2))
+		e = ktls_key_try(b, TLS_TX, su, tag + 1);
+	if (!e && (how == 1 || how == 2))
+		e = ktls_key_try(a, TLS_RX, su, tag + 1);
+	return e;
+}
+
 static void op_pair(struct worker *w)
 {
 	int k = rnd(w, NTCP / 2), c, s;
 	int r = tcp_pair(w, &c, &s);
 
+	/* A third of the pairs are kTLS pairs (see ktls_pair()). */
+	if (!r && chance(w, 33)) {
+		if (chance(w, 50))
+			(void)ktls_pair(w, c, s);
+		else
+			(void)ktls_pair(w, s, c);
+	}
 	count(OP_PAIR, r);
 	if (r)
 		return;
@@ -659,6 +703,82 @@ static void op_unattach(struct worker *w)
 	int tfd = chance(w, 90) ? any_tcp(w) : (int)rnd(w, 64);
 
 	count(OP_UNATTACH, kcm_unattach(any_kcm(w), tfd));
+}
+
+static size_t make_msg(struct worker *w, size_t cap);
+
+/*
+ * Keys a socket of the table with kTLS, one direction: attached or not,
+ * keyed already or not, in any state.  Under an attached socket our module
+ * fails the psock with EPROTO (kcm_stream's ulp_after_attach_fails_psock):
+ * a disturbing operation, for the chaos sockets only, never the witnesses.
+ * Now and then its pair's other end is keyed to match, so that the bytes
+ * can be read.
+ */
+static void op_ktls(struct worker *w)
+{
+	const struct ktls_suite *su = any_suite(w);
+	int k = rnd(w, NTCP), dir = chance(w, 50) ? TLS_TX : TLS_RX;
+	uint8_t tag = (uint8_t)rnd(w, 4);
+	int e = ktls_key_try(slot_get(tcp_slot, k), dir, su, tag);
+
+	if (!e && chance(w, 50))
+		(void)ktls_key_try(slot_get(tcp_slot, k ^ 1),
+				   dir == TLS_TX ? TLS_RX : TLS_TX, su, tag);
+	errno = e;
+	count(OP_KTLS, e ? -1 : 0);
+}
+
+/*
+ * A fresh kTLS pair, the receiving end attached (to a new KCM socket with
+ * LEN32 mostly, else to a KCM socket and a program of the tables), a
+ * message and a part of the next one written through the peer's kTLS,
+ * and the socket unattached at once or a moment later: mid-message (our
+ * module leaves the partial message in kTLS, readable on the socket,
+ * which is then read).  The pair and the new KCM socket join the tables.
+ */
+static void op_ktls_unattach(struct worker *w)
+{
+	int k = rnd(w, NTCP / 2), c, s, kfd, prog = -1, own = chance(w, 70), r;
+	size_t len, part;
+
+	if (tcp_pair(w, &c, &s)) {
+		count(OP_KTLS_UNATTACH, -1);
+		return;
+	}
+	kfd = own ? new_kcm(w) : any_kcm(w);
+	if (own)
+		prog = load_prog(w, PK_LEN32);
+	r = ktls_pair(w, c, s);
+	if (r) {
+		errno = r;
+		r = -1;
+	} else {
+		r = kcm_attach(kfd, s, own ? prog : any_prog(w));
+	}
+	if (prog >= 0)
+		close(prog);
+	if (!r) {
+		len = make_msg(w, 64 * 1024);
+		(void)send(c, w->buf, len, MSG_DONTWAIT | MSG_NOSIGNAL);
+		len = make_msg(w, 64 * 1024);
+		part = rnd(w, len);
+		if (part)
+			(void)send(c, w->buf, part, MSG_DONTWAIT | MSG_NOSIGNAL);
+		if (chance(w, 50))
+			usleep(rnd(w, 3000));
+		if (own && chance(w, 50))
+			(void)recv(kfd, w->buf, BUF_SIZE, MSG_DONTWAIT);
+		r = kcm_unattach(kfd, s);
+		if (!r)
+			(void)recv(s, w->buf, BUF_SIZE, MSG_DONTWAIT |
+				   (chance(w, 30) ? MSG_PEEK : 0));
+	}
+	count(OP_KTLS_UNATTACH, r);
+	if (own && kfd >= 0)
+		slot_put(kcm_slot, rnd(w, NKCM), kfd);
+	slot_put(tcp_slot, 2 * k, c);
+	slot_put(tcp_slot, 2 * k + 1, s);
 }
 
 /* Fill w->buf with one message of a random size class; returns its size. */
@@ -1239,6 +1359,15 @@ static void op_signal(struct worker *w)
  * module failed the connection) and a connection closed under the peer
  * are all violations.  A message stuck in a queue for good shows as lost
  * once the drain after the chaos is over.
+ *
+ * kTLS: the last connection of each mux is a kTLS connection (TLS 1.2 on
+ * the first mux, 1.3 on the second; keyed before the attach).  Its
+ * attached end sends through its TLS_TX and the peer reads through its
+ * TLS_RX; on our module the peer also writes through its TLS_TX and the
+ * attached end is framed from its TLS_RX's plaintext.  Linux's kcm.ko
+ * parses the ciphertext (kcm_ktls), so there the peer -> KCM direction of
+ * that connection stays plain.  Same checks; a read error on a kTLS peer
+ * (EBADMSG: a record the module damaged) is a violation as well.
  */
 #define NWMUX		2
 #define NWKCM		3
@@ -1280,6 +1409,9 @@ struct wconn {
 	uint32_t tx_next[NWKCM + 1];	/* per sender: last seq + 1 */
 	int err;			/* SO_ERROR the module posted */
 	int eof;
+	const struct ktls_suite *tls;	/* kTLS KCM -> peer, or NULL */
+	int tls_rx;			/* and peer -> KCM */
+	int rd_err;			/* a kTLS peer's read failed */
 };
 
 enum { WS_WHOLE, WS_MORE, WS_PARTS };
@@ -1299,6 +1431,7 @@ struct wsock {
 	size_t s_len, s_off;
 	uint32_t s_seq;
 	int batch_left, batch_open;
+	int busy;			/* in wsock_start() or a send */
 	uint32_t rx_next[NWCONN];	/* per connection: last seq + 1 */
 	unsigned long eintr, eagain, nomem;
 };
@@ -1731,7 +1864,7 @@ static int wsock_wants_send(struct wsock *s)
 {
 	if (s->s_active || s->batch_open)
 		return 1;
-	return !__atomic_load_n(&wit_stopping, __ATOMIC_RELAXED) &&
+	return !__atomic_load_n(&wit_stopping, __ATOMIC_SEQ_CST) &&
 	       wid_outstanding(&s->tx) < WWINDOW &&
 	       s->tx.next < WSEQ_MAX - 2 * WCHUNK;
 }
@@ -1761,10 +1894,19 @@ static void *wsock_main(void *arg)
 		 * (SO_SNDTIMEO) and signals interrupt it.
 		 */
 		if (want && (p.revents & POLLOUT || wrand(&s->rng, 100) < 10)) {
-			if (!s->s_active)
+			/*
+			 * busy, then wit_stopping again (want is from before
+			 * the poll): witness_settled() sets the one and reads
+			 * the other, so either this thread sends nothing new
+			 * or the drain waits for its send, a sendmmsg's too,
+			 * which counts its messages only once it returns.
+			 */
+			__atomic_store_n(&s->busy, 1, __ATOMIC_SEQ_CST);
+			if (!s->s_active && wsock_wants_send(s))
 				wsock_start(s);
 			if (s->s_active)
 				wsock_send(s);
+			__atomic_store_n(&s->busy, 0, __ATOMIC_SEQ_CST);
 		}
 	}
 	__atomic_store_n(&s->done, 1, __ATOMIC_RELEASE);
@@ -1812,6 +1954,11 @@ static void wpeer_read(struct wconn *c)
 		c->eof = 1;
 		wviolation(WV_CONN, "connection %d.%d: the peer read EOF",
 			   c->mux, c->idx);
+	}
+	if (n < 0 && c->tls && !wtransient(errno) && !c->rd_err) {
+		c->rd_err = errno;
+		wviolation(WV_CONN, "connection %d.%d (kTLS %s): peer read: %s",
+			   c->mux, c->idx, c->tls->name, strerror(errno));
 	}
 	if (n <= 0)
 		return;
@@ -1985,6 +2132,16 @@ static void witness_setup(void)
 			wc->mux = m;
 			wc->idx = c;
 			kcm_tcp_pair(AF_INET, &a, &b);
+			if (c == NWCONN - 1) {
+				wc->tls = m ? &tls13_gcm : &tls12_gcm;
+				ktls_key(a, TLS_TX, wc->tls, 2 * m + 1);
+				ktls_key(b, TLS_RX, wc->tls, 2 * m + 1);
+				wc->tls_rx = !kcm_lane_is_linux();
+				if (wc->tls_rx) {
+					ktls_key(b, TLS_TX, wc->tls, 2 * m + 2);
+					ktls_key(a, TLS_RX, wc->tls, 2 * m + 2);
+				}
+			}
 			ASSERT_OK(kcm_attach(x->sock[0].fd, a, prog));
 			wc->tcp = wfd_high(a);
 			wc->peer = wfd_high(b);
@@ -2021,7 +2178,9 @@ static int witness_settled(void)
 		for (k = 0; k < NWKCM; k++) {
 			struct wsock *s = &wmux[m].sock[k];
 
-			if (s->s_active || s->batch_open || wid_outstanding(&s->tx))
+			if (__atomic_load_n(&s->busy, __ATOMIC_SEQ_CST) ||
+			    s->s_active || s->batch_open ||
+			    wid_outstanding(&s->tx))
 				return 0;
 		}
 		for (c = 0; c < NWCONN; c++)
@@ -2078,6 +2237,13 @@ static unsigned long witness_report(void)
 		 rx.sent, rx.got, rx.lost, rx.dup, wv[WV_CORRUPT_RX], rx.phantom);
 	kcm_diag("witness kcm->peer: %lu sent, %lu received, %lu lost, %lu duplicated, %lu corrupted, %lu arrived unsent",
 		 tx.sent, tx.got, tx.lost, tx.dup, wv[WV_CORRUPT_TX], tx.phantom);
+	for (m = 0; m < NWMUX; m++)
+		for (c = 0; c < NWCONN; c++)
+			if (wmux[m].conn[c].tls)
+				kcm_diag("witness connection %d.%d: kTLS %s, %s",
+					 m, c, wmux[m].conn[c].tls->name,
+					 wmux[m].conn[c].tls_rx ? "both ways" :
+					 "KCM -> peer (the peer writes in the clear)");
 	kcm_diag("witness: %lu reordered on the second mux (allowed: clones closed), %lu EINTR %lu EAGAIN %lu ENOMEM/ENOBUFS on the witness threads, %lu signals caught, %s traffic",
 		 reorder_loose, eintr, eagain, nomem, signals_caught,
 		 wit_plain ? "plain (one size per connection, whole writes)" :
@@ -2350,6 +2516,7 @@ static void (*const op_fn[NOPS])(struct worker *) = {
 	[OP_IOCTL] = op_ioctl, [OP_SCM] = op_scm, [OP_NETNS] = op_netns,
 	[OP_MSG_MORE] = op_msg_more, [OP_EPOLL] = op_epoll,
 	[OP_SIGNAL] = op_signal, [OP_WITNESS] = op_witness,
+	[OP_KTLS] = op_ktls, [OP_KTLS_UNATTACH] = op_ktls_unattach,
 };
 
 static enum op pick_op(struct worker *w)
@@ -2612,7 +2779,7 @@ KCM_TEST(fuzz, KCM_TIMEOUT(FUZZ_DEFAULT_SECONDS + 120),
 	while (kcm_now_ms() < end)
 		kcm_msleep(100);
 	__atomic_store_n(&stop, 1, __ATOMIC_RELAXED);
-	__atomic_store_n(&wit_stopping, 1, __ATOMIC_RELAXED);
+	__atomic_store_n(&wit_stopping, 1, __ATOMIC_SEQ_CST);
 	/* The drain runs without injected failures: a message accepted
 	 * while allocations failed must arrive all the same.
 	 */

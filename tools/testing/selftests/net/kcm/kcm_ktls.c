@@ -32,114 +32,14 @@
 #include <unistd.h>
 
 #include "kcm_test.h"
-
-#ifndef SOL_TLS
-#define SOL_TLS 282
-#endif
+#include "ktls_keys.h"
 
 #define TLS_HDR_LEN		5
 #define TLS_TAG_LEN		16
 #define TLS_PAYLOAD_MAX		16384
 #define TLS_TYPE_DATA		23
 
-/* ---- keys ------------------------------------------------------------- */
-
-struct ktls_suite {
-	const char *name;
-	uint16_t version;	/* TLS_1_2_VERSION, TLS_1_3_VERSION */
-	uint16_t cipher;	/* TLS_CIPHER_AES_GCM_128, ..._CHACHA20_POLY1305 */
-};
-
-static const struct ktls_suite tls12_gcm = {
-	"TLS 1.2 AES-GCM-128", TLS_1_2_VERSION, TLS_CIPHER_AES_GCM_128
-};
-static const struct ktls_suite tls13_gcm = {
-	"TLS 1.3 AES-GCM-128", TLS_1_3_VERSION, TLS_CIPHER_AES_GCM_128
-};
-static const struct ktls_suite tls12_chacha = {
-	"TLS 1.2 CHACHA20-POLY1305", TLS_1_2_VERSION,
-	TLS_CIPHER_CHACHA20_POLY1305
-};
-static const struct ktls_suite tls13_chacha = {
-	"TLS 1.3 CHACHA20-POLY1305", TLS_1_3_VERSION,
-	TLS_CIPHER_CHACHA20_POLY1305
-};
-
-/*
- * The keys of one direction of one connection, made from tag: the key,
- * the 12-byte nonce base (AES-GCM's 4-byte salt, then its 8-byte IV) and
- * the first record's number, which is not 0 (a layer that ignored it
- * would fail).
- */
-struct ktls_keys {
-	unsigned char key[32];
-	size_t key_len;
-	unsigned char iv[12];
-	uint64_t seq;
-};
-
-static void ktls_keys_make(const struct ktls_suite *s, uint8_t tag,
-			   struct ktls_keys *k)
-{
-	size_t i;
-
-	k->key_len = s->cipher == TLS_CIPHER_AES_GCM_128 ? 16 : 32;
-	for (i = 0; i < sizeof(k->key); i++)
-		k->key[i] = (unsigned char)(tag * 37 + i * 11 + 1);
-	for (i = 0; i < sizeof(k->iv); i++)
-		k->iv[i] = (unsigned char)(tag * 13 + i * 7 + 3);
-	k->seq = 1000 + tag;
-}
-
-static void put_be64(unsigned char *p, uint64_t v)
-{
-	int i;
-
-	for (i = 7; i >= 0; i--, v >>= 8)
-		p[i] = (unsigned char)v;
-}
-
-/* Installs the tls ULP on fd if it has none, and keys direction dir
- * (TLS_TX or TLS_RX) with suite s and the keys of tag.
- */
-static void ktls_key(int fd, int dir, const struct ktls_suite *s,
-		     uint8_t tag)
-{
-	union {
-		struct tls12_crypto_info_aes_gcm_128 gcm;
-		struct tls12_crypto_info_chacha20_poly1305 chacha;
-	} info;
-	struct ktls_keys k;
-	socklen_t len;
-
-	if (setsockopt(fd, IPPROTO_TCP, TCP_ULP, "tls", 3) &&
-	    errno != EEXIST) {
-		if (errno == ENOENT)
-			kcm_skip("this kernel has no tls ULP");
-		KCM_FAIL("TCP_ULP tls: %s", kcm_errname(errno));
-	}
-	ktls_keys_make(s, tag, &k);
-	memset(&info, 0, sizeof(info));
-	if (s->cipher == TLS_CIPHER_AES_GCM_128) {
-		info.gcm.info.version = s->version;
-		info.gcm.info.cipher_type = s->cipher;
-		memcpy(info.gcm.salt, k.iv, 4);
-		memcpy(info.gcm.iv, k.iv + 4, 8);
-		memcpy(info.gcm.key, k.key, 16);
-		put_be64(info.gcm.rec_seq, k.seq);
-		len = sizeof(info.gcm);
-	} else {
-		info.chacha.info.version = s->version;
-		info.chacha.info.cipher_type = s->cipher;
-		memcpy(info.chacha.iv, k.iv, 12);
-		memcpy(info.chacha.key, k.key, 32);
-		put_be64(info.chacha.rec_seq, k.seq);
-		len = sizeof(info.chacha);
-	}
-	if (setsockopt(fd, SOL_TLS, dir, &info, len))
-		KCM_FAIL("%s %s: %s", dir == TLS_TX ? "TLS_TX" : "TLS_RX",
-			 s->name, kcm_errname(errno));
-}
+/* The keys: ktls_keys.c, shared with kcm_soak and kcm_fuzz. */
 
 /* ---- a user-space record layer ----------------------------------------- */
 

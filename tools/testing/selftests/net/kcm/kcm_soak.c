@@ -30,7 +30,16 @@
  * using recv, recvmmsg(MSG_WAITFORONE), KCM_RECV_BATCH, epoll, or a mix
  * of those; SO_RCVTIMEO on the readers or not; blocking senders or
  * non-blocking ones that poll for POLLOUT; readers that pause now and
- * then or not.  IPv4 and IPv6 alternate.
+ * then or not; plain TCP or kTLS.  IPv4 and IPv6 alternate.
+ *
+ * Over kTLS (issue 20; the soak_tls* cases): every connection keyed with
+ * kTLS both ways (software, AES-GCM-128, no handshake: ktls_keys.c), the
+ * peer writing through its TLS_TX, the attached socket reading through its
+ * TLS_RX, so that messages are framed from kTLS's plaintext; the same
+ * accounting, and a stall report that adds each connection's TLS record
+ * numbers (records the peer encrypted, records the attached end decrypted)
+ * and /proc/net/tls_stat.  Linux's kcm.ko parses the ciphertext there:
+ * expected failures on its lane.
  *
  * Short form (the soak_* cases): a handful of configurations that cover
  * the corners, a few seconds each.  Long form (soak_matrix):
@@ -40,7 +49,7 @@
  * KCM_SOAK_RUN_MS sets the sending time of one long-form run (1500);
  * KCM_SOAK_MATRIX=905,1178 runs only those configurations of the matrix
  * (the numbers each run prints), over and over: a stall's replay.
- * On Linux's kcm.ko the long form leaves out KCM_RECV_BATCH and stops at
+ * On Linux's kcm.ko the long form leaves out KCM_RECV_BATCH and kTLS, and stops at
  * its first stall, as the short cases show it does.
  */
 #include <fcntl.h>
@@ -56,6 +65,7 @@
 #include <unistd.h>
 
 #include "kcm_test.h"
+#include "ktls_keys.h"
 
 #define SOAK_MAX_CONNS		16
 #define SOAK_MAX_READERS	4
@@ -98,6 +108,7 @@ struct soak_conf {
 	bool nonblock;		/* senders: MSG_DONTWAIT and poll(POLLOUT) */
 	bool pause;		/* readers pause now and then */
 	int ms;			/* sending time */
+	const struct ktls_suite *tls;	/* kTLS both ways, or NULL */
 };
 
 /* What a thread is doing, for the stall report. */
@@ -184,6 +195,9 @@ static void conf_str(const struct soak_conf *cf, char *out, size_t n)
 		 size, cf->tiny ? "tiny" : "default", read_names[cf->read],
 		 cf->rcvtimeo ? "100ms" : "none",
 		 cf->nonblock ? "nonblock" : "block", cf->pause ? "yes" : "no");
+	if (cf->tls)
+		snprintf(out + strlen(out), n - strlen(out), " ktls=%s",
+			 cf->tls->name);
 }
 
 static void set_state(atomic_int *st, atomic_llong *since, int v)
@@ -604,6 +618,54 @@ static void dump_tcp(const char *name, int fd)
 		 ti.tcpi_last_data_sent, ti.tcpi_last_data_recv);
 }
 
+/*
+ * The next record number of direction dir of a kTLS socket: how many
+ * records it has encrypted (TLS_TX) or decrypted (TLS_RX) since it was
+ * keyed with tag's first number.
+ */
+static void dump_tls(const char *name, int fd, int dir, uint8_t tag)
+{
+	struct tls12_crypto_info_aes_gcm_128 info;
+	socklen_t len = sizeof(info);
+	struct ktls_keys k;
+	uint64_t seq = 0;
+	int i;
+
+	memset(&info, 0, sizeof(info));
+	if (getsockopt(fd, SOL_TLS, dir, &info, &len)) {
+		kcm_diag("  %s: %s: %s", name, dir == TLS_TX ? "TLS_TX" : "TLS_RX",
+			 kcm_errname(errno));
+		return;
+	}
+	for (i = 0; i < 8; i++)
+		seq = seq << 8 | info.rec_seq[i];
+	/* The suite does not change the first number: only the tag does. */
+	ktls_keys_make(&tls12_gcm, tag, &k);
+	kcm_diag("  %s: %s next record %llu: %llu records %s",
+		 name, dir == TLS_TX ? "TLS_TX" : "TLS_RX",
+		 (unsigned long long)seq, (unsigned long long)(seq - k.seq),
+		 dir == TLS_TX ? "encrypted" : "decrypted");
+}
+
+/* /proc/net/tls_stat's counters that are not 0. */
+static void dump_tls_stat(void)
+{
+	char *text = kcm_read_file("/proc/net/tls_stat"), *line, *save;
+
+	if (!text) {
+		kcm_diag("/proc/net/tls_stat: %s", kcm_errname(errno));
+		return;
+	}
+	for (line = strtok_r(text, "\n", &save); line;
+	     line = strtok_r(NULL, "\n", &save)) {
+		const char *v = strrchr(line, ' ');
+
+		if (v && strtoull(v + 1, NULL, 10))
+			kcm_diag("  tls_stat: %s", line);
+	}
+	free(text);
+}
+
 /* The first bytes waiting in a TCP socket (peeked: nothing consumed). */
 static void dump_head(const char *name, int fd)
 {
@@ -636,6 +698,12 @@ static long long first_missing(struct soak_conn *c, unsigned long long sent)
 	return -1;
 }
 
+/* The keys of connection i, one direction (0: peer -> attached end). */
+static uint8_t tls_tag(int i, int reply)
+{
+	return (uint8_t)(2 * i + reply + 1);
+}
+
 static void dump_state(struct soak *s, const char *why)
 {
 	long long now = kcm_now_ms();
@@ -659,10 +727,18 @@ static void dump_state(struct soak *s, const char *why)
 			 (unsigned long long)atomic_load(&c->again));
 		snprintf(name, sizeof(name), "conn %d attached", i);
 		dump_tcp(name, s->tcp[i]);
-		dump_head(name, s->tcp[i]);
+		/* Over kTLS, bytes would be peeked through it: not done. */
+		if (!s->cf->tls)
+			dump_head(name, s->tcp[i]);
+		else
+			dump_tls(name, s->tcp[i], TLS_RX, tls_tag(i, 0));
 		snprintf(name, sizeof(name), "conn %d peer", i);
 		dump_tcp(name, s->peer[i]);
+		if (s->cf->tls)
+			dump_tls(name, s->peer[i], TLS_TX, tls_tag(i, 0));
 	}
+	if (s->cf->tls)
+		dump_tls_stat();
 	for (i = 0; i < s->cf->readers; i++) {
 		struct soak_reader *r = &s->rd[i];
 
@@ -753,6 +829,16 @@ static void soak_run(const struct soak_conf *cf, uint64_t *rng,
 		struct soak_conn *c = &s->conn[i];
 
 		kcm_tcp_pair(cf->family, &s->peer[i], &s->tcp[i]);
+		if (cf->tls) {
+			/* Both ways: the soak's messages go peer -> attached
+			 * end; the other direction is keyed as well, so that
+			 * the attached socket is a whole kTLS socket.
+			 */
+			ktls_key(s->peer[i], TLS_TX, cf->tls, tls_tag(i, 0));
+			ktls_key(s->tcp[i], TLS_RX, cf->tls, tls_tag(i, 0));
+			ktls_key(s->tcp[i], TLS_TX, cf->tls, tls_tag(i, 1));
+			ktls_key(s->peer[i], TLS_RX, cf->tls, tls_tag(i, 1));
+		}
 		if (cf->tiny) {
 			kcm_set_int_opt(s->tcp[i], SOL_SOCKET, SO_RCVBUF,
 					tcp_rcvbuf);
@@ -962,15 +1048,52 @@ KCM_TEST(soak_c1_r4_mixed_mix_tiny_nonblock_pause, KCM_TIMEOUT(300), KCM_EXT)
 		 .rcvtimeo = true, .nonblock = true, .pause = true });
 }
 
+/*
+ * Over kTLS, both ways (issue 20): the messages framed from the plaintext
+ * kTLS decrypts, records cut anywhere in a message (a sender's write ends
+ * inside one now and then, and a record is what one write gave kTLS).
+ * Linux's kcm.ko parses TCP's queue under kTLS, not kTLS's plaintext
+ * (kcm_ktls's rx cases).  On 6.12 its first messages were of 4 bytes, a
+ * length without its message, and each case failed on them at once; on
+ * 6.1 nothing arrived and each stalled (the report: the peers' TLS_TX had
+ * encrypted records, the attached ends' TLS_RX decrypted none), 10 s each.
+ */
+#define KTLS_RX_BUG KCM_LINUX_BUG("parses the ciphertext in TCP's queue: damaged messages (6.12) or none and a stall (6.1)")
+
+KCM_TEST(soak_tls13_c4_r2_mixed_mmsg_tiny_pause, KCM_TIMEOUT(300), KTLS_RX_BUG)
+{
+	soak_one((struct soak_conf){ .family = AF_INET6, .conns = 4,
+		 .readers = 2, .size = 0, .tiny = true, .read = RD_MMSG,
+		 .pause = true, .tls = &tls13_gcm });
+}
+
+KCM_TEST(soak_tls12_c16_r4_64_epoll_nonblock, KCM_TIMEOUT(300), KTLS_RX_BUG)
+{
+	soak_one((struct soak_conf){ .family = AF_INET, .conns = 16,
+		 .readers = 4, .size = 64, .read = RD_EPOLL,
+		 .nonblock = true, .tls = &tls12_gcm });
+}
+
+KCM_TEST(soak_tls13_c4_r4_64k_mix_tiny_timeo, KCM_TIMEOUT(300), KTLS_RX_BUG)
+{
+	soak_one((struct soak_conf){ .family = AF_INET, .conns = 4,
+		 .readers = 4, .size = 65536, .tiny = true, .read = RD_MIX,
+		 .rcvtimeo = true, .tls = &tls13_gcm });
+}
+
 /* ---- long form ------------------------------------------------------------ */
 
 static const int m_conns[] = { 1, 4, 16 };
 static const int m_readers[] = { 1, 2, 4 };
 static const int m_sizes[] = { 64, 512, 4096, 65536, 0 };
 #define NELEM(a) ((int)(sizeof(a) / sizeof((a)[0])))
-/* conns x readers x sizes x rcvbuf x read x rcvtimeo x send x pause */
+/*
+ * conns x readers x sizes x rcvbuf x read x rcvtimeo x send x pause x
+ * kTLS: kTLS last, so that the numbers below MATRIX / 2 stay those of the
+ * plain configurations they were before it (KCM_SOAK_MATRIX replays).
+ */
 #define MATRIX (NELEM(m_conns) * NELEM(m_readers) * NELEM(m_sizes) * 2 * \
-		RD_NMODES * 2 * 2 * 2)
+		RD_NMODES * 2 * 2 * 2 * 2)
 
 static void conf_of(int idx, struct soak_conf *cf)
 {
@@ -990,6 +1113,9 @@ static void conf_of(int idx, struct soak_conf *cf)
 	cf->nonblock = idx % 2;
 	idx /= 2;
 	cf->pause = idx % 2;
+	idx /= 2;
+	/* soak_matrix alternates TLS 1.2 and 1.3. */
+	cf->tls = idx % 2 ? &tls13_gcm : NULL;
 }
 
 static int soak_secs(void)
@@ -1066,6 +1192,13 @@ KCM_TEST(soak_matrix, KCM_TIMEOUT(300), KCM_LINUX_RACE(STALLS))
 		n = (n + 1) % nconf;
 		if (kcm_lane_is_linux() && cf.read == RD_BATCH)
 			continue;	/* no KCM_RECV_BATCH there */
+		/* Linux's kcm.ko parses kTLS's ciphertext (the soak_tls*
+		 * cases).
+		 */
+		if (kcm_lane_is_linux() && cf.tls)
+			continue;
+		if (cf.tls && runs / 2 % 2)
+			cf.tls = &tls12_gcm;
 		conf_str(&cf, conf, sizeof(conf));
 		kcm_diag("run %d (matrix %d): %s", runs, idx, conf);
 		soak_run(&cf, &rng, &res);
