@@ -21,8 +21,10 @@
 #   make bench-selftest   on the host: kcm_bench's data check catches an
 #                         injected corruption, loss, duplicate and stall
 #                         (about 10 s; part of make check)
-#   make check-dkms       dkms add/build/install for every kernel, the module
-#                         where modinfo finds it, dkms remove (about 2 min;
+#   make check-dkms       README's "With DKMS, from the tree" run on this
+#                         host: dkms install for 6.12 from a copy of the
+#                         tree, the module where modinfo -k finds it, dkms
+#                         remove; the host left as it was (1-2 min;
 #                         part of a make check without TESTS)
 #   make check-deb        make deb, then README's install section run on this
 #                         host: the packages installed with dpkg -i, checked,

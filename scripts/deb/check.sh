@@ -4,9 +4,9 @@
 #
 # Runs, word for word, the two blocks of README.md's install section that
 # are marked "<!-- check-deb: install" and "<!-- check-deb: remove" (each
-# the fenced block after its mark): make deb, dkms installed with apt-get,
-# both packages with dpkg -i, and at the end dpkg --purge.  In between it
-# checks what they put where:
+# the fenced block after its mark; scripts/readme-block.sh): make deb,
+# dkms installed with apt-get, both packages with dpkg -i, and at the end
+# dpkg --purge.  In between it checks what they put where:
 #  - kcm-dkms: /usr/src/kcm-VERSION holds dkms.conf, net/kcm/ and include/
 #    as the tree has them, and nothing else; dpkg -i had DKMS build and
 #    install the module for every kernel we build for (scripts/kernels.sh):
@@ -35,7 +35,6 @@ host_tag=deb
 failed=0
 ok() { echo "deb: ok - $*"; }
 bad() { echo "deb: not ok - $*"; failed=$((failed + 1)); }
-fail() { bad "$*"; exit 1; }
 
 [ "$(id -u)" -eq 0 ] || { echo "deb: must run as root" >&2; exit 1; }
 cd "$root" || exit 1
@@ -48,31 +47,10 @@ log=$root/build/deb-check
 rm -rf "$log"
 mkdir -p "$log"
 
-# --- README's blocks ----------------------------------------------------------
-readme_block() {	# the fenced block after the line "<!-- check-deb: $1"
-	awk -v mark="<!-- check-deb: $1" '
-		index($0, mark) == 1 { armed = 1; next }
-		armed && !inside && /^```/ { inside = 1; next }
-		inside && /^```/ { exit }
-		inside { print; found = 1 }
-		END { exit !found }' README.md
-}
-readme_block install >"$log/install.sh" ||
-	fail "README.md has no block marked '<!-- check-deb: install'"
-readme_block remove >"$log/remove.sh" ||
-	fail "README.md has no block marked '<!-- check-deb: remove'"
-run_block() {	# run README's block $1, as root, in the tree, command by command
-	local t0=$SECONDS
-	if DEBIAN_FRONTEND=noninteractive bash -e -o pipefail -x "$log/$1.sh" \
-			</dev/null >"$log/$1.log" 2>&1; then
-		ok "README's $1 block ran ($((SECONDS - t0)) s): $(grep -v '^\s*$' "$log/$1.sh" |
-			sed 's/[[:space:]]*#.*//' | paste -sd';' | sed 's/;/; /g')"
-	else
-		bad "README's $1 block failed (build/deb-check/$1.log):"
-		tail -n 15 "$log/$1.log" | sed 's/^/    /'
-		return 1
-	fi
-}
+# --- README's blocks (scripts/readme-block.sh) ---------------------------------
+. "$root/scripts/readme-block.sh"
+readme_block "check-deb: install" install || exit 1
+readme_block "check-deb: remove" remove || exit 1
 
 # --- the host before ------------------------------------------------------------
 host_lock
