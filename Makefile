@@ -241,8 +241,7 @@ bench-build:
 	@$(MAKE) --no-print-directory modules
 	@$(MAKE) --no-print-directory -C $(TESTS_DIR)/bench OUTPUT=$(CURDIR)/build/bench/bin
 
-# kcm_bench's user-space variants on the host, with faults injected: the
-# benchmark's data check must fail them (no module, no VM).
+# README's "With DKMS, from the tree", run as it is (scripts/dkms-check.sh).
 check-dkms:
 	@scripts/install-deps.sh
 	@scripts/dkms-check.sh
@@ -264,6 +263,8 @@ check-autoload: modules
 	@scripts/install-deps.sh
 	@scripts/vm/autoload.sh $$(scripts/kernels.sh $(KERNELS))
 
+# kcm_bench's user-space variants on the host, with faults injected: the
+# benchmark's data check must fail them (no module, no VM).
 bench-selftest:
 	@$(MAKE) --no-print-directory -C $(TESTS_DIR)/bench OUTPUT=$(CURDIR)/build/bench/bin
 	@$(TESTS_DIR)/bench/selftest.sh $(CURDIR)/build/bench/bin/kcm_bench
