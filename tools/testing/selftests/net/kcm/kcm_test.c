@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
+#include <sys/times.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -401,6 +402,14 @@ long long kcm_now_ms(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
+}
+
+long long kcm_tick_ms(void)
+{
+	struct tms t;
+
+	/* times() returns jiffies_64 converted to clock ticks. */
+	return (long long)times(&t) * 1000 / sysconf(_SC_CLK_TCK);
 }
 
 void kcm_msleep(int ms)

@@ -306,6 +306,17 @@ void *kcm_xmalloc(size_t n);
 
 /* Monotonic time in milliseconds. */
 long long kcm_now_ms(void);
+/*
+ * The kernel's tick clock (jiffies, read through times()) in milliseconds,
+ * to the resolution of a clock tick (sysconf(_SC_CLK_TCK), 10 ms).  The
+ * clock that SO_RCVTIMEO, SO_SNDTIMEO and delayed work count in: a case
+ * that checks one of those did not end early measures it with this, not
+ * with kcm_now_ms().  Jiffies fall behind CLOCK_MONOTONIC while the guest's
+ * timer interrupts come late (QEMU TCG on a loaded host: by 100 ms and
+ * more), and a timeout armed then ends that much early on CLOCK_MONOTONIC;
+ * on this clock it never ends early.
+ */
+long long kcm_tick_ms(void);
 void kcm_msleep(int ms);
 
 /* ---- helpers: namespaces and /proc ------------------------------------ */
