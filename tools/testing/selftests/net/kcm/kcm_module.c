@@ -511,7 +511,9 @@ KCM_TEST(unload_refused_while_closed_socket_is_in_recv)
  * What a sender may have taken after the stall.  Ours stops taking at
  * SO_SNDBUF long before; Linux's kcm.ko (6.1) once took a KCM sender's
  * bytes until the 1 GiB guest ran out of memory (the OOM killer in
- * kcm_sendmsg(), CI of 2026-12-07): the test bounds what it queues.
+ * kcm_sendmsg(), CI of 2026-12-07): it takes the pieces of an unfinished
+ * message without bound (tx_basic's unfinished_message_held_to_sndbuf),
+ * so the test bounds what it queues.
  */
 #define TR_TAIL_MAX	(8 * 1024 * 1024)
 

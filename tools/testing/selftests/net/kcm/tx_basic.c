@@ -23,7 +23,9 @@
  *    they fill the send buffer;
  *  - a SOCK_SEQPACKET message is held until MSG_EOR (an empty send with
  *    MSG_EOR completes it); an unfinished one is dropped when its socket
- *    closes.
+ *    closes;
+ *  - the pieces of an unfinished message are taken without regard to
+ *    SO_SNDBUF (a Linux bug: unfinished_message_held_to_sndbuf).
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -514,6 +516,80 @@ KCM_TEST(seqpacket_no_interleave)
 	ASSERT_EQ(send(ka, a_msg + 6000, a_len - 6000, MSG_EOR),
 		  (ssize_t)(a_len - 6000));
 	tx_expect_stream(peer, a_msg, a_len);
+}
+
+/*
+ * An unfinished message counts against the send buffer as a queued one
+ * does: its pieces (no MSG_EOR on SOCK_SEQPACKET, MSG_MORE on SOCK_DGRAM)
+ * are taken while SO_SNDBUF has room, then MSG_DONTWAIT gives EAGAIN and a
+ * blocking send waits out SO_SNDTIMEO.  So a sender that never ends its
+ * message cannot make the kernel hold more than its buffer.  With a larger
+ * SO_SNDBUF the message can be finished, and it goes out whole.  The
+ * pieces stop at 4 MiB (more than SO_SNDBUF can ever be here) so that a
+ * module without the bound does not take the guest's memory.
+ */
+KCM_TEST(unfinished_message_held_to_sndbuf,
+	 KCM_LINUX_BUG("the pieces of an unfinished message are taken without bound"))
+{
+	enum { PIECE = 4096, PLEN = (4 << 20) - 4 };
+	unsigned char *msg = kcm_xmalloc(PLEN + 4);
+	uint64_t rng = 424242;
+	size_t len = tx_make(msg, PLEN, &rng);
+	int types[] = { SOCK_SEQPACKET, SOCK_DGRAM };
+	unsigned int t;
+
+	for (t = 0; t < sizeof(types) / sizeof(types[0]); t++) {
+		int more = types[t] == SOCK_DGRAM ? MSG_MORE : 0;
+		int end = types[t] == SOCK_DGRAM ? 0 : MSG_EOR;
+		struct tx_reader r = { .want = len };
+		int kcm, sndbuf;
+		long long t0;
+		size_t off = 0;
+		pthread_t th;
+
+		kcm = tx_setup(types[t], NULL, &r.fd);
+		kcm_set_int_opt(kcm, SOL_SOCKET, SO_SNDBUF, 65536);
+		sndbuf = kcm_get_int_opt(kcm, SOL_SOCKET, SO_SNDBUF);
+		while (off < len - PIECE) {
+			ssize_t n = send(kcm, msg + off, PIECE,
+					 more | MSG_DONTWAIT);
+
+			if (n < 0) {
+				ASSERT_EQ(errno, EAGAIN);
+				break;
+			}
+			ASSERT_EQ(n, PIECE);
+			off += n;
+		}
+		KCM_LOG("%s: %zu bytes of the message taken, SO_SNDBUF %d",
+			types[t] == SOCK_DGRAM ? "DGRAM" : "SEQPACKET", off,
+			sndbuf);
+		EXPECT_GE(off, PIECE);
+		EXPECT_LE(off, (size_t)sndbuf + PIECE);
+		kcm_set_sndtimeo(kcm, 200);
+		t0 = kcm_tick_ms();
+		ASSERT_ERRNO(send(kcm, msg + off, PIECE, more), EAGAIN);
+		EXPECT_GE(kcm_tick_ms() - t0, 200);
+		tx_expect_quiet(r.fd, 50);
+
+		/* Room for the rest: it is taken in one call and the
+		 * message goes out whole.
+		 */
+		kcm_set_int_opt(kcm, SOL_SOCKET, SO_SNDBUF, 4 * sndbuf);
+		r.buf = kcm_xmalloc(len);
+		ASSERT_EQ(pthread_create(&th, NULL, tx_reader_fn, &r), 0);
+		ASSERT_EQ(send(kcm, msg + off, len - off, end),
+			  (ssize_t)(len - off));
+		ASSERT_EQ(pthread_join(th, NULL), 0);
+		ASSERT_EQ(r.err, 0);
+		ASSERT_EQ(r.got, len);
+		ASSERT_MEMEQ(r.buf, msg, len);
+		tx_expect_quiet(r.fd, 50);
+		free(r.buf);
+		close(kcm);
+		close(r.fd);
+	}
+	free(msg);
 }
 
 /* A SOCK_SEQPACKET message left unfinished when its socket closes is
