@@ -741,8 +741,8 @@ static void kcm_expect_msgs_from(int kcm, int tcp, uint32_t conn,
 	int i, n = to;
 
 	for (i = from; i < to; i++) {
-		ssize_t got = kcm_recv_timeout(kcm, buf, KTLS_MSG_MAX + 1, 0,
-					       10000);
+		ssize_t got = kcm_recv_watching(kcm, tcp, buf,
+						KTLS_MSG_MAX + 1, 10000);
 		uint32_t c, s;
 
 		if (got < 0)
@@ -928,7 +928,7 @@ KCM_TEST(rx_large_messages, KTLS_RX_BUG, KCM_TIMEOUT(120))
 	buf = ktls_msgs(12, sizes, 4, &len);
 	kcm_write_all(peer, buf, len);
 	for (i = 0; i < 4; i++) {
-		ssize_t n = kcm_recv_timeout(kcm, got, 200001, 0, 20000);
+		ssize_t n = kcm_recv_watching(kcm, tcp, got, 200001, 20000);
 		uint32_t c, s;
 
 		if (n < 0)
@@ -967,7 +967,7 @@ KCM_TEST(rxtx_tls_request_reply, KTLS_RX_BUG)
 
 		kcm_msg_build(msg, size, 13, i);
 		kcm_write_all(peer, msg, size);
-		n = kcm_recv_timeout(kcm, got, sizeof(got), 0, 5000);
+		n = kcm_recv_watching(kcm, tcp, got, sizeof(got), 5000);
 		if (n < 0)
 			KCM_FAIL("request %d: %s", i, kcm_errname(errno));
 		ASSERT_EQ(n, size);
@@ -1366,7 +1366,7 @@ KCM_TEST(rx_tls_recv_batch, KCM_EXT)
 	msgs = ktls_msgs(23, sizes, 300, &len);
 	kcm_write_all(peer, msgs, len);
 	while (i < 300) {
-		ssize_t n = kcm_recv_timeout(kcm, buf, 1 << 18, 0, 5000);
+		ssize_t n = kcm_recv_watching(kcm, tcp, buf, 1 << 18, 5000);
 		size_t off = 0;
 
 		if (n < 0)

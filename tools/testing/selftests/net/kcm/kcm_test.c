@@ -833,6 +833,33 @@ ssize_t kcm_recv_timeout(int fd, void *buf, size_t cap, int flags, int ms)
 	}
 }
 
+ssize_t kcm_recv_watching(int kcm, int tcp, void *buf, size_t cap, int ms)
+{
+	long long now = kcm_now_ms(), deadline = now + ms, give_up = deadline;
+
+	for (;;) {
+		struct pollfd p[2] = {
+			{ .fd = kcm, .events = POLLIN },
+			{ .fd = tcp },
+		};
+		long long left;
+		ssize_t n;
+
+		now = kcm_now_ms();
+		left = (give_up < deadline ? give_up : deadline) - now;
+		if (left < 0)
+			left = 0;
+		if (poll(p, 2, left > 100 ? 100 : (int)left) < 0 &&
+		    errno != EINTR)
+			return -1;
+		n = recv(kcm, buf, cap, MSG_DONTWAIT);
+		if (n >= 0 || errno != EAGAIN || left == 0)
+			return n;
+		if ((p[1].revents & POLLERR) && give_up == deadline)
+			give_up = kcm_now_ms() + 1000;
+	}
+}
+
 uint64_t kcm_csum(const void *buf, size_t len)
 {
 	const unsigned char *b = buf;

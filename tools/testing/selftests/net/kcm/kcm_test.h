@@ -293,6 +293,16 @@ int kcm_msg_check(const void *buf, size_t len, uint32_t *conn, uint32_t *seq);
  */
 ssize_t kcm_recv_timeout(int fd, void *buf, size_t cap, int flags, int ms);
 
+/*
+ * kcm_recv_timeout(kcm, buf, cap, 0, ms) that also watches @tcp, a TCP
+ * socket attached to @kcm's mux: once @tcp shows an error (POLLERR, read
+ * without clearing it) and nothing has come on @kcm for a second more, no
+ * message is coming and it gives up early, -1 with errno EAGAIN.  A
+ * message parsed before the error is queued on a KCM socket before the
+ * error is posted, so the second is slack, not a guess.
+ */
+ssize_t kcm_recv_watching(int kcm, int tcp, void *buf, size_t cap, int ms);
+
 /* 64-bit FNV-1a checksum. */
 uint64_t kcm_csum(const void *buf, size_t len);
 
