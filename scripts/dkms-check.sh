@@ -120,10 +120,4 @@ if [ -z "$left" ]; then
 else
 	bad "left after README's remove block: $(echo "$left" | tr '\n' ' ')"
 fi
-for k in "${kvers[@]}"; do
-	file=$(modinfo -k "$k" -F filename kcm 2>/dev/null)
-	case $file in
-	*/kernel/net/kcm/kcm.ko*) ok "$k: Linux's module is back ($file)" ;;
-	*) bad "$k: modinfo -k finds '$file' after the remove block" ;;
-	esac
-done
+linux_module_back "the remove block" "${kvers[@]}"

@@ -9,6 +9,10 @@
 #                           output in $log/NAME.log; prints "ok" and the
 #                           commands (comments dropped), or "not ok" and the
 #                           log's last lines, and returns 1
+#   linux_module_back WHEN KVER...
+#                           for each kernel, modinfo -k must find Linux's
+#                           kcm.ko again (kernel/net/kcm/) and not ours;
+#                           WHEN says after what, in the "not ok" line
 # The sourcing script defines ok and bad (its "<tag>: ok|not ok" lines),
 # $root (the tree) and $log (a directory under it), and runs in $root.
 # shellcheck shell=bash disable=SC2154
@@ -35,4 +39,16 @@ run_block() {
 		tail -n 15 "$log/$1.log" | sed 's/^/    /'
 		return 1
 	fi
+}
+
+linux_module_back() {
+	local when=$1 k file
+	shift
+	for k in "$@"; do
+		file=$(modinfo -k "$k" -F filename kcm 2>/dev/null)
+		case $file in
+		*/kernel/net/kcm/kcm.ko*) ok "$k: Linux's module is back ($file)" ;;
+		*) bad "$k: modinfo -k finds '$file' after $when" ;;
+		esac
+	done
 }

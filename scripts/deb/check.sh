@@ -225,10 +225,4 @@ left=$(ls -d /usr/src/kcm-* /var/lib/dkms/kcm /lib/modules/*/updates/dkms/kcm.ko
 	/usr/include/kcm /usr/bin/kcmstat 2>/dev/null)
 [ -z "$left" ] && ok "after dpkg --purge: no kcm-*, no /usr/src/kcm-*, /var/lib/dkms/kcm, updates/dkms/kcm.ko*, /usr/include/kcm, kcmstat" ||
 	bad "left after dpkg --purge: $(echo "$left" | tr '\n' ' ')"
-for k in "${kvers[@]}"; do
-	file=$(modinfo -k "$k" -F filename kcm 2>/dev/null)
-	case $file in
-	*/kernel/net/kcm/kcm.ko*) ok "$k: Linux's module is back ($file)" ;;
-	*) bad "$k: modinfo finds '$file' after the purge" ;;
-	esac
-done
+linux_module_back "the purge" "${kvers[@]}"

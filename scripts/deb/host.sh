@@ -33,8 +33,12 @@ host_packages() {	# not the packages dpkg only remembers (un, pn)
 		awk '$2 != "un" && $2 != "pn"' | sort >"$1"
 }
 
+# SUDO_FORCE_REMOVE: README's install pulls in sudo (dkms recommends it) on
+# a host without it, and sudo's prerm refuses its removal while root has no
+# password, failing the whole purge (dkms left half removed).
 host_apt() {
-	DEBIAN_FRONTEND=noninteractive apt-get -y -qq -o DPkg::Lock::Timeout=300 "$@"
+	DEBIAN_FRONTEND=noninteractive SUDO_FORCE_REMOVE=yes \
+		apt-get -y -qq -o DPkg::Lock::Timeout=300 "$@"
 }
 
 host_install() {
