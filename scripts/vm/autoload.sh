@@ -4,15 +4,27 @@
 # For each kernel (default: scripts/kernels.sh), boots a VM whose
 # /lib/modules/KVER holds what DKMS installs: Linux's kcm.ko where Debian
 # puts it (kernel/net/kcm/) and ours in updates/dkms/, with depmod run on
-# that tree and kmod's modprobe and depmod.  No module is loaded by hand:
-# the VM's first socket(AF_KCM) must load ours (its build ID in
-# /sys/module/kcm/notes/, and our version).  With ours removed and depmod
-# run again, the family's alias (net-pf-41) must resolve to Linux's module,
-# and modprobe of it load Linux's (its build ID, no version).  That second
-# load is by modprobe, not by a second socket(): in these VMs the kernel's
-# own second request_module("net-pf-41") after an rmmod came back without
-# a module (socket() failed with EAFNOSUPPORT, nothing in the kernel log)
-# while the same modprobe from the shell loads it; not understood yet.
+# that tree and kmod's modprobe, depmod and rmmod.  No module is loaded by
+# hand: the VM's first socket(AF_KCM) must load ours (its build ID in
+# /sys/module/kcm/notes/, and our version).  Then ours is removed as the
+# package's removal does it (rmmod, the file deleted, depmod), net-pf-41
+# must resolve to Linux's module (kmod's modprobe --show-depends), and the
+# next socket(AF_KCM) must load Linux's module by itself (its build ID, no
+# version).
+#
+# The hook calls kmod's tools by path (/sbin/depmod etc.), never by bare
+# name: the VM's shell is Debian's busybox-static, whose sh runs its own
+# applet for a bare "depmod", "modprobe" or "rmmod" whatever PATH says
+# (busybox sh -c 'type depmod' says "depmod is depmod" on a host with
+# kmod's /sbin/depmod too).  Busybox's depmod writes only the text
+# modules.dep/.alias/.symbols; kmod's modprobe, which the kernel runs for
+# request_module("net-pf-41"), reads modules.dep.bin and modules.alias.bin,
+# which still named updates/dkms/kcm.ko: it exited 1 on the missing file
+# (quietly: the kernel passes -q) and socket() failed with EAFNOSUPPORT,
+# while busybox's modprobe from the shell, reading the text files, loaded
+# Linux's module.  Seen with ftrace in the VM (module_request, then
+# modprobe's opens: modules.dep.bin, ..., updates/dkms/kcm.ko ENOENT,
+# exit_group(1)).
 # Prints "autoload: ok|not ok - ..." lines; exits 1 if one failed, the VM
 # did not finish or its kernel log has a report.  Logs in
 # build/vm/KVER-autoload/.
@@ -60,15 +72,17 @@ for kver in "${kvers[@]}"; do
 	for lib in $(ldd /usr/bin/kmod | grep -oE '/[^ ]+'); do
 		cp -L --parents "$lib" "$ov"
 	done
-	ln -sf /usr/bin/kmod "$ov/sbin/modprobe"
-	ln -sf /usr/bin/kmod "$ov/sbin/depmod"
+	for tool in modprobe depmod rmmod; do
+		ln -sf /usr/bin/kmod "$ov/sbin/$tool"
+	done
 	ours_id=$(build_id "$ours")
 	ours_ver=$(modinfo -F version "$ours")
 	linux_id=$(build_id "$linux")
 	[ -n "$ours_id" ] && [ -n "$linux_id" ] && [ "$ours_id" != "$linux_id" ] ||
 		{ bad "$kver: no build IDs to tell the modules apart"; continue; }
 	# Sourced by init.sh before its insmod (which then loads ours for
-	# nothing: no tests run), with say and fd 3.
+	# nothing: no tests run), with say and fd 3.  kmod's tools by path:
+	# a bare name is busybox's applet (see the top of this file).
 	cat >"$ov/hooks/before-insmod" <<HOOK
 al() { say "autoload: \$*"; }
 loaded() {	# what socket(AF_KCM) loaded: build ID, version
@@ -77,7 +91,7 @@ loaded() {	# what socket(AF_KCM) loaded: build ID, version
 }
 unload() {	# the module, once its last socket is freed
 	for _ in 1 2 3 4 5 6 7 8 9 10; do
-		rmmod kcm 2>/dev/null
+		/sbin/rmmod kcm 2>/dev/null
 		# Gone from sysfs too: modprobe takes a module whose
 		# /sys/module/ directory is there for loaded.
 		[ -e /sys/module/kcm ] || return 0
@@ -86,6 +100,9 @@ unload() {	# the module, once its last socket is freed
 	return 1
 }
 echo /sbin/modprobe >/proc/sys/kernel/modprobe
+if ! /sbin/depmod --version | grep -q '^kmod version'; then
+	al "not ok - $kver: /sbin/depmod is not kmod's: \$(/sbin/depmod --version 2>&1 | head -n1)"
+fi
 if grep -q '^kcm ' /proc/modules; then
 	al "not ok - kcm loaded before any socket"
 elif out=\$(/autoload/kcm_socket); then
@@ -98,24 +115,28 @@ elif out=\$(/autoload/kcm_socket); then
 else
 	al "not ok - $kver: socket(AF_KCM) without a module loaded: \$out"
 fi
+# The package's removal: module unloaded, file deleted, depmod.
 unload || al "not ok - ours did not unload"
 rm -f /lib/modules/$kver/updates/dkms/kcm.ko
-depmod $kver || al "not ok - depmod in the VM"
-# What the family's alias resolves to now, loaded the way the kernel asks
-# for it (see the top of this file for why not by a second socket()).
+/sbin/depmod $kver || al "not ok - depmod in the VM"
+# What the family's alias resolves to now in kmod's index (what the
+# kernel's modprobe reads): tells a stale index from a failed load.
 want=/lib/modules/$kver/kernel/net/kcm/$(basename "$linux")
-if ! modprobe --show-depends net-pf-41 | grep -q "^insmod \$want"; then
-	al "not ok - $kver: with ours removed, net-pf-41 resolves to '\$(modprobe --show-depends net-pf-41)', not \$want"
-elif ! modprobe net-pf-41; then
-	al "not ok - $kver: modprobe net-pf-41 with ours removed"
+if /sbin/modprobe --show-depends net-pf-41 | grep -q "^insmod \$want"; then
+	al "ok - $kver: with ours removed, net-pf-41 resolves to Linux's module (\$want)"
+else
+	al "not ok - $kver: with ours removed, net-pf-41 resolves to '\$(/sbin/modprobe --show-depends net-pf-41 2>&1)', not \$want"
+fi
+if grep -q '^kcm ' /proc/modules; then
+	al "not ok - $kver: kcm loaded before the second socket"
 elif ! out=\$(/autoload/kcm_socket); then
-	al "not ok - $kver: socket(AF_KCM) with Linux's loaded: \$out"
+	al "not ok - $kver: with ours removed, socket(AF_KCM) loaded no module: \$out"
 else
 	loaded
 	if [ "\$id" = "$linux_id" ] && [ -z "\$ver" ]; then
-		al "ok - $kver: with ours removed, net-pf-41 is Linux's again (build ID \$id)"
+		al "ok - $kver: with ours removed, the next socket(AF_KCM) loaded Linux's (build ID \$id)"
 	else
-		al "not ok - $kver: with ours removed, modprobe net-pf-41 loaded build ID '\$id' version '\$ver', not Linux's ($linux_id)"
+		al "not ok - $kver: with ours removed, the next socket(AF_KCM) loaded build ID '\$id' version '\$ver', not Linux's ($linux_id)"
 	fi
 fi
 unload || al "not ok - Linux's did not unload"
@@ -130,8 +151,8 @@ HOOK
 	failed=$((failed + n))
 	grep -q '^kcm-vm: autoload: done$' <<<"$log" ||
 		bad "$kver: the VM did not finish the check (see ${dir#"$root"/}/console.log)"
-	grep -c '^kcm-vm: autoload: ok' <<<"$log" | grep -qx 2 ||
-		bad "$kver: not both checks passed"
+	grep -c '^kcm-vm: autoload: ok' <<<"$log" | grep -qx 3 ||
+		bad "$kver: not all three checks passed"
 	report=$(grep 'kernel log clean' "$dir/results.txt")
 	[[ $report == ok* ]] || bad "$kver: $report"
 	rm -rf "$ov" "$dir-tests"

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * The first AF_KCM socket of a VM that has no kcm module loaded: the
+ * An AF_KCM socket in a VM that has no kcm module loaded: the
  * kernel loads one for the family (request_module("net-pf-41")), through
  * modprobe.  Exit 0 if the socket was made; the module stays loaded.
  */
