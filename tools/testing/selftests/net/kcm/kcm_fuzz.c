@@ -2520,12 +2520,14 @@ static void (*const op_fn[NOPS])(struct worker *) = {
 };
 
 /*
- * Linux's kcm.ko soft-locks a CPU on 6.12 when a socket keyed with kTLS to
- * receive is attached and data arrives: its stream parser reads through
- * kTLS's read_sock, whose wait for a record calls the data-ready callback,
- * the parser's, again (a soft lockup in tls_rx_reader_acquire(), CI of
- * 2026-12-07).  On its lane the chaos operations key no socket and make no
- * kTLS pair; the witnesses' kTLS is send-only there (witness_setup()).
+ * Linux's kcm.ko soft-locks a CPU on 6.12 when an attached socket is keyed
+ * with kTLS to receive and records arrive together: its stream parser
+ * reads through kTLS's read_sock, whose wait for a record calls the
+ * data-ready callback, the parser's, again (a soft lockup in
+ * tls_rx_reader_acquire(), CI of 2026-12-07; reproduced by kcm_ktls's
+ * tls_rx_after_attach_many_records).  On its lane the chaos operations key
+ * no socket and make no kTLS pair; the witnesses' kTLS is send-only there
+ * (witness_setup()).
  */
 static int op_weight(int i)
 {

@@ -710,6 +710,52 @@ KCM_TEST(tls_rx_after_attach_fails_psock,
 	ASSERT_MEMEQ(got, msg, sizeof(msg));
 }
 
+/*
+ * The same with a plain TCP socket and a stream of records: keyed to
+ * receive after attach, the psock fails (EPROTO) and parses none of them
+ * (written corked, so that several records arrive in one segment);
+ * unattached, every message is read back through kTLS, whole and in
+ * order.  On Linux 6.12 its parser reads through kTLS's read_sock, whose
+ * wait for the next record calls the data-ready callback kTLS wrapped,
+ * the parser's own, which reads through kTLS again (seen in CI under the
+ * fuzzer: strp_data_ready -> tls_sw_read_sock -> tls_rx_rec_wait ->
+ * psock_data_ready -> strp_read_sock -> tls_rx_reader_acquire, a soft
+ * lockup).
+ */
+KCM_TEST(tls_rx_after_attach_many_records,
+	 KCM_LINUX_CRASH("6.12: the parser re-entered through kTLS's read_sock: soft lockup"))
+{
+	enum { N = 16, SIZE = 3000 };
+	unsigned char msg[SIZE], got[SIZE];
+	int kcm, tcp, peer, i;
+	uint32_t c, sq;
+
+	kcm = kcm_socket(SOCK_DGRAM);
+	kcm_tcp_pair(AF_INET, &tcp, &peer);
+	ASSERT_OK(kcm_attach(kcm, tcp, kcm_prog_len32()));
+	ktls_key(tcp, TLS_RX, &tls13_gcm, 6);
+	ktls_key(peer, TLS_TX, &tls13_gcm, 6);
+	/* Corked: several records arrive in one segment. */
+	kcm_set_int_opt(peer, IPPROTO_TCP, TCP_CORK, 1);
+	for (i = 0; i < N; i++) {
+		kcm_msg_build(msg, SIZE, 10, i);
+		kcm_write_all(peer, msg, SIZE);
+	}
+	kcm_set_int_opt(peer, IPPROTO_TCP, TCP_CORK, 0);
+	ASSERT_TRUE(kcm_poll1(tcp, 0, 3000) & POLLERR);
+	ASSERT_EQ(kcm_so_error(tcp), EPROTO);
+	ASSERT_ERRNO(kcm_recv_timeout(kcm, got, sizeof(got), 0, 200), EAGAIN);
+
+	ASSERT_OK(kcm_unattach(kcm, tcp));
+	kcm_set_rcvtimeo(tcp, 5000);
+	for (i = 0; i < N; i++) {
+		kcm_read_all(tcp, got, SIZE);
+		ASSERT_EQ(kcm_msg_check(got, SIZE, &c, &sq), 0);
+		ASSERT_EQ(c, 10);
+		ASSERT_EQ(sq, i);
+	}
+}
+
 /* ---- receiving through kTLS ------------------------------------------ */
 
 #define KTLS_RX_BUG	KCM_LINUX_BUG("parses the ciphertext in TCP's queue")
