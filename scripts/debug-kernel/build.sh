@@ -49,7 +49,7 @@ cat "$root/configs/debug-base.config" "$root/configs/debug-$flavour.config" >"$f
 # The sources and the tools the kernel build needs: each checked, since a
 # machine may have some of them (linux-source without flex, say).
 missing=()
-for p in linux-source-6.12 flex bison bc libelf-dev libssl-dev; do
+for p in linux-source-6.12 flex bison bc libelf-dev libssl-dev dwarves; do
 	status=$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)
 	[ "$status" = installed ] || missing+=("$p")
 done
