@@ -337,6 +337,23 @@ out:
 }
 
 /*
+ * Takes the lock of psock's TCP socket to send on it.  -EPIPE, and the lock
+ * not held, when the psock takes nothing more: failed, unattached, or with
+ * a ULP (kTLS) installed since attach, which writes the stream now.
+ */
+static int kcm_tx_lock_tcp(struct kcm_psock *psock)
+{
+	lock_sock(psock->sk);
+	if (unlikely(kcm_psock_ulp_changed(psock)))
+		kcm_psock_fail(psock, EPROTO);
+	if (READ_ONCE(psock->failed) || READ_ONCE(psock->unattached)) {
+		release_sock(psock->sk);
+		return -EPIPE;
+	}
+	return 0;
+}
+
+/*
  * Sends what is left of message head on psock's TCP socket.  Returns 0 when
  * all of it is in TCP, -EAGAIN when TCP has no room (its write-space
  * callback will wake us), another -errno when the psock is unusable.
@@ -346,20 +363,15 @@ static int kcm_tx_send_msg(struct kcm_sock *kcm, struct kcm_psock *psock,
 {
 	struct bio_vec bv[KCM_TX_BVECS];
 	struct sock *sk = psock->sk;
-	int ret = 0;
+	int ret;
 
 	sock_owned_by_me(&kcm->sk);
 	WARN_ON_ONCE(kcm->tx_psock != psock);
 	if (kcm_psock_tls_tx(psock))
 		return kcm_tx_send_tls(kcm, psock, head);
-	lock_sock(sk);
-	/* A ULP (kTLS) installed since attach writes the stream now. */
-	if (unlikely(kcm_psock_ulp_changed(psock)))
-		kcm_psock_fail(psock, EPROTO);
-	if (READ_ONCE(psock->failed) || READ_ONCE(psock->unattached)) {
-		ret = -EPIPE;
+	ret = kcm_tx_lock_tcp(psock);
+	if (ret)
 		goto out;
-	}
 	while (kcm->tx_sent < head->len) {
 		unsigned int nr;
 		size_t len;
@@ -370,20 +382,29 @@ static int kcm_tx_send_msg(struct kcm_sock *kcm, struct kcm_psock *psock,
 			flags |= MSG_MORE;
 		ret = kcm_compat_tcp_send_pages(sk, bv, nr, len, flags);
 		if (ret < 0)
-			goto out;
+			goto out_unlock;
 		kcm->tx_sent += ret;
 		if (ret < len) {
 			ret = -EAGAIN;
-			goto out;
+			goto out_unlock;
 		}
 		ret = 0;
 	}
 	kcm_tx_count(&psock->tx_stats, head->len);
-out:
+out_unlock:
 	release_sock(sk);
+out:
 	if (ret && ret != -EAGAIN)
 		kcm_psock_fail(psock, EPIPE);
 	return ret;
+}
+
+/* A message of len bytes is wholly in psock's TCP socket. */
+static void kcm_tx_sent(struct kcm_sock *kcm, struct kcm_psock *psock,
+			unsigned int len)
+{
+	trace_kcm_tx_sent(kcm->index, psock->index, psock->cookie, len);
+	kcm_tx_count(&kcm->tx_stats, len);
 }
 
 /* The reserved psock is gone: start the head message again elsewhere. */
@@ -445,9 +466,7 @@ static void kcm_tx_push(struct kcm_sock *kcm)
 
 		__skb_unlink(head, &sk->sk_write_queue);
 		kcm->tx_sent = 0;
-		trace_kcm_tx_sent(kcm->index, psock->index, psock->cookie,
-				  head->len);
-		kcm_tx_count(&kcm->tx_stats, head->len);
+		kcm_tx_sent(kcm, psock, head->len);
 		kcm_tx_free(sk, head);
 		freed = true;
 	}
