@@ -433,6 +433,53 @@ KCM_TEST(seqpacket_fault_keeps_accepted_pieces)
 }
 
 /*
+ * A whole message whose buffer faults half-way (EFAULT), sent while the
+ * connection is idle: none of it may reach the stream, not even the bytes
+ * before the fault (a sender that handed those to TCP as it read them
+ * would have put a header there whose payload never comes).  The next
+ * message is framed as it should be, and the failed send reserved the
+ * connection no longer than it lasted.
+ */
+static void fault_sends_nothing(int type, int flags)
+{
+	unsigned char msg[1004];
+	uint64_t rng = 1618;
+	size_t len = tx_make(msg, 1000, &rng);
+	struct iovec iov[2] = {
+		{ .iov_base = msg, .iov_len = 500 },
+		{ .iov_base = (void *)8, .iov_len = len - 500 },
+	};
+	struct msghdr mh = { .msg_iov = iov, .msg_iovlen = 2 };
+	int kcm, other, peer;
+
+	kcm = tx_setup(type, NULL, &peer);
+	ASSERT_ERRNO(sendmsg(kcm, &mh, flags), EFAULT);
+	tx_expect_quiet(peer, 100);
+	ASSERT_EQ(send(kcm, msg, len, flags), (ssize_t)len);
+	tx_expect_stream(peer, msg, len);
+	ASSERT_ERRNO(sendmsg(kcm, &mh, flags | MSG_DONTWAIT), EFAULT);
+	tx_expect_quiet(peer, 100);
+	/* Another socket of the mux finds the connection free. */
+	other = kcm_clone(kcm);
+	len = tx_make(msg, 300, &rng);
+	ASSERT_EQ(send(other, msg, len, flags), (ssize_t)len);
+	tx_expect_stream(peer, msg, len);
+	close(other);
+	close(kcm);
+	close(peer);
+}
+
+KCM_TEST(dgram_fault_sends_nothing)
+{
+	fault_sends_nothing(SOCK_DGRAM, 0);
+}
+
+KCM_TEST(seqpacket_fault_sends_nothing)
+{
+	fault_sends_nothing(SOCK_SEQPACKET, MSG_EOR);
+}
+
+/*
  * A message of 512 MiB or more is refused with EMSGSIZE before anything is
  * copied (its charge to the send buffer, an int, would wrap); as a piece
  * of a SOCK_SEQPACKET message, it leaves the message as it was.  The iovec
