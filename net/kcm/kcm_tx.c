@@ -10,6 +10,9 @@
  * room the psock stays reserved and the psock's write-space callback
  * resumes the push from kcm->tx_work.  If the psock fails before a message
  * is wholly in TCP, the message is sent again, whole, on another psock.
+ * A small complete message sent while nothing is queued takes a shorter
+ * way (kcm_tx_fast()): it is made into a message skb only if TCP does not
+ * take it all at once.
  *
  * A message is laid out as a head skb without data whose frag_list chains
  * skbs of page fragments; the head's len and truesize cover them all.
@@ -33,6 +36,14 @@
  * negative, and every later send would pass the memory check.
  */
 #define KCM_TX_MSG_MAX	(INT_MAX / 4)
+
+/*
+ * The largest message sendmsg() may hand to TCP itself, without a message
+ * skb of ours (kcm_tx_fast()), when nothing is queued before it.  It is
+ * copied into one run of the socket's page fragment: skb_page_frag_refill()
+ * promises room for it only up to a page (its last resort is one page).
+ */
+#define KCM_TX_FAST_MAX	PAGE_SIZE
 
 static struct sk_buff *kcm_tx_alloc(struct sock *sk)
 {
@@ -337,6 +348,23 @@ out:
 }
 
 /*
+ * Takes the lock of psock's TCP socket to send on it.  -EPIPE, and the lock
+ * not held, when the psock takes nothing more: failed, unattached, or with
+ * a ULP (kTLS) installed since attach, which writes the stream now.
+ */
+static int kcm_tx_lock_tcp(struct kcm_psock *psock)
+{
+	lock_sock(psock->sk);
+	if (unlikely(kcm_psock_ulp_changed(psock)))
+		kcm_psock_fail(psock, EPROTO);
+	if (READ_ONCE(psock->failed) || READ_ONCE(psock->unattached)) {
+		release_sock(psock->sk);
+		return -EPIPE;
+	}
+	return 0;
+}
+
+/*
  * Sends what is left of message head on psock's TCP socket.  Returns 0 when
  * all of it is in TCP, -EAGAIN when TCP has no room (its write-space
  * callback will wake us), another -errno when the psock is unusable.
@@ -346,20 +374,15 @@ static int kcm_tx_send_msg(struct kcm_sock *kcm, struct kcm_psock *psock,
 {
 	struct bio_vec bv[KCM_TX_BVECS];
 	struct sock *sk = psock->sk;
-	int ret = 0;
+	int ret;
 
 	sock_owned_by_me(&kcm->sk);
 	WARN_ON_ONCE(kcm->tx_psock != psock);
 	if (kcm_psock_tls_tx(psock))
 		return kcm_tx_send_tls(kcm, psock, head);
-	lock_sock(sk);
-	/* A ULP (kTLS) installed since attach writes the stream now. */
-	if (unlikely(kcm_psock_ulp_changed(psock)))
-		kcm_psock_fail(psock, EPROTO);
-	if (READ_ONCE(psock->failed) || READ_ONCE(psock->unattached)) {
-		ret = -EPIPE;
+	ret = kcm_tx_lock_tcp(psock);
+	if (ret)
 		goto out;
-	}
 	while (kcm->tx_sent < head->len) {
 		unsigned int nr;
 		size_t len;
@@ -370,20 +393,29 @@ static int kcm_tx_send_msg(struct kcm_sock *kcm, struct kcm_psock *psock,
 			flags |= MSG_MORE;
 		ret = kcm_compat_tcp_send_pages(sk, bv, nr, len, flags);
 		if (ret < 0)
-			goto out;
+			goto out_unlock;
 		kcm->tx_sent += ret;
 		if (ret < len) {
 			ret = -EAGAIN;
-			goto out;
+			goto out_unlock;
 		}
 		ret = 0;
 	}
 	kcm_tx_count(&psock->tx_stats, head->len);
-out:
+out_unlock:
 	release_sock(sk);
+out:
 	if (ret && ret != -EAGAIN)
 		kcm_psock_fail(psock, EPIPE);
 	return ret;
+}
+
+/* A message of len bytes is wholly in psock's TCP socket. */
+static void kcm_tx_sent(struct kcm_sock *kcm, struct kcm_psock *psock,
+			unsigned int len)
+{
+	trace_kcm_tx_sent(kcm->index, psock->index, psock->cookie, len);
+	kcm_tx_count(&kcm->tx_stats, len);
 }
 
 /* The reserved psock is gone: start the head message again elsewhere. */
@@ -445,9 +477,7 @@ static void kcm_tx_push(struct kcm_sock *kcm)
 
 		__skb_unlink(head, &sk->sk_write_queue);
 		kcm->tx_sent = 0;
-		trace_kcm_tx_sent(kcm->index, psock->index, psock->cookie,
-				  head->len);
-		kcm_tx_count(&kcm->tx_stats, head->len);
+		kcm_tx_sent(kcm, psock, head->len);
 		kcm_tx_free(sk, head);
 		freed = true;
 	}
@@ -458,6 +488,117 @@ static void kcm_tx_push(struct kcm_sock *kcm)
 		kcm_mux_tx_unreserve(kcm, false);
 	if (freed)
 		sk->sk_write_space(sk);
+}
+
+/*
+ * The psock a message to cookie (0: any) can go on at once, without kTLS:
+ * the one reserved, or one free now.  NULL when there is none, or when the
+ * one reserved is not the message's; what is reserved stays reserved.
+ */
+static struct kcm_psock *kcm_tx_fast_psock(struct kcm_sock *kcm, u64 cookie)
+{
+	struct kcm_psock *psock = READ_ONCE(kcm->tx_psock);
+	int err;
+
+	if (!psock)
+		psock = kcm_mux_tx_reserve(kcm, cookie, &err);
+	if (!psock || (cookie && cookie != psock->cookie) ||
+	    kcm_psock_tls_tx(psock))
+		return NULL;
+	return psock;
+}
+
+/*
+ * Sends a whole message, the len bytes of bv, on psock's TCP socket.
+ * Returns the bytes TCP took; the psock is failed if it takes no more.
+ */
+static int kcm_tx_send_fast(struct kcm_sock *kcm, struct kcm_psock *psock,
+			    struct bio_vec *bv, unsigned int len)
+{
+	struct sock *sk = psock->sk;
+	int ret;
+
+	sock_owned_by_me(&kcm->sk);
+	WARN_ON_ONCE(kcm->tx_psock != psock);
+	ret = kcm_tx_lock_tcp(psock);
+	if (ret)
+		goto out;
+	ret = kcm_compat_tcp_send_pages(sk, bv, 1, len,
+					MSG_DONTWAIT | MSG_NOSIGNAL);
+	if (ret == len)
+		kcm_tx_count(&psock->tx_stats, len);
+	release_sock(sk);
+out:
+	if (ret >= 0)
+		return ret;
+	if (ret != -EAGAIN)
+		kcm_psock_fail(psock, EPIPE);
+	return 0;
+}
+
+/*
+ * Sends a complete message of len bytes (at most KCM_TX_FAST_MAX) while
+ * nothing is queued, without a message skb: it is copied into the socket's
+ * page fragment, as the slow path copies it, so that a faulting buffer
+ * stops it before a byte of it is in TCP, and TCP takes the page from
+ * there.  What TCP does not take is queued as a message of that page
+ * fragment, with kcm->tx_sent the bytes TCP has, on the psock kept
+ * reserved: the push finishes it there, or sends it whole elsewhere.
+ */
+static int kcm_tx_fast(struct kcm_sock *kcm, struct iov_iter *from,
+		       unsigned int len, u64 cookie)
+{
+	struct sock *sk = &kcm->sk;
+	struct page_frag *pfrag = &sk->sk_frag;
+	struct kcm_psock *psock;
+	struct sk_buff *head, *tail;
+	struct bio_vec bv;
+	int sent = 0;
+
+	sock_owned_by_me(sk);
+	if (!skb_page_frag_refill(len, pfrag, sk->sk_allocation))
+		return -ENOMEM;
+	if (copy_page_from_iter(pfrag->page, pfrag->offset, len, from) != len)
+		return -EFAULT;
+	bvec_set_page(&bv, pfrag->page, len, pfrag->offset);
+	pfrag->offset += len;
+
+	psock = kcm_tx_fast_psock(kcm, cookie);
+	if (psock) {
+		sent = kcm_tx_send_fast(kcm, psock, &bv, len);
+		if (sent == len) {
+			kcm_tx_sent(kcm, psock, len);
+			kcm_mux_tx_unreserve(kcm, false);
+			return 0;
+		}
+	}
+
+	head = kcm_tx_alloc(sk);
+	if (!head)
+		goto err_unreserve;
+	tail = kcm_tx_tail(sk, head, NULL);
+	if (!tail)
+		goto err_free_head;
+	get_page(bv.bv_page);
+	kcm_tx_add_frag(sk, head, tail, bv.bv_page, bv.bv_offset, len);
+	kcm_msg_cb(head)->cookie = cookie;
+	kcm->tx_sent = sent;
+	__skb_queue_tail(&sk->sk_write_queue, head);
+	kcm_tx_push(kcm);
+	return 0;
+
+err_free_head:
+	kcm_tx_free(sk, head);
+err_unreserve:
+	/* TCP has the message's first bytes and can never have the rest. */
+	if (sent) {
+		kcm_stats_add(&psock->tx_stats.syncp, &psock->tx_stats.aborts,
+			      1);
+		kcm_psock_fail(psock, EPIPE);
+	}
+	/* Nothing is queued: this gives up the reservation. */
+	kcm_tx_push(kcm);
+	return -ENOMEM;
 }
 
 void kcm_tx_work(struct work_struct *work)
@@ -553,6 +694,15 @@ int kcm_tx_sendmsg(struct socket *sock, struct msghdr *msg, size_t len)
 	}
 	if (len > KCM_TX_MSG_MAX - (head ? head->len : 0)) {
 		err = -EMSGSIZE;
+		goto out;
+	}
+
+	if (!head && eor && len && len <= KCM_TX_FAST_MAX &&
+	    !(flags & (MSG_BATCH | MSG_SPLICE_PAGES)) && !kcm->tx_series &&
+	    skb_queue_empty(&sk->sk_write_queue)) {
+		err = kcm_tx_fast(kcm, &msg->msg_iter, len, cookie);
+		if (!err)
+			err = len;
 		goto out;
 	}
 

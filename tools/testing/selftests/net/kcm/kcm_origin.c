@@ -684,6 +684,106 @@ KCM_TEST(directed_concurrent_4_senders, KCM_EXT, KCM_TIMEOUT(150))
 		peer_quiet(c[i].peer, i ? 0 : 200);
 }
 
+/*
+ * Directed and undirected messages at once, from 6 threads on 3 KCM
+ * sockets of one mux (2 threads a socket), over 4 connections: message i
+ * of thread t goes to connection (t + i) % 4, but every third, which goes
+ * to any.  The id in a message is sender * 16 + destination (DM_ANY: any).
+ * The main thread reads every peer: each message whole, a directed one on
+ * its connection, each exactly once, and each sender's in order on every
+ * connection.
+ */
+enum { DM_CONNS = 4, DM_SOCKS = 3, DM_SENDERS = 6, DM_PER = 300,
+       DM_ANY = 15 };
+
+static void *dm_send(void *arg)
+{
+	struct dc_sender *s = arg;
+	unsigned char *buf = kcm_xmalloc(BIG);
+	uint64_t rng = 0x5eed + s->t;
+	uint32_t i;
+
+	for (i = 0; i < DM_PER; i++) {
+		int dest = i % 3 ? (s->t + i) % DM_CONNS : DM_ANY;
+		uint64_t cookie = dest == DM_ANY ? 0 : s->c[dest].cookie;
+		size_t size = pick_size(&rng, i);
+		ssize_t n;
+
+		kcm_msg_build(buf, size, s->t * 16 + dest, i);
+		n = send_to(s->kcm, buf, size, cookie, 0);
+		if (n != (ssize_t)size)
+			KCM_FAIL("sender %d message %u to conn %d: sendmsg %zd: %s",
+				 s->t, i, dest, n, kcm_errname(errno));
+	}
+	free(buf);
+	return NULL;
+}
+
+KCM_TEST(mixed_concurrent_6_senders, KCM_EXT, KCM_TIMEOUT(150))
+{
+	static unsigned char seen[DM_SENDERS][DM_PER];
+	int64_t last[DM_CONNS][DM_SENDERS];
+	struct conn c[DM_CONNS];
+	struct dc_sender s[DM_SENDERS];
+	pthread_t st[DM_SENDERS];
+	unsigned char *buf = kcm_xmalloc(BIG);
+	int kcm[DM_SOCKS], got = 0, i, x;
+
+	kcm[0] = mux_setup(SOCK_DGRAM, c, DM_CONNS);
+	for (i = 1; i < DM_SOCKS; i++)
+		kcm[i] = ASSERT_OK(kcm_clone(kcm[0]));
+	for (x = 0; x < DM_CONNS; x++)
+		for (i = 0; i < DM_SENDERS; i++)
+			last[x][i] = -1;
+	for (i = 0; i < DM_SENDERS; i++) {
+		s[i].kcm = kcm[i % DM_SOCKS];
+		s[i].t = i;
+		s[i].c = c;
+		ASSERT_OK(-pthread_create(&st[i], NULL, dm_send, &s[i]));
+	}
+	while (got < DM_SENDERS * DM_PER) {
+		struct pollfd p[DM_CONNS];
+
+		for (x = 0; x < DM_CONNS; x++)
+			p[x] = (struct pollfd){ c[x].peer, POLLIN, 0 };
+		if (poll(p, DM_CONNS, 10000) <= 0)
+			KCM_FAIL("%d of %d messages arrived, then nothing", got,
+				 DM_SENDERS * DM_PER);
+		for (x = 0; x < DM_CONNS; x++) {
+			uint32_t id, seq;
+			int sender, dest;
+			size_t n;
+
+			if (!(p[x].revents & POLLIN))
+				continue;
+			n = peer_read_msg(c[x].peer, buf, BIG);
+			if (kcm_msg_check(buf, n, &id, &seq))
+				KCM_FAIL("conn %d: malformed %zu-byte message after %d",
+					 x, n, got);
+			sender = id / 16;
+			dest = id % 16;
+			if (sender >= DM_SENDERS || seq >= DM_PER ||
+			    (dest != DM_ANY && dest != x))
+				KCM_FAIL("conn %d: sender %d seq %u meant for conn %d",
+					 x, sender, seq, dest);
+			if (seen[sender][seq])
+				KCM_FAIL("conn %d: sender %d seq %u again", x,
+					 sender, seq);
+			if ((int64_t)seq <= last[x][sender])
+				KCM_FAIL("conn %d: sender %d seq %u after %lld", x,
+					 sender, seq, (long long)last[x][sender]);
+			seen[sender][seq] = 1;
+			last[x][sender] = seq;
+			got++;
+		}
+	}
+	for (i = 0; i < DM_SENDERS; i++)
+		pthread_join(st[i], NULL);
+	for (x = 0; x < DM_CONNS; x++)
+		peer_quiet(c[x].peer, x ? 0 : 200);
+	free(buf);
+}
+
 /* Destinations of the 6 messages in the batch cases. */
 static const int batch_dest[6] = { 0, 1, 2, 2, 1, 0 };
 

@@ -25,7 +25,10 @@
  *    MSG_EOR completes it); an unfinished one is dropped when its socket
  *    closes;
  *  - the pieces of an unfinished message are taken without regard to
- *    SO_SNDBUF (a Linux bug: unfinished_message_held_to_sndbuf).
+ *    SO_SNDBUF (a Linux bug: unfinished_message_held_to_sndbuf);
+ *  - a SOCK_SEQPACKET send whose buffer faults part-way may return the
+ *    bytes before the fault instead of EFAULT (a Linux bug:
+ *    seqpacket_fault_sends_nothing); a SOCK_DGRAM one gives EFAULT.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -430,6 +433,72 @@ KCM_TEST(seqpacket_fault_keeps_accepted_pieces)
 	ASSERT_EQ(send(kcm, msg, len, MSG_EOR), (ssize_t)len);
 	tx_expect_stream(peer, msg, len);
 	free(msg);
+}
+
+/*
+ * A whole message whose buffer faults half-way (EFAULT), sent while the
+ * connection is idle: none of it may reach the stream, not even the bytes
+ * before the fault (a sender that handed those to TCP as it read them
+ * would have put a header there whose payload never comes).  The next
+ * message is framed as it should be, and the failed send reserved the
+ * connection no longer than it lasted.
+ */
+static void fault_sends_nothing(int type, int flags)
+{
+	unsigned char msg[1004];
+	uint64_t rng = 1618;
+	size_t len = tx_make(msg, 1000, &rng);
+	struct iovec iov[2] = {
+		{ .iov_base = msg, .iov_len = 500 },
+		{ .iov_base = (void *)8, .iov_len = len - 500 },
+	};
+	struct msghdr mh = { .msg_iov = iov, .msg_iovlen = 2 };
+	unsigned char *small = kcm_xmalloc(200 * 404);
+	int kcm, other, peer, i;
+	size_t off;
+
+	kcm = tx_setup(type, NULL, &peer);
+	ASSERT_ERRNO(sendmsg(kcm, &mh, flags), EFAULT);
+	tx_expect_quiet(peer, 100);
+	ASSERT_EQ(send(kcm, msg, len, flags), (ssize_t)len);
+	tx_expect_stream(peer, msg, len);
+	ASSERT_ERRNO(sendmsg(kcm, &mh, flags | MSG_DONTWAIT), EFAULT);
+	tx_expect_quiet(peer, 100);
+	/* Another socket of the mux finds the connection free. */
+	other = kcm_clone(kcm);
+	len = tx_make(msg, 300, &rng);
+	ASSERT_EQ(send(other, msg, len, flags), (ssize_t)len);
+	tx_expect_stream(peer, msg, len);
+	close(other);
+	/*
+	 * Faulting sends between small messages, which the peer leaves unread
+	 * (so TCP's page fragment is not reused from its start) and which move
+	 * that fragment on by less than the good first element each time: one
+	 * of the faulting sends finds fewer bytes left in it than that
+	 * element, the point where copying the message into TCP as it is read
+	 * would stop in the middle.
+	 */
+	for (i = 0, off = 0; i < 200; i++) {
+		ASSERT_ERRNO(sendmsg(kcm, &mh, flags), EFAULT);
+		len = tx_make(small + off, 30 + kcm_rand(&rng) % 370, &rng);
+		ASSERT_EQ(send(kcm, small + off, len, flags), (ssize_t)len);
+		off += len;
+	}
+	tx_expect_stream(peer, small, off);
+	free(small);
+	close(kcm);
+	close(peer);
+}
+
+KCM_TEST(dgram_fault_sends_nothing)
+{
+	fault_sends_nothing(SOCK_DGRAM, 0);
+}
+
+KCM_TEST(seqpacket_fault_sends_nothing,
+	 KCM_LINUX_BUG("a SOCK_SEQPACKET send whose buffer faults part-way returns the bytes before the fault, not EFAULT"))
+{
+	fault_sends_nothing(SOCK_SEQPACKET, MSG_EOR);
 }
 
 /*

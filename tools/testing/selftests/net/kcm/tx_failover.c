@@ -31,8 +31,10 @@
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <sys/ioctl.h>
 #include <time.h>
 #include <unistd.h>
+#include <linux/sockios.h>
 
 #include "kcm_test.h"
 
@@ -778,6 +780,73 @@ static void stuck_then_reset(int unattach)
 	}
 	if (!unattach)
 		EXPECT_EQ(kcm_unattach(kcm, a0), 0);
+}
+
+/*
+ * The same with small messages, each of which a send hands to TCP at once
+ * while nothing is queued before it: the connection's peer reads nothing,
+ * so TCP takes a first run of them whole, then one only in part, and the
+ * rest wait behind it.  After the reset that one and those behind it must
+ * go out on the other connection, whole and in order; those wholly in the
+ * dead connection are lost with it.  Which message TCP cuts depends on its
+ * buffers: the case tries message sizes until the bytes in the connection
+ * (in the sender's queue and at the peer) end inside one.  Linux, as in
+ * reset_mid_message_no_unattach, sends nothing more until the dead socket
+ * is unattached.
+ */
+KCM_TEST(reset_mid_small_message, KCM_TIMEOUT(60),
+	 KCM_LINUX_BUG("a message stuck on a reset TCP socket is not resent until the socket is unattached"))
+{
+	enum { NMSG = 48, TRIES = 6 };
+	static unsigned char msg[NMSG][4096];
+	unsigned char *got;
+	uint64_t seed = kcm_seed();
+	int kcm = -1, a0, b0, a1, b1, l, i, try, outq, inq, in_tcp = 0;
+	int prog = kcm_prog_len32();
+	size_t len = 0, whole, want;
+
+	count_sigpipe();
+	for (try = 0; try < TRIES; try++) {
+		kcm = kcm_socket(SOCK_DGRAM);
+		l = kcm_tcp_listener(AF_INET, 1);
+		kcm_set_int_opt(l, SOL_SOCKET, SO_RCVBUF, 4096);
+		a0 = kcm_tcp_connect_to(l);
+		b0 = ASSERT_OK(accept(l, NULL, NULL));
+		close(l);
+		kcm_set_int_opt(a0, SOL_SOCKET, SO_SNDBUF, 4096);
+		ASSERT_OK(kcm_attach(kcm, a0, prog));
+		for (i = 0; i < NMSG; i++) {
+			len = msg_make(msg[i], 1500 + 377 * try, 0, i, seed);
+			ASSERT_EQ(send(kcm, msg[i], len, MSG_DONTWAIT),
+				  (ssize_t)len);
+		}
+		kcm_msleep(300);
+		ASSERT_OK(ioctl(a0, SIOCOUTQ, &outq));
+		ASSERT_OK(ioctl(b0, SIOCINQ, &inq));
+		in_tcp = outq + inq;
+		kcm_diag("messages of %zu bytes: %d in the connection (%d at the peer)",
+			 len, in_tcp, inq);
+		if (in_tcp % len)
+			break;
+		close(kcm);
+		close(a0);
+		close(b0);
+	}
+	ASSERT_NE(in_tcp % len, 0);
+	whole = in_tcp / len;
+	ASSERT_LT(whole, NMSG);
+
+	kcm_tcp_pair(AF_INET, &a1, &b1);
+	kcm_set_rcvtimeo(b1, 5000);
+	ASSERT_OK(kcm_attach(kcm, a1, prog));
+	kill_peer(b0);
+	want = (NMSG - whole) * len;
+	got = kcm_xmalloc(want);
+	kcm_read_all(b1, got, want);
+	for (i = whole; i < NMSG; i++)
+		EXPECT_MEMEQ(got + (i - whole) * len, msg[i], len);
+	free(got);
+	ASSERT_ERRNO(recv(b1, &outq, 1, MSG_DONTWAIT), EAGAIN);
 }
 
 KCM_TEST(reset_mid_message_unattach, KCM_TIMEOUT(40))
