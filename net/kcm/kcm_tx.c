@@ -596,7 +596,10 @@ err_unreserve:
 			      1);
 		kcm_psock_fail(psock, EPIPE);
 	}
-	/* Nothing is queued: this gives up the reservation. */
+	/* Nothing is queued: off the waiters (kcm_tx_fast_psock() may have
+	 * put us in line), and the push gives up the reservation.
+	 */
+	kcm_mux_tx_cancel_wait(kcm);
 	kcm_tx_push(kcm);
 	return -ENOMEM;
 }
