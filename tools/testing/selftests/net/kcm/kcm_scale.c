@@ -20,6 +20,7 @@
 #include <linux/sockios.h>
 #include <sys/ioctl.h>
 #include <sys/resource.h>
+#include <sys/utsname.h>
 #include <unistd.h>
 
 #include "kcm_test.h"
@@ -567,13 +568,29 @@ static long long wait_queued(long long want)
 	}
 }
 
+/* 3 on our debug kernels (see memory_per_psock_and_message), else 1. */
+static int debug_factor(void)
+{
+	struct utsname u;
+
+	if (uname(&u))
+		return 1;
+	return strstr(u.release, "-kcm-debug") ||
+	       strstr(u.release, "-kcm-kcsan") ? 3 : 1;
+}
+
 /*
  * What KCM adds in memory per attached connection, and per message queued
  * on a KCM socket: slab bytes in use (and MemFree) before and after
  * attaching N connections made beforehand, then before and after each of
  * them sent one 64-byte message.  Each message is then received and
  * checked, once each.  Printed; the test fails if a psock took 4 KiB or
- * more, or a queued message 2 KiB or more.
+ * more, or a queued message 2 KiB or more.  Those bounds are for the
+ * kernels people run; our debug kernels (uname -r ending in -kcm-debug or
+ * -kcm-kcsan) add metadata to every allocation (KASAN's redzones,
+ * kmemleak's and debugobjects' own objects), so there the bounds are
+ * three times as large: 4,132 bytes a psock were measured on the KASAN
+ * kernel, about 1,470 on Debian's 6.12.
  */
 KCM_TEST(memory_per_psock_and_message, KCM_TIMEOUT(1200))
 {
@@ -634,8 +651,8 @@ KCM_TEST(memory_per_psock_and_message, KCM_TIMEOUT(1200))
 				 i, n, got);
 	}
 	EXPECT_GT(psock, 0);
-	EXPECT_LT(psock, 4096);
-	EXPECT_LT(per_msg, 2048);
+	EXPECT_LT(psock, 4096 * debug_factor());
+	EXPECT_LT(per_msg, 2048 * debug_factor());
 	close(kcm);
 	for (i = 0; i < n; i++) {
 		close(client[i]);
