@@ -947,17 +947,11 @@ static void backlog(struct backlog *b)
 {
 	char msg[TX_SIZE];
 	long long t0;
-	int l;
 
 	kcm_new_netns();
 	b->m.kcm = kcm_socket(SOCK_DGRAM);
 	b->m.prog = kcm_prog_len32();
-	l = kcm_tcp_listener(AF_INET, 1);
-	kcm_set_int_opt(l, SOL_SOCKET, SO_RCVBUF, 4096);
-	b->m.tcp = kcm_tcp_connect_to(l);
-	b->m.peer = ASSERT_OK(accept(l, NULL, NULL));
-	close(l);
-	kcm_set_int_opt(b->m.tcp, SOL_SOCKET, SO_SNDBUF, 4096);
+	kcm_tcp_pair_tiny(&b->m.tcp, &b->m.peer);
 	ASSERT_OK(kcm_attach(b->m.kcm, b->m.tcp, b->m.prog));
 
 	kcm_set_nonblock(b->m.kcm, 1);
@@ -1258,17 +1252,12 @@ KCM_TEST(proc_tx_retry_and_abort, KCM_TIMEOUT(40),
 	enum { BIG = 150000 };
 	unsigned char *msg = kcm_xmalloc(BIG), *got = kcm_xmalloc(BIG);
 	unsigned char peek[64];
-	int kcm, a0, b0, a1, b1, l, prog;
+	int kcm, a0, b0, a1, b1, prog;
 
 	kcm_new_netns();
 	prog = kcm_prog_len32();
 	kcm = kcm_socket(SOCK_DGRAM);
-	l = kcm_tcp_listener(AF_INET, 1);
-	kcm_set_int_opt(l, SOL_SOCKET, SO_RCVBUF, 4096);
-	a0 = kcm_tcp_connect_to(l);
-	b0 = ASSERT_OK(accept(l, NULL, NULL));
-	close(l);
-	kcm_set_int_opt(a0, SOL_SOCKET, SO_SNDBUF, 4096);
+	kcm_tcp_pair_tiny(&a0, &b0);
 	ASSERT_OK(kcm_attach(kcm, a0, prog));
 
 	kcm_msg_build(msg, BIG, 0, 0);

@@ -479,6 +479,17 @@ void kcm_tcp_pair(int family, int *a, int *b)
 	close(lfd);
 }
 
+void kcm_tcp_pair_tiny(int *a, int *b)
+{
+	int lfd = kcm_tcp_listener(AF_INET, 1);
+
+	kcm_set_int_opt(lfd, SOL_SOCKET, SO_RCVBUF, 4096);
+	*a = kcm_tcp_connect_to(lfd);
+	*b = ASSERT_OK(accept(lfd, NULL, NULL));
+	close(lfd);
+	kcm_set_int_opt(*a, SOL_SOCKET, SO_SNDBUF, 4096);
+}
+
 int kcm_socket(int type)
 {
 	return ASSERT_OK(socket(AF_KCM, type, KCMPROTO_CONNECTED));

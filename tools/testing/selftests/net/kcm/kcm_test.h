@@ -217,6 +217,12 @@ void kcm_fail_msg(const char *file, int line, const char *fmt, ...);
  * accepted one.  family is AF_INET or AF_INET6.  Asserts on failure.
  */
 void kcm_tcp_pair(int family, int *a, int *b);
+/* A connected IPv4 loopback TCP pair that a few KiB fill: *a, the
+ * connecting side, has a 4 KiB send buffer; *b, the accepted one, a 4 KiB
+ * receive buffer (set on the listener, so the window is small from the
+ * handshake on).
+ */
+void kcm_tcp_pair_tiny(int *a, int *b);
 /* A listening loopback TCP socket on an ephemeral port. */
 int kcm_tcp_listener(int family, int backlog);
 /* Connect a new TCP socket to the listener @lfd; returns it. */

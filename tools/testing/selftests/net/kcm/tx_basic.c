@@ -173,6 +173,29 @@ static void *tx_reader_fn(void *arg)
 	return NULL;
 }
 
+/*
+ * Sends @n bytes of @buf on @kcm with @flags while a thread reads @peer:
+ * the send must take them all, and the peer must then have read exactly
+ * the @len bytes of @exp (the whole message, of which @buf is the end),
+ * and nothing more.
+ */
+static void tx_send_while_read(int kcm, int peer, const void *buf, size_t n,
+			       int flags, const unsigned char *exp, size_t len)
+{
+	struct tx_reader r = { .fd = peer, .want = len };
+	pthread_t th;
+
+	r.buf = kcm_xmalloc(len);
+	ASSERT_EQ(pthread_create(&th, NULL, tx_reader_fn, &r), 0);
+	ASSERT_EQ(send(kcm, buf, n, flags), (ssize_t)n);
+	ASSERT_EQ(pthread_join(th, NULL), 0);
+	ASSERT_EQ(r.err, 0);
+	ASSERT_EQ(r.got, len);
+	ASSERT_MEMEQ(r.buf, exp, len);
+	tx_expect_quiet(peer, 50);
+	free(r.buf);
+}
+
 /* ---- cases ----------------------------------------------------------------- */
 
 /* send() of several sizes on SOCK_DGRAM: each frame arrives exactly, in
@@ -610,13 +633,11 @@ KCM_TEST(unfinished_message_held_to_sndbuf,
 	for (t = 0; t < sizeof(types) / sizeof(types[0]); t++) {
 		int more = types[t] == SOCK_DGRAM ? MSG_MORE : 0;
 		int end = types[t] == SOCK_DGRAM ? 0 : MSG_EOR;
-		struct tx_reader r = { .want = len };
-		int kcm, sndbuf;
+		int kcm, peer, sndbuf;
 		long long t0;
 		size_t off = 0;
-		pthread_t th;
 
-		kcm = tx_setup(types[t], NULL, &r.fd);
+		kcm = tx_setup(types[t], NULL, &peer);
 		kcm_set_int_opt(kcm, SOL_SOCKET, SO_SNDBUF, 65536);
 		sndbuf = kcm_get_int_opt(kcm, SOL_SOCKET, SO_SNDBUF);
 		while (off < len - PIECE) {
@@ -639,24 +660,16 @@ KCM_TEST(unfinished_message_held_to_sndbuf,
 		t0 = kcm_tick_ms();
 		ASSERT_ERRNO(send(kcm, msg + off, PIECE, more), EAGAIN);
 		EXPECT_GE(kcm_tick_ms() - t0, 200);
-		tx_expect_quiet(r.fd, 50);
+		tx_expect_quiet(peer, 50);
 
 		/* Room for the rest: it is taken in one call and the
 		 * message goes out whole.
 		 */
 		kcm_set_int_opt(kcm, SOL_SOCKET, SO_SNDBUF, 4 * sndbuf);
-		r.buf = kcm_xmalloc(len);
-		ASSERT_EQ(pthread_create(&th, NULL, tx_reader_fn, &r), 0);
-		ASSERT_EQ(send(kcm, msg + off, len - off, end),
-			  (ssize_t)(len - off));
-		ASSERT_EQ(pthread_join(th, NULL), 0);
-		ASSERT_EQ(r.err, 0);
-		ASSERT_EQ(r.got, len);
-		ASSERT_MEMEQ(r.buf, msg, len);
-		tx_expect_quiet(r.fd, 50);
-		free(r.buf);
+		tx_send_while_read(kcm, peer, msg + off, len - off, end, msg,
+				   len);
 		close(kcm);
-		close(r.fd);
+		close(peer);
 	}
 	free(msg);
 }
@@ -700,28 +713,18 @@ KCM_TEST(dgram_bigger_than_sndbuf, KCM_TIMEOUT(60))
 
 	free(wm);
 	for (round = 0; round < 2; round++) {
-		struct tx_reader r = { .want = len };
-		pthread_t th;
-		int kcm;
+		int kcm, peer;
 
-		kcm = tx_setup(SOCK_DGRAM, NULL, &r.fd);
+		kcm = tx_setup(SOCK_DGRAM, NULL, &peer);
 		if (round == 1) {
 			kcm_set_int_opt(kcm, SOL_SOCKET, SO_SNDBUF, 1);
 			kcm_diag("SO_SNDBUF 1 reads back as %d",
 				 kcm_get_int_opt(kcm, SOL_SOCKET, SO_SNDBUF));
 		}
 		kcm_set_sndtimeo(kcm, 20000);
-		r.buf = kcm_xmalloc(len);
-		ASSERT_EQ(pthread_create(&th, NULL, tx_reader_fn, &r), 0);
-		ASSERT_EQ(send(kcm, msg, len, 0), (ssize_t)len);
-		ASSERT_EQ(pthread_join(th, NULL), 0);
-		ASSERT_EQ(r.err, 0);
-		ASSERT_EQ(r.got, len);
-		ASSERT_MEMEQ(r.buf, msg, len);
-		tx_expect_quiet(r.fd, 50);
-		free(r.buf);
+		tx_send_while_read(kcm, peer, msg, len, 0, msg, len);
 		close(kcm);
-		close(r.fd);
+		close(peer);
 	}
 	free(msg);
 }

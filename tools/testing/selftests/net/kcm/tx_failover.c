@@ -716,7 +716,7 @@ static void stuck_then_reset(int unattach)
 	size_t len[NMSG], off = 0, total = 0, rest, n;
 	struct stream out;
 	struct tally t;
-	int kcm, a0, b0, a1, b1, l, i, prog = kcm_prog_len32();
+	int kcm, a0, b0, a1, b1, i, prog = kcm_prog_len32();
 	uint64_t seed = kcm_seed();
 	unsigned char peek[4096];
 	ssize_t got0;
@@ -724,12 +724,7 @@ static void stuck_then_reset(int unattach)
 	count_sigpipe();
 	kcm = kcm_socket(SOCK_DGRAM);
 	kcm_set_sndtimeo(kcm, 5000);
-	l = kcm_tcp_listener(AF_INET, 1);
-	kcm_set_int_opt(l, SOL_SOCKET, SO_RCVBUF, 4096);
-	a0 = kcm_tcp_connect_to(l);
-	b0 = ASSERT_OK(accept(l, NULL, NULL));
-	close(l);
-	kcm_set_int_opt(a0, SOL_SOCKET, SO_SNDBUF, 4096);
+	kcm_tcp_pair_tiny(&a0, &b0);
 	ASSERT_OK(kcm_attach(kcm, a0, prog));
 
 	for (i = 0; i < NMSG; i++) {
@@ -801,19 +796,14 @@ KCM_TEST(reset_mid_small_message, KCM_TIMEOUT(60),
 	static unsigned char msg[NMSG][4096];
 	unsigned char *got;
 	uint64_t seed = kcm_seed();
-	int kcm = -1, a0, b0, a1, b1, l, i, try, outq, inq, in_tcp = 0;
+	int kcm = -1, a0, b0, a1, b1, i, try, outq, inq, in_tcp = 0;
 	int prog = kcm_prog_len32();
 	size_t len = 0, whole, want;
 
 	count_sigpipe();
 	for (try = 0; try < TRIES; try++) {
 		kcm = kcm_socket(SOCK_DGRAM);
-		l = kcm_tcp_listener(AF_INET, 1);
-		kcm_set_int_opt(l, SOL_SOCKET, SO_RCVBUF, 4096);
-		a0 = kcm_tcp_connect_to(l);
-		b0 = ASSERT_OK(accept(l, NULL, NULL));
-		close(l);
-		kcm_set_int_opt(a0, SOL_SOCKET, SO_SNDBUF, 4096);
+		kcm_tcp_pair_tiny(&a0, &b0);
 		ASSERT_OK(kcm_attach(kcm, a0, prog));
 		for (i = 0; i < NMSG; i++) {
 			len = msg_make(msg[i], 1500 + 377 * try, 0, i, seed);
