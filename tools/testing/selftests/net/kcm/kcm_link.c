@@ -882,7 +882,7 @@ static void mux_side(struct link *l, struct tally *t, int side,
 		t->side_of[origin0 + i] = side;
 		t->count[origin0 + i] = nmsg;
 		kcm_set_rcvtimeo(kcm[i], 100);
-		kcm_set_sndtimeo(kcm[i], 20000);
+		kcm_set_sndtimeo(kcm[i], 10000);
 	}
 }
 

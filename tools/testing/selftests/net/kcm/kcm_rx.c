@@ -326,7 +326,7 @@ static void *stream_sender(void *arg)
 		 * Linux's parser does not survive (rx_straddling_writes).
 		 */
 		while (j->window && i - atomic_load(&j->acked) >= j->window) {
-			if (kcm_now_ms() - t0 > 20000)
+			if (kcm_now_ms() - t0 > 10000)
 				KCM_FAIL("conn %u: receivers stuck at %d of %d",
 					 j->conn, atomic_load(&j->acked), i);
 			usleep(200);

@@ -249,6 +249,12 @@ struct fo {
 	atomic_int killed;		/* reader -> main: done */
 	atomic_int err_seen;		/* main saw POLLERR on tcp[0] */
 	atomic_int senders_done;
+	/* main -> reader: the frames each psock handed whole to TCP (its
+	 * TX-Msgs once settled), published before want_set: the reader stops
+	 * once the survivors' peers hold as many, plus a quiet tail.
+	 */
+	unsigned long long want[F_CONN];
+	atomic_int want_set;
 	unsigned char *after_err[F_SEND];	/* send began after err_seen */
 	int send_err[F_SEND];
 	uint32_t done[F_SEND];
@@ -294,6 +300,37 @@ static void *fo_sender_fn(void *arg)
 	return NULL;
 }
 
+/* Whole frames at the start of @s (a length prefix, then the payload). */
+static size_t stream_frames(const struct stream *s)
+{
+	size_t off = 0, n = 0;
+
+	while (s->len - off >= 4 && s->len - off - 4 >= be32_get(s->buf + off)) {
+		off += 4 + be32_get(s->buf + off);
+		n++;
+	}
+	return n;
+}
+
+/* The survivors' peers hold every frame their psocks handed to TCP. */
+static int fo_survivors_complete(const struct fo *fo)
+{
+	int i;
+
+	if (!atomic_load(&fo->want_set))
+		return 0;
+	for (i = 1; i < F_CONN; i++)
+		if (stream_frames(&fo->st[i]) < fo->want[i])
+			return 0;
+	return 1;
+}
+
+/*
+ * Reads the three streams until the survivors hold what their psocks
+ * wrote, then 200 ms more without a byte (a frame beyond it is a defect
+ * the caller's count shows); or, once the senders are done, until 10 s
+ * pass without a byte (a stall, which the caller's counts then show).
+ */
 static void *fo_reader_fn(void *arg)
 {
 	struct fo *fo = arg;
@@ -302,6 +339,7 @@ static void *fo_reader_fn(void *arg)
 	for (;;) {
 		struct pollfd pfd[F_CONN];
 		int i, n = 0, got = 0;
+		long long quiet;
 
 		if (atomic_load(&fo->kill_req) && !fo->st[0].dead) {
 			/* Reset, not reading first: what sits in the receive
@@ -330,14 +368,15 @@ static void *fo_reader_fn(void *arg)
 				got |= fo->st[i].len != before;
 			}
 		}
-		/* Once the senders are done, stop after 1.5 s of quiet. */
 		if (!atomic_load(&fo->senders_done) || got) {
 			idle_since = -1;
-		} else if (idle_since < 0) {
-			idle_since = kcm_now_ms();
-		} else if (kcm_now_ms() - idle_since > 1500) {
-			return NULL;
+			continue;
 		}
+		if (idle_since < 0)
+			idle_since = kcm_now_ms();
+		quiet = fo_survivors_complete(fo) ? 200 : 10000;
+		if (kcm_now_ms() - idle_since > quiet)
+			return NULL;
 	}
 }
 
@@ -432,13 +471,12 @@ static void reset_one_of_three(int want_pollerr)
 				 fo.done[i], strerror(fo.send_err[i]));
 	}
 	atomic_store(&fo.senders_done, 1);
-	ASSERT_EQ(pthread_join(rth, NULL), 0);
-	kcm_diag("SIGPIPE raised %d times", atomic_load(&sigpipes));
 
 	/*
 	 * What each psock handed whole to TCP, read before the dead one is
-	 * unattached (its row goes with it).  The senders are done and the
-	 * streams quiet, but wait for the counts to settle all the same.
+	 * unattached (its row goes with it).  The senders are done, but the
+	 * last messages may still be on their way into TCP: wait for the
+	 * counts to settle, then tell the reader what to wait for.
 	 */
 	t0 = kcm_now_ms();
 	do {
@@ -450,6 +488,11 @@ static void reset_one_of_three(int want_pollerr)
 	} while (kcm_now_ms() - t0 < 5000);
 	kcm_diag("TX-Msgs per psock: %llu (reset) %llu %llu", tx[0], tx[1],
 		 tx[2]);
+	for (i = 0; i < F_CONN; i++)
+		fo.want[i] = tx[i];
+	atomic_store(&fo.want_set, 1);
+	ASSERT_EQ(pthread_join(rth, NULL), 0);
+	kcm_diag("SIGPIPE raised %d times", atomic_load(&sigpipes));
 	EXPECT_EQ(tx_sum, F_SEND * F_PER);
 
 	/* The application's part: take the dead socket out. */
@@ -526,6 +569,7 @@ static void reset_one_of_three(int want_pollerr)
 	for (i = 0; i < F_CONN; i++) {
 		close(fo.tcp[i]);
 		close(fo.st[i].fd);
+		free(fo.st[i].buf);
 	}
 }
 
