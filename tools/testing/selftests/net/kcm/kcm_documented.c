@@ -227,9 +227,16 @@ static void *stream_reader_fn(void *arg)
 	return NULL;
 }
 
+/*
+ * Read @count messages on @peer in a thread.  The peer's receive buffer
+ * grows first: one under loopback's MSS (shrink_tcp()'s) makes TCP open
+ * the window on its probe timer only, a message every 100 ms or so; the
+ * sender's buffer, which the backpressure is about, stays as it is.
+ */
 static void start_reader(struct stream_reader *r, int peer, uint32_t conn,
 			 uint32_t seq0, int count, size_t size)
 {
+	kcm_set_int_opt(peer, SOL_SOCKET, SO_RCVBUF, 1 << 20);
 	*r = (struct stream_reader){ .peer = peer, .conn = conn,
 				     .seq0 = seq0, .count = count,
 				     .size = size };
