@@ -40,10 +40,11 @@
 /*
  * The largest message sendmsg() may hand to TCP itself, without a message
  * skb of ours (kcm_tx_fast()), when nothing is queued before it.  It is
- * copied into one run of the socket's page fragment: skb_page_frag_refill()
- * promises room for it only up to a page (its last resort is one page).
+ * copied into one run of the socket's page fragment, whose pages are of
+ * this size when skb_page_frag_refill() can have them (it falls back to a
+ * single page): kcm_tx_fast_room() says whether the run is there.
  */
-#define KCM_TX_FAST_MAX	PAGE_SIZE
+#define KCM_TX_FAST_MAX	(PAGE_SIZE << SKB_FRAG_PAGE_ORDER)
 
 static struct sk_buff *kcm_tx_alloc(struct sock *sk)
 {
@@ -537,11 +538,24 @@ out:
 }
 
 /*
- * Sends a complete message of len bytes (at most KCM_TX_FAST_MAX) while
- * nothing is queued, without a message skb: it is copied into the socket's
- * page fragment, as the slow path copies it, so that a faulting buffer
- * stops it before a byte of it is in TCP, and TCP takes the page from
- * there.  What TCP does not take is queued as a message of that page
+ * The socket's page fragment has a run of len bytes at its offset, refilled
+ * if need be: a message longer than a page needs the compound page that
+ * skb_page_frag_refill() may not get, and a page it reuses keeps its size.
+ */
+static bool kcm_tx_fast_room(struct sock *sk, unsigned int len)
+{
+	struct page_frag *pfrag = &sk->sk_frag;
+
+	return skb_page_frag_refill(len, pfrag, sk->sk_allocation) &&
+	       pfrag->size - pfrag->offset >= len;
+}
+
+/*
+ * Sends a complete message of len bytes while nothing is queued, without a
+ * message skb: it is copied into the run of the socket's page fragment that
+ * kcm_tx_fast_room() found, as the slow path copies it, so that a faulting
+ * buffer stops it before a byte of it is in TCP, and TCP takes the pages
+ * from there.  What TCP does not take is queued as a message of that page
  * fragment, with kcm->tx_sent the bytes TCP has, on the psock kept
  * reserved: the push finishes it there, or sends it whole elsewhere.
  */
@@ -556,8 +570,6 @@ static int kcm_tx_fast(struct kcm_sock *kcm, struct iov_iter *from,
 	int sent = 0;
 
 	sock_owned_by_me(sk);
-	if (!skb_page_frag_refill(len, pfrag, sk->sk_allocation))
-		return -ENOMEM;
 	if (copy_page_from_iter(pfrag->page, pfrag->offset, len, from) != len)
 		return -EFAULT;
 	bvec_set_page(&bv, pfrag->page, len, pfrag->offset);
@@ -702,7 +714,8 @@ int kcm_tx_sendmsg(struct socket *sock, struct msghdr *msg, size_t len)
 
 	if (!head && eor && len && len <= KCM_TX_FAST_MAX &&
 	    !(flags & (MSG_BATCH | MSG_SPLICE_PAGES)) && !kcm->tx_series &&
-	    skb_queue_empty(&sk->sk_write_queue)) {
+	    skb_queue_empty(&sk->sk_write_queue) &&
+	    kcm_tx_fast_room(sk, len)) {
 		err = kcm_tx_fast(kcm, &msg->msg_iter, len, cookie);
 		if (!err)
 			err = len;
