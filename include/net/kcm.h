@@ -11,7 +11,8 @@
  *
  * Where the code lives: kcmsock.c (socket family, ioctls, options),
  * kcm_mux.c (steering and reservation), kcm_psock.c (attach, unattach,
- * failure), kcm_parser.c (receive: TCP bytes to messages), kcm_tls.c
+ * failure), kcm_parser.c (receive: TCP bytes to messages), kcm_rxbuf.c
+ * (the buffers of full receive batches), kcm_tls.c
  * (receive: kTLS's plaintext to the parser), kcm_rx.c
  * (receive: messages to the reader), kcm_tx.c (transmit path), kcmproc.c
  * (/proc/net/kcm and /proc/net/kcm_stats).
@@ -321,6 +322,9 @@ struct kcm_sock {
 	struct kcm_tx_stats tx_stats;
 };
 
+/* The largest receive batch, skb_shared_info included (kcm_rxbuf.c). */
+#define KCM_RX_BATCH_MAX	16384
+
 /*
  * Control block of a message skb, once the parser has handed it over.  On
  * receive an skb holds one message, or is a batch: small messages copied one
@@ -425,6 +429,11 @@ void kcm_parser_done(struct kcm_psock *psock);
 int kcm_parser_pass_plain(struct kcm_psock *psock, struct sk_buff_head *queue,
 			  u32 len, u32 *taken);
 void kcm_parser_fail(struct kcm_psock *psock, int err);
+
+/* kcm_rxbuf.c */
+struct sk_buff *kcm_rxbuf_alloc(void);
+int kcm_rxbuf_init(void);
+void kcm_rxbuf_exit(void);
 
 /* kcm_tls.c */
 void kcm_tls_rx_hook(struct kcm_psock *psock);

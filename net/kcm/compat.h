@@ -5,8 +5,8 @@
  * Linux 6.5 replaced ->sendpage with sendmsg(MSG_SPLICE_PAGES).  Debian's
  * 6.1 defines MSG_SPLICE_PAGES without TCP honouring it, so the version,
  * not the flag, decides.  Linux 6.12 has skb fragments the CPU cannot
- * read (device memory), and its unaligned access helpers in another
- * header.
+ * read (device memory), and its unaligned access helpers and page pool
+ * API in other headers.
  */
 #ifndef _KCM_COMPAT_H
 #define _KCM_COMPAT_H
@@ -20,6 +20,13 @@
 #include <asm/unaligned.h>
 #else
 #include <linux/unaligned.h>
+#endif
+
+/* Linux 6.6 split <net/page_pool.h> into <net/page_pool/>. */
+#if LINUX_VERSION_CODE < KERNEL_VERSION(6, 6, 0)
+#include <net/page_pool.h>
+#else
+#include <net/page_pool/helpers.h>
 #endif
 
 #if LINUX_VERSION_CODE < KERNEL_VERSION(6, 5, 0)

@@ -71,9 +71,6 @@
  */
 #define KCM_RX_COPY_MAX		2048
 
-/* The largest batch, skb_shared_info included. */
-#define KCM_RX_BATCH_MAX	16384
-
 /*
  * A place in a queue of received bytes: stream byte seq, at offset in skb.
  * The queue is the TCP receive queue, or the plaintext read from kTLS
@@ -491,6 +488,18 @@ static void kcm_parser_deliver(struct kcm_psock *psock, struct sk_buff *skb,
 }
 
 /*
+ * An empty batch with room for size bytes at least: a whole buffer of a
+ * page pool for one that would fill more than half of it (kcm_rxbuf.c),
+ * else one from the slab, cleared no more than it needs.
+ */
+static struct sk_buff *kcm_parser_batch_alloc(u32 size)
+{
+	if (size > SKB_WITH_OVERHEAD(KCM_RX_BATCH_MAX) / 2)
+		return kcm_rxbuf_alloc();
+	return alloc_skb(size, GFP_ATOMIC);
+}
+
+/*
  * Copies the small message at pos into the pass's batch; avail bytes are
  * in from pos on, which sizes a new batch.
  */
@@ -511,7 +520,7 @@ static int kcm_parser_take_small(struct kcm_psock *psock,
 		u32 size = avail + avail / 8 + sizeof(u32);
 
 		size = min_t(u32, size, SKB_WITH_OVERHEAD(KCM_RX_BATCH_MAX));
-		batch = alloc_skb(size, GFP_ATOMIC);
+		batch = kcm_parser_batch_alloc(size);
 		if (!batch)
 			return -ENOMEM;
 		cb = kcm_msg_cb(batch);

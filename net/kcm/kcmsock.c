@@ -362,10 +362,14 @@ static int __init kcm_init(void)
 	if (!kcm_wq)
 		return -ENOMEM;
 
+	err = kcm_rxbuf_init();
+	if (err)
+		goto err_destroy_wq;
+
 	/* Namespaces first: a socket can be made as soon as the family is. */
 	err = register_pernet_subsys(&kcm_net_ops);
 	if (err)
-		goto err_destroy_wq;
+		goto err_rxbuf_exit;
 
 	err = proto_register(&kcm_proto, 1);
 	if (err)
@@ -381,6 +385,8 @@ err_unregister_proto:
 	proto_unregister(&kcm_proto);
 err_unregister_pernet:
 	unregister_pernet_subsys(&kcm_net_ops);
+err_rxbuf_exit:
+	kcm_rxbuf_exit();
 err_destroy_wq:
 	destroy_workqueue(kcm_wq);
 	return err;
@@ -391,6 +397,7 @@ static void __exit kcm_exit(void)
 	sock_unregister(PF_KCM);
 	proto_unregister(&kcm_proto);
 	unregister_pernet_subsys(&kcm_net_ops);
+	kcm_rxbuf_exit();
 	destroy_workqueue(kcm_wq);
 }
 
