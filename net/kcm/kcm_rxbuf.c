@@ -29,12 +29,14 @@
 #include "compat.h"
 
 /*
- * The buffers a CPU's pool keeps for reuse: a KCM socket's default
- * receive buffer holds about a dozen full batches, so this is enough for
- * a few readers that lag behind.  At most about twice as many stay with
- * the pool while the module is loaded (its ring and its cache).
+ * The buffers a CPU's pool keeps for reuse.  A batch's buffer goes back to
+ * the pool when its reader is done with it, so what a stream needs is the
+ * few on their way between the reader's free and the parser's next
+ * allocation; this many more than covers them.  At most twice as many stay
+ * with the pool while the module is loaded (its ring and its cache): 512 KiB
+ * a CPU that has parsed, none for a CPU that never has.
  */
-#define KCM_RXBUF_POOL_SIZE	64
+#define KCM_RXBUF_POOL_SIZE	16
 
 static DEFINE_PER_CPU(struct page_pool *, kcm_rxbuf_pool);
 
