@@ -1287,6 +1287,61 @@ KCM_TEST(proc_tx_retry_and_abort, KCM_TIMEOUT(40),
 }
 
 /*
+ * A KCM socket closed while its message is half-way out on a connection
+ * whose peer reads nothing: the stream, cut inside a message, is failed
+ * with EPIPE (kcm.rst, "Sending"), and its psock counts the message it
+ * aborted (TX-Aborts 1), as when the connection fails under a message.
+ * A clone keeps the mux, and the psock, alive; the count is kept, once,
+ * when the psock is unattached and the mux is gone.
+ */
+KCM_TEST(proc_tx_abort_on_close, KCM_TIMEOUT(40))
+{
+	enum { BIG = 150000 };
+	unsigned char *msg = kcm_xmalloc(BIG);
+	unsigned char peek[64];
+	int kcm, clone, a0, b0, prog;
+	long long t0;
+
+	kcm_new_netns();
+	prog = kcm_prog_len32();
+	kcm = kcm_socket(SOCK_DGRAM);
+	clone = ASSERT_OK(kcm_clone(kcm));
+	kcm_tcp_pair_tiny(&a0, &b0);
+	ASSERT_OK(kcm_attach(kcm, a0, prog));
+
+	kcm_msg_build(msg, BIG, 0, 0);
+	ASSERT_EQ(send(kcm, msg, BIG, 0), BIG);
+	ASSERT_TRUE(kcm_poll1(b0, POLLIN, 5000) & POLLIN);
+	ASSERT_GT(recv(b0, peek, sizeof(peek), MSG_PEEK), 0);
+	EXPECT_EQ(PSOCK_STAT("TX-Aborts"), 0);
+
+	ASSERT_OK(close(kcm));
+	ASSERT_TRUE(kcm_poll1(a0, 0, 3000) & POLLERR);
+	EXPECT_EQ(kcm_so_error(a0), EPIPE);
+	EXPECT_EQ(PSOCK_STAT("TX-Aborts"), 1);
+	EXPECT_EQ(PSOCK_STAT("TX-Msgs"), 0);
+
+	ASSERT_OK(kcm_unattach(clone, a0));
+	ASSERT_OK(close(clone));
+	for (t0 = kcm_now_ms();; kcm_msleep(50)) {
+		struct lines ls;
+		int n;
+
+		read_lines(PROC_KCM, &ls);
+		n = mux_count(&ls);
+		free(ls.buf);
+		if (!n)
+			break;
+		if (kcm_now_ms() - t0 > 3000)
+			KCM_FAIL("mux still listed 3 s after close");
+	}
+	EXPECT_EQ(PSOCK_STAT("TX-Aborts"), 1);
+	if (kcm_case_failed)
+		dump(PROC_STATS);
+	free(msg);
+}
+
+/*
  * A connection reset while idle: the mux sends nothing more on it (TxStop
  * on its psock row) and the next message goes on the other connection.
  */
