@@ -434,15 +434,19 @@ static void kcm_tx_abort(struct kcm_sock *kcm)
 	kcm_psock_fail(psock, EPIPE);
 }
 
-/* The reserved psock is gone: start the head message again elsewhere. */
-static void kcm_tx_failover(struct kcm_sock *kcm)
+/*
+ * The reserved psock is gone: start the head message again elsewhere.  One
+ * directed at that psock's connection (a cookie) has nowhere else to go:
+ * the next push drops it, and it counts no retry (TX-Retries).
+ */
+static void kcm_tx_failover(struct kcm_sock *kcm, u64 cookie)
 {
 	bool begun = kcm->tx_sent;
 
 	if (begun)
 		kcm_tx_abort(kcm);
 	kcm->tx_sent = 0;
-	kcm_mux_tx_unreserve(kcm, begun);
+	kcm_mux_tx_unreserve(kcm, begun && !cookie);
 }
 
 /*
@@ -485,7 +489,7 @@ static void kcm_tx_push(struct kcm_sock *kcm)
 		if (err == -EAGAIN)
 			break;
 		if (err) {
-			kcm_tx_failover(kcm);
+			kcm_tx_failover(kcm, cookie);
 			continue;
 		}
 
