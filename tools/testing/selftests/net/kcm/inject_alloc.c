@@ -286,10 +286,11 @@ static long long tcp_written(int fd)
  * allocation (skbuff_head_cache, this thread) fails, which the sends TCP
  * takes whole never reach.  The first send TCP does not take whole must
  * fail with ENOMEM.  If TCP took nothing of it, the stream is whole and the
- * case tries another message size on a new connection, as it does when an
- * allocation of TCP's own from that cache comes first (a zero-window probe
- * or a retransmission whose timer fired while the send held the TCP
- * socket, run by its release_sock() in this thread); if TCP took part:
+ * case tries another message size on a new connection, as it does when
+ * another allocation from that cache comes first in this thread (TCP's
+ * own, presumably: a zero-window probe or a retransmission whose timer
+ * fired while the send held the TCP socket, which release_sock() then
+ * runs here; seen once); if TCP took part:
  * the TCP socket shows POLLERR and EPIPE, TX-Aborts moved by one, the later
  * messages go out whole on a connection attached since, and the cut stream
  * holds the messages sent before, whole, then the first bytes of the
@@ -326,18 +327,18 @@ KCM_TEST(tx_fast_rest_alloc_fails_cuts_stream, KCM_EXT, KCM_TIMEOUT(120))
 			if (ret != (ssize_t)size || took != (long long)size)
 				break;
 			if (injected)
-				kcm_diag("message %d: TCP's own allocation failed",
+				kcm_diag("message %d: an allocation not the module's failed",
 					 i);
 		}
 		ASSERT_LT(i, NMSG);
 		if (ret == (ssize_t)size) {
-			/* TCP's allocation came first, the module's did not
-			 * fail: the rest of the message was queued.
+			/* Another allocation came first, the module's did
+			 * not fail: the rest of the message was queued.
 			 */
 			if (!injected)
 				KCM_FAIL("message %d queued in part, and no allocation from %s failed",
 					 i, cache);
-			kcm_diag("messages of %zu bytes: TCP's own allocation failed while message %d was cut",
+			kcm_diag("messages of %zu bytes: an allocation not the module's failed while message %d was cut",
 				 size, i);
 		} else {
 			ASSERT_EQ(ret, -1);
