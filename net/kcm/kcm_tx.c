@@ -419,17 +419,35 @@ static void kcm_tx_sent(struct kcm_sock *kcm, struct kcm_psock *psock,
 	kcm_tx_count(&kcm->tx_stats, len);
 }
 
-/* The reserved psock is gone: start the head message again elsewhere. */
-static void kcm_tx_failover(struct kcm_sock *kcm)
+/*
+ * kcm gives up a message of which its reserved psock's TCP socket has the
+ * first bytes: that stream, cut inside a message, can never be framed
+ * again.  Every path that does so comes here, once per message: the psock
+ * counts the abort (TX-Aborts) and is failed, if nothing failed it before.
+ * Under the KCM socket lock.
+ */
+static void kcm_tx_abort(struct kcm_sock *kcm)
 {
 	struct kcm_psock *psock = kcm->tx_psock;
+
+	sock_owned_by_me(&kcm->sk);
+	kcm_stats_add(&psock->tx_stats.syncp, &psock->tx_stats.aborts, 1);
+	kcm_psock_fail(psock, EPIPE);
+}
+
+/*
+ * The reserved psock is gone: start the head message again elsewhere.  One
+ * directed at that psock's connection (a cookie) has nowhere else to go:
+ * the next push drops it, and it counts no retry (TX-Retries).
+ */
+static void kcm_tx_failover(struct kcm_sock *kcm, u64 cookie)
+{
 	bool begun = kcm->tx_sent;
 
 	if (begun)
-		kcm_stats_add(&psock->tx_stats.syncp, &psock->tx_stats.aborts,
-			      1);
+		kcm_tx_abort(kcm);
 	kcm->tx_sent = 0;
-	kcm_mux_tx_unreserve(kcm, begun);
+	kcm_mux_tx_unreserve(kcm, begun && !cookie);
 }
 
 /*
@@ -472,7 +490,7 @@ static void kcm_tx_push(struct kcm_sock *kcm)
 		if (err == -EAGAIN)
 			break;
 		if (err) {
-			kcm_tx_failover(kcm);
+			kcm_tx_failover(kcm, cookie);
 			continue;
 		}
 
@@ -603,11 +621,8 @@ err_free_head:
 	kcm_tx_free(sk, head);
 err_unreserve:
 	/* TCP has the message's first bytes and can never have the rest. */
-	if (sent) {
-		kcm_stats_add(&psock->tx_stats.syncp, &psock->tx_stats.aborts,
-			      1);
-		kcm_psock_fail(psock, EPIPE);
-	}
+	if (sent)
+		kcm_tx_abort(kcm);
 	/* Nothing is queued: off the waiters (kcm_tx_fast_psock() may have
 	 * put us in line), and the push gives up the reservation.
 	 */
@@ -780,8 +795,8 @@ ssize_t kcm_tx_sendpage(struct socket *sock, struct page *page, int offset,
 
 /*
  * Closing: stop sending, give up the reservation and the wait for a psock.
- * A message cut short on its psock leaves that stream unusable, so the
- * psock is failed; messages not yet begun are dropped.
+ * A message cut short on its psock leaves that stream unusable: it is
+ * aborted there (kcm_tx_abort()); messages not yet begun are dropped.
  */
 void kcm_tx_release(struct kcm_sock *kcm)
 {
@@ -796,7 +811,7 @@ void kcm_tx_release(struct kcm_sock *kcm)
 	 */
 	kcm_mux_tx_cancel_wait(kcm);
 	if (READ_ONCE(kcm->tx_psock) && kcm->tx_sent)
-		kcm_psock_fail(kcm->tx_psock, EPIPE);
+		kcm_tx_abort(kcm);
 	kcm_mux_tx_unreserve(kcm, false);
 	release_sock(sk);
 

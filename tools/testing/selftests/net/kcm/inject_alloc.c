@@ -16,6 +16,7 @@
  */
 #include <netinet/in.h>
 #include <linux/sockios.h>
+#include <linux/tcp.h>
 #include <stdlib.h>
 #include <sys/ioctl.h>
 #include <unistd.h>
@@ -251,4 +252,151 @@ KCM_TEST(rx_parser_alloc_fails_counted, KCM_TIMEOUT(60))
 	close(kcm);
 	close(tcp);
 	close(peer);
+}
+
+/*
+ * Bytes written to TCP socket @fd since it was made, but for a constant:
+ * those acknowledged and those still in its queue, read while no
+ * acknowledgement moved the boundary between the two.
+ */
+static long long tcp_written(int fd)
+{
+	struct tcp_info ti;
+	socklen_t len;
+	int q0, q1;
+
+	do {
+		ASSERT_OK(ioctl(fd, SIOCOUTQ, &q0));
+		len = sizeof(ti);
+		ASSERT_OK(getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len));
+		ASSERT_OK(ioctl(fd, SIOCOUTQ, &q1));
+	} while (q0 != q1);
+	return (long long)ti.tcpi_bytes_acked + q1;
+}
+
+/*
+ * kcm.rst, "Sending": a complete message of at most a page, sent while
+ * nothing is queued, is handed to TCP at once; "should TCP take the first
+ * bytes of such a message and the memory to keep the rest then not be
+ * found, the send fails with ENOMEM and that TCP socket, its stream cut,
+ * is failed with EPIPE."
+ *
+ * A connection whose peer reads nothing takes such messages whole until it
+ * is full, and then one only in part; for each send the module's next skb
+ * allocation (skbuff_head_cache, this thread) fails, which the sends TCP
+ * takes whole never reach.  The first send TCP does not take whole must
+ * fail with ENOMEM.  If TCP took nothing of it, the stream is whole and the
+ * case tries another message size on a new connection, as it does when
+ * another allocation from that cache comes first in this thread (TCP's
+ * own, presumably: a zero-window probe or a retransmission whose timer
+ * fired while the send held the TCP socket, which release_sock() then
+ * runs here; seen once); if TCP took part:
+ * the TCP socket shows POLLERR and EPIPE, TX-Aborts moved by one, the later
+ * messages go out whole on a connection attached since, and the cut stream
+ * holds the messages sent before, whole, then the first bytes of the
+ * failed one, and nothing more.
+ */
+KCM_TEST(tx_fast_rest_alloc_fails_cuts_stream, KCM_EXT, KCM_TIMEOUT(120))
+{
+	enum { NMSG = 64, LATER = 8, TRIES = 14 };
+	const char *cache = "skbuff_head_cache";
+	static unsigned char msg[NMSG][4096];
+	unsigned char later[4096], got[4096], *stream;
+	int kcm = -1, a0, b0, a1, b1, i, k, try, prog, injected = 0, err = 0;
+	long long aborts = 0, msgs = 0, w0, took = 0;
+	size_t size = 0, cap, n = 0;
+	ssize_t ret = 0;
+
+	kcm_new_netns();
+	prog = kcm_prog_len32();
+	for (try = 0; try < TRIES; try++) {
+		size = 1500 + 377 * (try % 7);
+		kcm = kcm_socket(SOCK_DGRAM);
+		kcm_tcp_pair_tiny(&a0, &b0);
+		ASSERT_OK(kcm_attach(kcm, a0, prog));
+		aborts = psock_total("TX-Aborts");
+		msgs = psock_total("TX-Msgs");
+		for (i = 0; i < NMSG; i++) {
+			kcm_msg_build(msg[i], size, 3, i);
+			w0 = tcp_written(a0);
+			fail_next_alloc(cache);
+			ret = send(kcm, msg[i], size, MSG_DONTWAIT);
+			err = errno;
+			injected = injection_end(cache);
+			took = tcp_written(a0) - w0;
+			if (ret != (ssize_t)size || took != (long long)size)
+				break;
+			if (injected)
+				kcm_diag("message %d: an allocation not the module's failed",
+					 i);
+		}
+		ASSERT_LT(i, NMSG);
+		if (ret == (ssize_t)size) {
+			/* Another allocation came first, the module's did
+			 * not fail: the rest of the message was queued.
+			 */
+			if (!injected)
+				KCM_FAIL("message %d queued in part, and no allocation from %s failed",
+					 i, cache);
+			kcm_diag("messages of %zu bytes: an allocation not the module's failed while message %d was cut",
+				 size, i);
+		} else {
+			ASSERT_EQ(ret, -1);
+			ASSERT_EQ(err, ENOMEM);
+			if (!injected)
+				KCM_FAIL("the send failed with ENOMEM, nothing injected");
+			kcm_diag("messages of %zu bytes: %d taken whole, then %lld bytes of the next",
+				 size, i, took);
+			if (took)
+				break;
+			/* Nothing of it in TCP: the stream goes on. */
+			EXPECT_EQ(psock_total("TX-Aborts"), aborts);
+			EXPECT_EQ(kcm_so_error(a0), 0);
+		}
+		close(kcm);
+		close(a0);
+		close(b0);
+	}
+	if (try == TRIES)
+		KCM_FAIL("TCP took none of the message in %d tries: the case tests nothing",
+			 TRIES);
+	ASSERT_LT(took, size);
+	ASSERT_TRUE(kcm_poll1(a0, 0, 3000) & POLLERR);
+	ASSERT_EQ(kcm_so_error(a0), EPIPE);
+	EXPECT_EQ(psock_total("TX-Aborts"), aborts + 1);
+
+	kcm_tcp_pair(AF_INET, &a1, &b1);
+	kcm_set_rcvtimeo(b1, 5000);
+	ASSERT_OK(kcm_attach(kcm, a1, prog));
+	for (n = 0; n < LATER; n++) {
+		kcm_msg_build(later, size, 4, n);
+		ASSERT_EQ(send(kcm, later, size, 0), size);
+		kcm_read_all(b1, got, size);
+		ASSERT_MEMEQ(got, later, size);
+	}
+	ASSERT_ERRNO(recv(b1, got, 1, MSG_DONTWAIT), EAGAIN);
+	EXPECT_EQ(kcm_so_error(a1), 0);
+
+	/* The cut stream, to its end. */
+	ASSERT_OK(kcm_unattach(kcm, a0));
+	ASSERT_OK(shutdown(a0, SHUT_WR));
+	kcm_set_rcvtimeo(b0, 10000);
+	cap = (i + 1) * size;
+	stream = kcm_xmalloc(cap + 1);
+	for (n = 0; (ret = recv(b0, stream + n, cap + 1 - n, 0)) > 0;)
+		n += ret;
+	ASSERT_EQ(ret, 0);
+	ASSERT_EQ(n, i * size + took);
+	for (k = 0; k < i; k++)
+		EXPECT_MEMEQ(stream + k * size, msg[k], size);
+	EXPECT_MEMEQ(stream + i * size, msg[i], took);
+
+	EXPECT_EQ(psock_total("TX-Aborts"), aborts + 1);
+	EXPECT_EQ(psock_total("TX-Msgs"), msgs + i + LATER);
+	free(stream);
+	close(kcm);
+	close(a0);
+	close(b0);
+	close(a1);
+	close(b1);
 }

@@ -1287,6 +1287,132 @@ KCM_TEST(proc_tx_retry_and_abort, KCM_TIMEOUT(40),
 }
 
 /*
+ * A KCM socket closed while its message is half-way out on a connection
+ * whose peer reads nothing: the stream, cut inside a message, is failed
+ * with EPIPE (kcm.rst, "Sending"), and its psock counts the message it
+ * aborted (TX-Aborts 1), as when the connection fails under a message.
+ * A clone keeps the mux, and the psock, alive; the count is kept, once,
+ * when the psock is unattached and the mux is gone.
+ */
+KCM_TEST(proc_tx_abort_on_close, KCM_TIMEOUT(40))
+{
+	enum { BIG = 150000 };
+	unsigned char *msg = kcm_xmalloc(BIG);
+	unsigned char peek[64];
+	int kcm, clone, a0, b0, prog;
+	long long t0;
+
+	kcm_new_netns();
+	prog = kcm_prog_len32();
+	kcm = kcm_socket(SOCK_DGRAM);
+	clone = ASSERT_OK(kcm_clone(kcm));
+	kcm_tcp_pair_tiny(&a0, &b0);
+	ASSERT_OK(kcm_attach(kcm, a0, prog));
+
+	kcm_msg_build(msg, BIG, 0, 0);
+	ASSERT_EQ(send(kcm, msg, BIG, 0), BIG);
+	ASSERT_TRUE(kcm_poll1(b0, POLLIN, 5000) & POLLIN);
+	ASSERT_GT(recv(b0, peek, sizeof(peek), MSG_PEEK), 0);
+	EXPECT_EQ(PSOCK_STAT("TX-Aborts"), 0);
+
+	ASSERT_OK(close(kcm));
+	ASSERT_TRUE(kcm_poll1(a0, 0, 3000) & POLLERR);
+	EXPECT_EQ(kcm_so_error(a0), EPIPE);
+	EXPECT_EQ(PSOCK_STAT("TX-Aborts"), 1);
+	EXPECT_EQ(PSOCK_STAT("TX-Msgs"), 0);
+
+	ASSERT_OK(kcm_unattach(clone, a0));
+	ASSERT_OK(close(clone));
+	for (t0 = kcm_now_ms();; kcm_msleep(50)) {
+		struct lines ls;
+		int n;
+
+		read_lines(PROC_KCM, &ls);
+		n = mux_count(&ls);
+		free(ls.buf);
+		if (!n)
+			break;
+		if (kcm_now_ms() - t0 > 3000)
+			KCM_FAIL("mux still listed 3 s after close");
+	}
+	EXPECT_EQ(PSOCK_STAT("TX-Aborts"), 1);
+	if (kcm_case_failed)
+		dump(PROC_STATS);
+	free(msg);
+}
+
+/* A message sent on the connection whose SO_COOKIE is @cookie (ours). */
+static ssize_t send_directed(int kcm, const void *buf, size_t len,
+			     uint64_t cookie)
+{
+	union {
+		char buf[CMSG_SPACE(sizeof(uint64_t))];
+		struct cmsghdr align;
+	} ctl;
+	struct iovec iov = { (void *)buf, len };
+	struct msghdr m = {
+		.msg_iov = &iov, .msg_iovlen = 1,
+		.msg_control = ctl.buf, .msg_controllen = sizeof(ctl.buf),
+	};
+	struct cmsghdr *cm = CMSG_FIRSTHDR(&m);
+
+	cm->cmsg_level = SOL_KCM;
+	cm->cmsg_type = KCM_ORIGIN;
+	cm->cmsg_len = CMSG_LEN(sizeof(cookie));
+	memcpy(CMSG_DATA(cm), &cookie, sizeof(cookie));
+	return sendmsg(kcm, &m, 0);
+}
+
+/*
+ * A message directed at a connection (KCM_ORIGIN) is half-way out on it
+ * when it is reset: the message is dropped, never sent on another
+ * (kcm.rst, "Sending on a chosen connection": no failover).  The psock
+ * counts the abort (TX-Aborts 1), the mux no retry (TX-Retries 0), and the
+ * other connection carries nothing of it, only the next message.
+ */
+KCM_TEST(proc_tx_abort_directed, KCM_EXT, KCM_TIMEOUT(40))
+{
+	enum { BIG = 150000, SMALL = 300 };
+	unsigned char *msg = kcm_xmalloc(BIG);
+	unsigned char small[SMALL], got[SMALL];
+	socklen_t len = sizeof(uint64_t);
+	int kcm, a0, b0, a1, b1, prog;
+	uint64_t cookie = 0;
+
+	kcm_new_netns();
+	prog = kcm_prog_len32();
+	kcm = kcm_socket(SOCK_DGRAM);
+	kcm_tcp_pair_tiny(&a0, &b0);
+	kcm_tcp_pair(AF_INET, &a1, &b1);
+	ASSERT_OK(kcm_attach(kcm, a0, prog));
+	ASSERT_OK(kcm_attach(kcm, a1, prog));
+	ASSERT_OK(getsockopt(a0, SOL_SOCKET, SO_COOKIE, &cookie, &len));
+
+	kcm_msg_build(msg, BIG, 0, 0);
+	ASSERT_EQ(send_directed(kcm, msg, BIG, cookie), BIG);
+	ASSERT_TRUE(kcm_poll1(b0, POLLIN, 5000) & POLLIN);
+	ASSERT_GT(recv(b0, got, sizeof(got), MSG_PEEK), 0);
+	kill_peer(b0);
+	ASSERT_TRUE(kcm_poll1(a0, 0, 3000) & POLLERR);
+
+	/* Sent after the failover, or its push does the failover first. */
+	kcm_msg_build(small, SMALL, 0, 1);
+	ASSERT_EQ(send(kcm, small, SMALL, 0), SMALL);
+	kcm_set_rcvtimeo(b1, 5000);
+	kcm_read_all(b1, got, SMALL);
+	ASSERT_MEMEQ(got, small, SMALL);
+	kcm_msleep(200);
+	EXPECT_ERRNO(recv(b1, got, 1, MSG_DONTWAIT), EAGAIN);
+
+	EXPECT_EQ(PSOCK_STAT("TX-Aborts"), 1);
+	EXPECT_EQ(MUX_STAT("TX-Retries"), 0);
+	EXPECT_EQ(PSOCK_STAT("TX-Msgs"), 1);
+	if (kcm_case_failed)
+		dump(PROC_STATS);
+	free(msg);
+}
+
+/*
  * A connection reset while idle: the mux sends nothing more on it (TxStop
  * on its psock row) and the next message goes on the other connection.
  */
