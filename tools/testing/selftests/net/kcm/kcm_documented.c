@@ -134,28 +134,6 @@ static uint64_t so_cookie(int fd)
 	return c;
 }
 
-/* sendmsg() with a SOL_KCM/KCM_ORIGIN control message naming @cookie. */
-static ssize_t send_directed(int kcm, const void *buf, size_t len,
-			     uint64_t cookie, int flags)
-{
-	union {
-		char buf[CMSG_SPACE(sizeof(uint64_t))];
-		struct cmsghdr align;
-	} ctl;
-	struct iovec iov = { (void *)buf, len };
-	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1,
-			    .msg_control = ctl.buf,
-			    .msg_controllen = sizeof(ctl.buf) };
-	struct cmsghdr *cm = CMSG_FIRSTHDR(&m);
-
-	memset(&ctl, 0, sizeof(ctl));
-	cm->cmsg_level = SOL_KCM;
-	cm->cmsg_type = KCM_ORIGIN;
-	cm->cmsg_len = CMSG_LEN(sizeof(cookie));
-	memcpy(CMSG_DATA(cm), &cookie, sizeof(cookie));
-	return sendmsg(kcm, &m, flags);
-}
-
 /*
  * Send @size-byte messages of connection @conn, numbered from *seq on, each
  * with one send (MSG_EOR on SOCK_SEQPACKET) and MSG_DONTWAIT, until the
@@ -176,8 +154,8 @@ static int fill_send_buffer_to(int kcm, size_t size, uint32_t conn,
 		ssize_t r;
 
 		kcm_msg_build(msg, size, conn, *seq);
-		r = cookie ? send_directed(kcm, msg, size, cookie,
-					   MSG_DONTWAIT | eor) :
+		r = cookie ? kcm_send_directed(kcm, msg, size, cookie,
+					       MSG_DONTWAIT | eor) :
 			     send(kcm, msg, size, MSG_DONTWAIT | eor);
 		if (r == (ssize_t)size) {
 			(*seq)++;

@@ -1238,6 +1238,26 @@ KCM_TEST(proc_reserved_seqpacket_pieces)
 }
 
 /*
+ * Sends a @len-byte message on @kcm (directed at @cookie, if not 0) and
+ * waits for its first bytes at @peer, whose side reads nothing: the message
+ * is then begun on that connection, and stuck there.
+ */
+static void send_stuck(int kcm, int peer, unsigned char *msg, size_t len,
+		       uint64_t cookie)
+{
+	unsigned char peek[64];
+
+	kcm_msg_build(msg, len, 0, 0);
+	if (cookie)
+		ASSERT_EQ(kcm_send_directed(kcm, msg, len, cookie, 0),
+			  (ssize_t)len);
+	else
+		ASSERT_EQ(send(kcm, msg, len, 0), (ssize_t)len);
+	ASSERT_TRUE(kcm_poll1(peer, POLLIN, 5000) & POLLIN);
+	ASSERT_GT(recv(peer, peek, sizeof(peek), MSG_PEEK), 0);
+}
+
+/*
  * A message half-way out on a connection that is reset: the application
  * unattaches the dead socket (as kcm.rst asks on POLLERR), and the message
  * goes again, whole, on the other connection.  Its first psock aborted a
@@ -1251,7 +1271,6 @@ KCM_TEST(proc_tx_retry_and_abort, KCM_TIMEOUT(40),
 {
 	enum { BIG = 150000 };
 	unsigned char *msg = kcm_xmalloc(BIG), *got = kcm_xmalloc(BIG);
-	unsigned char peek[64];
 	int kcm, a0, b0, a1, b1, prog;
 
 	kcm_new_netns();
@@ -1260,11 +1279,8 @@ KCM_TEST(proc_tx_retry_and_abort, KCM_TIMEOUT(40),
 	kcm_tcp_pair_tiny(&a0, &b0);
 	ASSERT_OK(kcm_attach(kcm, a0, prog));
 
-	kcm_msg_build(msg, BIG, 0, 0);
-	ASSERT_EQ(send(kcm, msg, BIG, 0), BIG);
 	/* Begun on connection 0, whose peer reads nothing. */
-	ASSERT_TRUE(kcm_poll1(b0, POLLIN, 5000) & POLLIN);
-	ASSERT_GT(recv(b0, peek, sizeof(peek), MSG_PEEK), 0);
+	send_stuck(kcm, b0, msg, BIG, 0);
 	EXPECT_EQ(MUX_STAT("TX-Retries"), 0);
 	EXPECT_EQ(PSOCK_STAT("TX-Aborts"), 0);
 
@@ -1298,7 +1314,6 @@ KCM_TEST(proc_tx_abort_on_close, KCM_TIMEOUT(40))
 {
 	enum { BIG = 150000 };
 	unsigned char *msg = kcm_xmalloc(BIG);
-	unsigned char peek[64];
 	int kcm, clone, a0, b0, prog;
 	long long t0;
 
@@ -1309,10 +1324,7 @@ KCM_TEST(proc_tx_abort_on_close, KCM_TIMEOUT(40))
 	kcm_tcp_pair_tiny(&a0, &b0);
 	ASSERT_OK(kcm_attach(kcm, a0, prog));
 
-	kcm_msg_build(msg, BIG, 0, 0);
-	ASSERT_EQ(send(kcm, msg, BIG, 0), BIG);
-	ASSERT_TRUE(kcm_poll1(b0, POLLIN, 5000) & POLLIN);
-	ASSERT_GT(recv(b0, peek, sizeof(peek), MSG_PEEK), 0);
+	send_stuck(kcm, b0, msg, BIG, 0);
 	EXPECT_EQ(PSOCK_STAT("TX-Aborts"), 0);
 
 	ASSERT_OK(close(kcm));
@@ -1341,28 +1353,6 @@ KCM_TEST(proc_tx_abort_on_close, KCM_TIMEOUT(40))
 	free(msg);
 }
 
-/* A message sent on the connection whose SO_COOKIE is @cookie (ours). */
-static ssize_t send_directed(int kcm, const void *buf, size_t len,
-			     uint64_t cookie)
-{
-	union {
-		char buf[CMSG_SPACE(sizeof(uint64_t))];
-		struct cmsghdr align;
-	} ctl;
-	struct iovec iov = { (void *)buf, len };
-	struct msghdr m = {
-		.msg_iov = &iov, .msg_iovlen = 1,
-		.msg_control = ctl.buf, .msg_controllen = sizeof(ctl.buf),
-	};
-	struct cmsghdr *cm = CMSG_FIRSTHDR(&m);
-
-	cm->cmsg_level = SOL_KCM;
-	cm->cmsg_type = KCM_ORIGIN;
-	cm->cmsg_len = CMSG_LEN(sizeof(cookie));
-	memcpy(CMSG_DATA(cm), &cookie, sizeof(cookie));
-	return sendmsg(kcm, &m, 0);
-}
-
 /*
  * A message directed at a connection (KCM_ORIGIN) is half-way out on it
  * when it is reset: the message is dropped, never sent on another
@@ -1388,10 +1378,7 @@ KCM_TEST(proc_tx_abort_directed, KCM_EXT, KCM_TIMEOUT(40))
 	ASSERT_OK(kcm_attach(kcm, a1, prog));
 	ASSERT_OK(getsockopt(a0, SOL_SOCKET, SO_COOKIE, &cookie, &len));
 
-	kcm_msg_build(msg, BIG, 0, 0);
-	ASSERT_EQ(send_directed(kcm, msg, BIG, cookie), BIG);
-	ASSERT_TRUE(kcm_poll1(b0, POLLIN, 5000) & POLLIN);
-	ASSERT_GT(recv(b0, got, sizeof(got), MSG_PEEK), 0);
+	send_stuck(kcm, b0, msg, BIG, cookie);
 	kill_peer(b0);
 	ASSERT_TRUE(kcm_poll1(a0, 0, 3000) & POLLERR);
 

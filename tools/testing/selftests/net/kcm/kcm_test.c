@@ -570,6 +570,27 @@ int kcm_so_error(int fd)
 	return kcm_get_int_opt(fd, SOL_SOCKET, SO_ERROR);
 }
 
+ssize_t kcm_send_directed(int kcm, const void *buf, size_t len,
+			  uint64_t cookie, int flags)
+{
+	union {
+		char buf[CMSG_SPACE(sizeof(uint64_t))];
+		struct cmsghdr align;
+	} ctl;
+	struct iovec iov = { (void *)buf, len };
+	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1,
+			    .msg_control = ctl.buf,
+			    .msg_controllen = sizeof(ctl.buf) };
+	struct cmsghdr *cm = CMSG_FIRSTHDR(&m);
+
+	memset(&ctl, 0, sizeof(ctl));
+	cm->cmsg_level = SOL_KCM;
+	cm->cmsg_type = KCM_ORIGIN;
+	cm->cmsg_len = CMSG_LEN(sizeof(cookie));
+	memcpy(CMSG_DATA(cm), &cookie, sizeof(cookie));
+	return sendmsg(kcm, &m, flags);
+}
+
 int kcm_poll1(int fd, short events, int timeout_ms)
 {
 	struct pollfd p = { .fd = fd, .events = events };

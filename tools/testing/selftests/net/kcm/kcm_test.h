@@ -246,6 +246,11 @@ int kcm_get_int_opt(int fd, int level, int name);
 int kcm_so_error(int fd);
 /* poll() one fd for @events; returns revents (0 on timeout). */
 int kcm_poll1(int fd, short events, int timeout_ms);
+/* sendmsg() of @len bytes on the TCP connection whose SO_COOKIE is @cookie
+ * (a SOL_KCM/KCM_ORIGIN control message: ours, not Linux's).
+ */
+ssize_t kcm_send_directed(int kcm, const void *buf, size_t len,
+			  uint64_t cookie, int flags);
 
 /* ---- helpers: BPF ------------------------------------------------------ */
 
