@@ -239,7 +239,8 @@ struct kcm_psock {
 	 * rx_stopped, which a disconnect may also set, in any context (it
 	 * only ever goes up).  rx_batch is set only within a pass, whose
 	 * end hands it on; rx_hold too, the mux's answer that it holds a
-	 * message of this pass.
+	 * message of this pass, and rx_ended, that the pass's last skb went
+	 * to the mux with the pass's end.
 	 */
 	struct work_struct rx_work;	/* a pass in process context */
 	struct delayed_work rx_timeout;	/* message assembly time limit */
@@ -254,6 +255,7 @@ struct kcm_psock {
 	bool rx_timing;			/* rx_timeout runs for it */
 	bool rx_stopped;
 	bool rx_hold;
+	bool rx_ended;
 	unsigned long rx_deadline;	/* jiffies: its time limit */
 	struct kcm_parser_stats rx_stats;
 
@@ -393,7 +395,7 @@ void kcm_mux_remove_psock(struct kcm_mux *mux, struct kcm_psock *psock);
 bool kcm_mux_psock_stop_tx(struct kcm_psock *psock);
 void kcm_mux_tx_wake_owner(struct kcm_psock *psock);
 bool kcm_mux_rx_deliver(struct kcm_mux *mux, struct kcm_psock *psock,
-			struct sk_buff *skb);
+			struct sk_buff *skb, bool end);
 void kcm_mux_rx_batch_end(struct kcm_psock *psock);
 void kcm_mux_rx_space(struct kcm_sock *kcm);
 void kcm_mux_rx_set_disabled(struct kcm_sock *kcm, bool disabled);

@@ -295,14 +295,30 @@ static void kcm_mux_rx_wake_target(struct kcm_psock *psock)
 }
 
 /*
+ * End of a parser pass on psock: its socket's reader is woken, and the next
+ * pass goes to another socket.  Under mux->lock.
+ */
+static void kcm_mux_rx_end_pass(struct kcm_psock *psock)
+{
+	struct kcm_sock *kcm = psock->rx_target;
+
+	lockdep_assert_held(&psock->mux->lock);
+	if (kcm && kcm->rx_ready)
+		list_move_tail(&kcm->rx_node, &psock->mux->rx_ready);
+	kcm_mux_rx_wake_target(psock);
+}
+
+/*
  * Steers a message (or a batch of them) parsed on psock.  Runs under the
  * TCP socket lock, from the parser.  When no socket can take it, the psock
  * keeps it and is paused (rx_paused) until a socket takes it, and the
  * answer is true: the parser ends its pass.  What the pass had parsed
- * before may still come: it waits behind the held skb.
+ * before may still come: it waits behind the held skb.  end: skb is the
+ * pass's last, and the pass ends here as in kcm_mux_rx_batch_end(), under
+ * the same hold of the lock.
  */
 bool kcm_mux_rx_deliver(struct kcm_mux *mux, struct kcm_psock *psock,
-			struct sk_buff *skb)
+			struct sk_buff *skb, bool end)
 {
 	struct kcm_sock *kcm;
 	bool held = true;
@@ -336,24 +352,19 @@ bool kcm_mux_rx_deliver(struct kcm_mux *mux, struct kcm_psock *psock,
 		WRITE_ONCE(psock->rx_paused, true);
 	}
 out:
+	if (end)
+		kcm_mux_rx_end_pass(psock);
 	spin_unlock_bh(&mux->lock);
 	return held;
 }
 
-/*
- * End of a parser pass on psock: its socket's reader is woken, and the next
- * pass goes to another socket.
- */
+/* End of a parser pass on psock whose last skb went without its end. */
 void kcm_mux_rx_batch_end(struct kcm_psock *psock)
 {
 	struct kcm_mux *mux = psock->mux;
-	struct kcm_sock *kcm;
 
 	spin_lock_bh(&mux->lock);
-	kcm = psock->rx_target;
-	if (kcm && kcm->rx_ready)
-		list_move_tail(&kcm->rx_node, &mux->rx_ready);
-	kcm_mux_rx_wake_target(psock);
+	kcm_mux_rx_end_pass(psock);
 	spin_unlock_bh(&mux->lock);
 }
 

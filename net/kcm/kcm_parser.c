@@ -455,26 +455,33 @@ static bool kcm_parser_frame_len(struct kcm_psock *psock,
 	return true;
 }
 
-/* Hands skb to the mux; if the mux holds it, the pass ends. */
-static void kcm_parser_hand_on(struct kcm_psock *psock, struct sk_buff *skb)
+/*
+ * Hands skb to the mux; if the mux holds it, the pass ends.  end: skb is
+ * the pass's last, and the mux ends the pass with it (one hold of its lock
+ * for both: a lone request's pass takes it once).
+ */
+static void kcm_parser_hand_on(struct kcm_psock *psock, struct sk_buff *skb,
+			       bool end)
 {
-	if (kcm_mux_rx_deliver(psock->mux, psock, skb))
+	if (kcm_mux_rx_deliver(psock->mux, psock, skb, end))
 		psock->rx_hold = true;
+	if (end)
+		psock->rx_ended = true;
 }
 
-/* Hands on the pass's batch, if any. */
-static void kcm_parser_flush(struct kcm_psock *psock)
+/* Hands on the pass's batch, if any; end as for kcm_parser_hand_on(). */
+static void kcm_parser_flush(struct kcm_psock *psock, bool end)
 {
 	struct sk_buff *batch = psock->rx_batch;
 
 	if (!batch)
 		return;
 	psock->rx_batch = NULL;
-	kcm_parser_hand_on(psock, batch);
+	kcm_parser_hand_on(psock, batch, end);
 }
 
 static void kcm_parser_deliver(struct kcm_psock *psock, struct sk_buff *skb,
-			       u32 offset, u32 len)
+			       u32 offset, u32 len, bool end)
 {
 	struct kcm_msg_cb *cb = kcm_msg_cb(skb);
 
@@ -483,8 +490,8 @@ static void kcm_parser_deliver(struct kcm_psock *psock, struct sk_buff *skb,
 	cb->len = len;
 	cb->msgs = 1;
 	cb->batch = false;
-	kcm_parser_flush(psock);
-	kcm_parser_hand_on(psock, skb);
+	kcm_parser_flush(psock, false);
+	kcm_parser_hand_on(psock, skb, end);
 }
 
 /*
@@ -510,7 +517,7 @@ static int kcm_parser_take_small(struct kcm_psock *psock,
 	struct kcm_msg_cb *cb;
 
 	if (batch && skb_tailroom(batch) < sizeof(u32) + len) {
-		kcm_parser_flush(psock);
+		kcm_parser_flush(psock, false);
 		batch = NULL;
 	}
 	if (!batch) {
@@ -577,9 +584,12 @@ static u32 kcm_parser_chain(struct kcm_psock *psock, struct sk_buff *head,
 	return done;
 }
 
-/* Takes the large message at pos, all of whose len bytes are in. */
+/*
+ * Takes the large message at pos, all of whose len bytes are in; last: no
+ * byte follows it in this pass.
+ */
 static int kcm_parser_take_large(struct kcm_psock *psock,
-				 struct kcm_rx_pos pos, u32 len)
+				 struct kcm_rx_pos pos, u32 len, bool last)
 {
 	struct sk_buff *skb, *tail = NULL;
 	u32 offset = pos.offset;
@@ -597,7 +607,7 @@ static int kcm_parser_take_large(struct kcm_psock *psock,
 			return -ENOMEM;
 		}
 	}
-	kcm_parser_deliver(psock, skb, offset, len);
+	kcm_parser_deliver(psock, skb, offset, len, last);
 	return 0;
 }
 
@@ -668,7 +678,7 @@ static void kcm_parser_start_timer(struct kcm_psock *psock)
 /* Stops the parser for good and posts -err on the TCP socket. */
 static void kcm_parser_abort(struct kcm_psock *psock, int err)
 {
-	kcm_parser_flush(psock);
+	kcm_parser_flush(psock, false);
 	WRITE_ONCE(psock->rx_stopped, true);
 	kfree_skb(psock->rx_head);
 	psock->rx_head = NULL;
@@ -728,7 +738,7 @@ static int kcm_parser_spill(struct kcm_psock *psock, struct kcm_rx_pos *pos,
 		psock->rx_head = NULL;
 		trace_kcm_rx_parse(psock->index, psock->cookie, psock->rx_len);
 		kcm_parser_deliver(psock, head, psock->rx_offset,
-				   psock->rx_len);
+				   psock->rx_len, false);
 		kcm_parser_msg_done(psock);
 	}
 	return ret;
@@ -890,7 +900,8 @@ static int kcm_parser_take_step(struct kcm_psock *psock,
 	if (kcm_parser_batched(psock, avail))
 		ret = kcm_parser_take_small(psock, pos, psock->rx_len, avail);
 	else
-		ret = kcm_parser_take_large(psock, *pos, psock->rx_len);
+		ret = kcm_parser_take_large(psock, *pos, psock->rx_len,
+					    avail == psock->rx_len);
 	if (ret) {
 		kcm_parser_count(psock, &psock->rx_stats.mem_fail);
 		return ret;
@@ -899,6 +910,14 @@ static int kcm_parser_take_step(struct kcm_psock *psock,
 	kcm_parser_advance(pos, psock->rx_len);
 	kcm_parser_msg_done(psock);
 	return 0;
+}
+
+/* Hands on the pass's batch and ends the pass, with it if there is one. */
+static void kcm_parser_end_pass(struct kcm_psock *psock)
+{
+	kcm_parser_flush(psock, true);
+	if (!psock->rx_ended)
+		kcm_mux_rx_batch_end(psock);
 }
 
 /*
@@ -912,8 +931,7 @@ static void kcm_parser_commit(struct kcm_psock *psock, u32 start, u32 seq)
 {
 	struct sock *sk = psock->sk;
 
-	kcm_parser_flush(psock);
-	kcm_mux_rx_batch_end(psock);
+	kcm_parser_end_pass(psock);
 	if (seq != start && WARN_ON_ONCE(kcm_parser_consume(sk, seq - start)))
 		kcm_parser_abort(psock, -EPROTO);
 }
@@ -932,6 +950,7 @@ static int kcm_parser_walk(struct kcm_psock *psock,
 
 	WARN_ON_ONCE(psock->rx_batch);
 	psock->rx_hold = false;
+	psock->rx_ended = false;
 	*seq = start;
 	if (!kcm_parser_find(queue, start, &pos))
 		return 0;
@@ -1004,8 +1023,7 @@ int kcm_parser_pass_plain(struct kcm_psock *psock, struct sk_buff_head *queue,
 		return 0;
 	migrate_disable();
 	err = kcm_parser_walk(psock, queue, 0, len, taken);
-	kcm_parser_flush(psock);
-	kcm_mux_rx_batch_end(psock);
+	kcm_parser_end_pass(psock);
 	migrate_enable();
 	return err;
 }

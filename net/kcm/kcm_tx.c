@@ -513,14 +513,20 @@ static void kcm_tx_push(struct kcm_sock *kcm)
  * The psock a message to cookie (0: any) can go on at once, without kTLS:
  * the one reserved, or one free now.  NULL when there is none, or when the
  * one reserved is not the message's; what is reserved stays reserved.
+ * *err: the message cannot be sent at all (no psock with that cookie, or
+ * it failed), found by the reservation itself: a directed message takes
+ * the mux's lock once here, not once more to check its cookie first.
  */
-static struct kcm_psock *kcm_tx_fast_psock(struct kcm_sock *kcm, u64 cookie)
+static struct kcm_psock *kcm_tx_fast_psock(struct kcm_sock *kcm, u64 cookie,
+					   int *err)
 {
 	struct kcm_psock *psock = READ_ONCE(kcm->tx_psock);
-	int err;
 
+	*err = 0;
 	if (!psock)
-		psock = kcm_mux_tx_reserve(kcm, cookie, &err);
+		psock = kcm_mux_tx_reserve(kcm, cookie, err);
+	else if (cookie && cookie != psock->cookie)
+		*err = kcm_mux_tx_check_cookie(kcm->mux, cookie);
 	if (!psock || (cookie && cookie != psock->cookie) ||
 	    kcm_psock_tls_tx(psock))
 		return NULL;
@@ -585,15 +591,20 @@ static int kcm_tx_fast(struct kcm_sock *kcm, struct iov_iter *from,
 	struct kcm_psock *psock;
 	struct sk_buff *head, *tail;
 	struct bio_vec bv;
-	int sent = 0;
+	int sent = 0, err;
 
 	sock_owned_by_me(sk);
-	if (copy_page_from_iter(pfrag->page, pfrag->offset, len, from) != len)
-		return -EFAULT;
+	if (copy_page_from_iter(pfrag->page, pfrag->offset, len, from) != len) {
+		/* As on the queued way: a bad cookie is found first. */
+		err = cookie ? kcm_mux_tx_check_cookie(kcm->mux, cookie) : 0;
+		return err ?: -EFAULT;
+	}
+
+	psock = kcm_tx_fast_psock(kcm, cookie, &err);
+	if (err)
+		return err;
 	bvec_set_page(&bv, pfrag->page, len, pfrag->offset);
 	pfrag->offset += len;
-
-	psock = kcm_tx_fast_psock(kcm, cookie);
 	if (psock) {
 		sent = kcm_tx_send_fast(kcm, psock, &bv, len);
 		if (sent == len) {
@@ -717,16 +728,9 @@ int kcm_tx_sendmsg(struct socket *sock, struct msghdr *msg, size_t len)
 		err = -EINVAL;
 		goto out;
 	}
-	if (cookie) {
-		err = kcm_mux_tx_check_cookie(kcm->mux, cookie);
-		if (err)
-			goto out;
-	}
-	if (len > KCM_TX_MSG_MAX - (head ? head->len : 0)) {
-		err = -EMSGSIZE;
-		goto out;
-	}
-
+	/* The fast path checks the cookie as it reserves (no message that
+	 * short is too long).
+	 */
 	if (!head && eor && len && len <= KCM_TX_FAST_MAX &&
 	    !(flags & (MSG_BATCH | MSG_SPLICE_PAGES)) && !kcm->tx_series &&
 	    skb_queue_empty(&sk->sk_write_queue) &&
@@ -734,6 +738,15 @@ int kcm_tx_sendmsg(struct socket *sock, struct msghdr *msg, size_t len)
 		err = kcm_tx_fast(kcm, &msg->msg_iter, len, cookie);
 		if (!err)
 			err = len;
+		goto out;
+	}
+	if (cookie) {
+		err = kcm_mux_tx_check_cookie(kcm->mux, cookie);
+		if (err)
+			goto out;
+	}
+	if (len > KCM_TX_MSG_MAX - (head ? head->len : 0)) {
+		err = -EMSGSIZE;
 		goto out;
 	}
 
