@@ -358,7 +358,7 @@ out:
 	return held;
 }
 
-/* End of a parser pass on psock whose last skb went without its end. */
+/* End of a parser pass on psock whose end did not go with a delivery. */
 void kcm_mux_rx_batch_end(struct kcm_psock *psock)
 {
 	struct kcm_mux *mux = psock->mux;

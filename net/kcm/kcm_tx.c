@@ -525,7 +525,7 @@ static struct kcm_psock *kcm_tx_fast_psock(struct kcm_sock *kcm, u64 cookie,
 	*err = 0;
 	if (!psock)
 		psock = kcm_mux_tx_reserve(kcm, cookie, err);
-	else if (cookie && cookie != psock->cookie)
+	else if (cookie)
 		*err = kcm_mux_tx_check_cookie(kcm->mux, cookie);
 	if (!psock || (cookie && cookie != psock->cookie) ||
 	    kcm_psock_tls_tx(psock))
