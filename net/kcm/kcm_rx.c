@@ -122,6 +122,28 @@ struct sk_buff *kcm_rx_split_started(struct sk_buff *skb)
 }
 
 /*
+ * Copies len bytes of skb's message data from offset on to msg.  Bytes in
+ * the linear part of an skb whose head is page memory (a batch from the
+ * page pool, kcm_rxbuf.c) are copied as page data, as the bytes of skb
+ * fragments are, within the bounds of that (compound) page; the rest as
+ * skb_copy_datagram_msg() copies it.  0 or -EFAULT.
+ */
+static int kcm_rx_copy(const struct sk_buff *skb, u32 offset,
+		       struct msghdr *msg, u32 len)
+{
+	const u8 *from = skb->data + offset;
+	struct page *page;
+
+	if (!skb->head_frag || offset + len > skb_headlen(skb))
+		return skb_copy_datagram_msg(skb, offset, msg, len);
+	page = virt_to_head_page(from);
+	if (copy_page_to_iter(page, from - (u8 *)page_address(page), len,
+			      &msg->msg_iter) != len)
+		return -EFAULT;
+	return 0;
+}
+
+/*
  * How many of skb's messages, from its current one on and each after its
  * length word, fit in room bytes.  *end is set past the last of them.
  */
@@ -168,7 +190,7 @@ static int kcm_rx_batch_trunc(struct kcm_sock *kcm, struct sk_buff *skb,
 
 	err = memcpy_to_msg(msg, &cb->len, head);
 	if (!err)
-		err = skb_copy_datagram_msg(skb, cb->offset, msg, body);
+		err = kcm_rx_copy(skb, cb->offset, msg, body);
 	if (err)
 		return err;
 	msg->msg_flags |= MSG_TRUNC;
@@ -204,8 +226,8 @@ static int kcm_rx_recv_batch(struct kcm_sock *kcm, struct sk_buff *skb,
 			break;
 		err = memcpy_to_msg(msg, &cb->len, sizeof(u32));
 		if (!err)
-			err = skb_copy_datagram_msg(skb, cb->offset, msg,
-						    end - cb->offset);
+			err = kcm_rx_copy(skb, cb->offset, msg,
+					  end - cb->offset);
 		if (err)
 			break;
 		copied += sizeof(u32) + end - cb->offset;
@@ -258,7 +280,7 @@ int kcm_rx_recvmsg(struct socket *sock, struct msghdr *msg, size_t len,
 
 	cb = kcm_msg_cb(skb);
 	copied = min_t(size_t, len, cb->len);
-	err = skb_copy_datagram_msg(skb, cb->offset, msg, copied);
+	err = kcm_rx_copy(skb, cb->offset, msg, copied);
 	if (err)
 		goto out;
 	if (kcm->rx_origin)
