@@ -8,7 +8,6 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <sys/epoll.h>
-#include <sys/mman.h>
 #include <unistd.h>
 
 #include "kcm_test.h"
@@ -98,35 +97,29 @@ KCM_TEST(one_message_per_call)
 static void fault_keeps_message(int type)
 {
 	enum { N = 200, SZ = 100 };
-	long pg = sysconf(_SC_PAGESIZE);
-	char *map, buf[SZ];
+	char *fault = kcm_fault_page(), buf[SZ];
 	size_t sizes[N];
 	struct rx s;
 	ssize_t n;
 	int i;
 
 	setup(&s, type);
-	map = mmap(NULL, 2 * pg, PROT_READ | PROT_WRITE,
-		   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	ASSERT_TRUE(map != MAP_FAILED);
-	ASSERT_OK(mprotect(map + pg, pg, PROT_NONE));
 	for (i = 0; i < N; i++)
 		sizes[i] = SZ;
 	kcm_write_msgs(s.peer, sizes, N, 0, 0);
 	for (i = 0; i < N; i++) {
 		if (i % 50 == 0) {
 			wait_readable(s.kcm);
-			ASSERT_ERRNO(recv(s.kcm, map + pg, SZ, MSG_DONTWAIT),
+			ASSERT_ERRNO(recv(s.kcm, fault, SZ, MSG_DONTWAIT),
 				     EFAULT);
-			ASSERT_ERRNO(recv(s.kcm, map + pg - 40, SZ,
-					  MSG_DONTWAIT), EFAULT);
+			ASSERT_ERRNO(recv(s.kcm, fault - 40, SZ, MSG_DONTWAIT),
+				     EFAULT);
 		}
 		n = kcm_recv_timeout(s.kcm, buf, sizeof(buf), 0, 5000);
 		ASSERT_EQ(n, SZ);
 		expect_seq(buf, n, i);
 	}
 	ASSERT_ERRNO(recv(s.kcm, buf, sizeof(buf), MSG_DONTWAIT), EAGAIN);
-	munmap(map, 2 * pg);
 }
 
 #define FAULT_LOSES_BUG "a recv that fails with EFAULT consumes its message"

@@ -24,7 +24,6 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <stdlib.h>
-#include <sys/mman.h>
 #include <unistd.h>
 
 #include "kcm_test.h"
@@ -322,27 +321,21 @@ KCM_TEST(batch_peek_consumes_nothing, KCM_EXT)
 KCM_TEST(batch_fault_consumes_nothing, KCM_EXT)
 {
 	enum { N = 200, SZ = 100, ALL = N * (SZ + HDR) };
-	long pg = sysconf(_SC_PAGESIZE);
-	char *map, *buf = kcm_xmalloc(ALL + 1);
+	char *fault = kcm_fault_page(), *buf = kcm_xmalloc(ALL + 1);
 	uint32_t seq = 0;
 	struct rx s;
 	int flags;
 	ssize_t n;
 
 	setup(&s, AF_INET);
-	map = mmap(NULL, 2 * pg, PROT_READ | PROT_WRITE,
-		   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	ASSERT_TRUE(map != MAP_FAILED);
-	ASSERT_OK(mprotect(map + pg, pg, PROT_NONE));
 	write_same(s.peer, SZ, N, 6);
 	wait_queued(s.kcm, ALL);
-	ASSERT_ERRNO(recv(s.kcm, map + pg, ALL, MSG_DONTWAIT), EFAULT);
-	ASSERT_ERRNO(recv(s.kcm, map + pg - 40, ALL, MSG_DONTWAIT), EFAULT);
+	ASSERT_ERRNO(recv(s.kcm, fault, ALL, MSG_DONTWAIT), EFAULT);
+	ASSERT_ERRNO(recv(s.kcm, fault - 40, ALL, MSG_DONTWAIT), EFAULT);
 	n = recv_batch(s.kcm, buf, ALL + 1, 0, &flags);
 	ASSERT_EQ(n, ALL);
 	ASSERT_EQ(check_batch(buf, n, 6, &seq, NULL), N);
 	expect_nothing(s.kcm);
-	munmap(map, 2 * pg);
 	free(buf);
 }
 

@@ -1022,6 +1022,20 @@ void *kcm_xmalloc(size_t n)
 	return p;
 }
 
+char *kcm_fault_page(void)
+{
+	long pg = sysconf(_SC_PAGESIZE);
+	char *map;
+
+	map = mmap(NULL, 2 * pg, PROT_READ | PROT_WRITE,
+		   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (map == MAP_FAILED)
+		KCM_FAIL("mmap: %s", kcm_errname(errno));
+	if (mprotect(map + pg, pg, PROT_NONE))
+		KCM_FAIL("mprotect: %s", kcm_errname(errno));
+	return map + pg;
+}
+
 void kcm_dump_proc(const char *why)
 {
 	static const char *const files[] = {

@@ -324,6 +324,12 @@ uint32_t kcm_rand(uint64_t *state);
 uint64_t kcm_seed(void);
 /* malloc() that fails the case instead of returning NULL. */
 void *kcm_xmalloc(size_t n);
+/*
+ * The address where an unwritable page starts, after a writable one: a
+ * buffer there faults at once, one at that address minus n after n bytes.
+ * Unmapped when the case ends (its process exits).
+ */
+char *kcm_fault_page(void);
 
 /* Monotonic time in milliseconds. */
 long long kcm_now_ms(void);
