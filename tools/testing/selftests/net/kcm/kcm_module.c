@@ -757,11 +757,15 @@ static void tr_run(struct tr_shared *sh, int type, int netns,
 		ctx.tcp[i] = attach_pair(ctx.kcm[i % TR_KCMS], &ctx.peer[i]);
 		/*
 		 * A small receive window: a stalled peer soon leaves messages
-		 * cut.  (A small SO_SNDBUF on the attached socket as well
-		 * sometimes stalls transmission for good on Linux 6.1's
-		 * kcm.ko, which is not what this test is about.)
+		 * cut.  Not smaller than this: with a window below loopback's
+		 * MSS (64 KiB) TCP sends only on its zero-window probes,
+		 * whose backoff grows, and a CI run of 2026-12-07 saw 9 of
+		 * the 10 messages of the flow check arrive in 15 s (16 KiB).
+		 * (A small SO_SNDBUF on the attached socket as well sometimes
+		 * stalls transmission for good on Linux 6.1's kcm.ko, which
+		 * is not what this test is about.)
 		 */
-		kcm_set_int_opt(ctx.peer[i], SOL_SOCKET, SO_RCVBUF, 16384);
+		kcm_set_int_opt(ctx.peer[i], SOL_SOCKET, SO_RCVBUF, 256 * 1024);
 		kcm_set_rcvtimeo(ctx.peer[i], 100);
 		kcm_set_sndtimeo(ctx.peer[i], 100);
 	}
