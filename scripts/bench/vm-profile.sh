@@ -2,7 +2,8 @@
 # Runs inside the bench VM instead of vm-matrix.sh when BENCH_PROFILE is set
 # (scripts/bench/profile.sh): one kcm_bench case under `perf record` with
 # the cpu-clock software event over both CPUs (the only sampling event TCG
-# offers), then the report: where kernel and user time goes, by symbol,
+# offers), then the report: where kernel and user time goes, by symbol
+# and by CPU and thread (which CPU idled, which threads moved between CPUs),
 # with call chains for the top symbols, and what the symbols named in
 # PROFILE_FOCUS spend their time on.  perf starts with its events disabled
 # and kcm_bench enables them for its measured interval (KCM_BENCH_PERF_CTL):
@@ -33,6 +34,9 @@ perf report -i /tmp/perf.data --stdio --no-children --sort sym \
 echo "# ---- by module ----"
 perf report -i /tmp/perf.data --stdio --no-children --sort dso -g none \
 	2>/dev/null | grep -v '^$' | head -n 20
+echo "# ---- by CPU and task (idle is swapper) ----"
+perf report -i /tmp/perf.data --stdio --no-children --sort cpu,pid -g none \
+	--percent-limit 1 2>/dev/null | grep -v '^$' | grep -v '^#' | head -n 30
 echo "# ---- inclusive (children) ----"
 perf report -i /tmp/perf.data --stdio --children --sort sym \
 	--percent-limit 3 -g none 2>/dev/null | grep -v '^$' | head -n 70
