@@ -34,8 +34,8 @@ perf report -i /tmp/perf.data --stdio --no-children --sort sym \
 echo "# ---- by module ----"
 perf report -i /tmp/perf.data --stdio --no-children --sort dso -g none \
 	2>/dev/null | grep -v '^$' | head -n 20
-echo "# ---- by CPU and task (idle is swapper) ----"
-perf report -i /tmp/perf.data --stdio --no-children --sort cpu,pid -g none \
+echo "# ---- by CPU and thread (srv-N, cli-N: kcm_bench's; idle is swapper) ----"
+perf report -i /tmp/perf.data --stdio --no-children --sort cpu,pid,comm -g none \
 	--percent-limit 1 2>/dev/null | grep -v '^$' | grep -v '^#' | head -n 30
 echo "# ---- inclusive (children) ----"
 perf report -i /tmp/perf.data --stdio --children --sort sym \

@@ -1714,6 +1714,15 @@ static void *epoll_client(void *arg)
 	return NULL;
 }
 
+/* Names thread t role-i, so that a profile by thread tells them apart. */
+static void name_thread(pthread_t t, const char *role, int i)
+{
+	char name[16];
+
+	snprintf(name, sizeof(name), "%s-%d", role, i);
+	pthread_setname_np(t, name);
+}
+
 /* ---- connections ---------------------------------------------------------- */
 
 #ifndef SOL_TLS
@@ -2195,6 +2204,8 @@ int main(int argc, char **argv)
 				   var == V_USERO ? shared_server : epoll_server,
 				   (void *)(long)i))
 			die("pthread_create");
+		else
+			name_thread(srv[i], "srv", i);
 
 	if (!cli_epoll)
 		t0 = start_window();
@@ -2204,6 +2215,8 @@ int main(int argc, char **argv)
 				   cli_epoll ? epoll_client : echo_client,
 				   (void *)(long)i))
 			die("pthread_create");
+		else
+			name_thread(cli[i], "cli", i);
 	/*
 	 * -e: every connection's first requests go out at once, a burst that
 	 * thousands of connections take long to clear.  The run is measured
