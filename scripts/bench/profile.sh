@@ -4,7 +4,8 @@
 #   PROFILE="-w stream -v kcm -s 64 -c 4 -t 2 -d 0.3" scripts/bench/profile.sh
 # Environment: KERNELS (default 6.12), BENCH_LANES (default ours), PROFILE
 # (kcm_bench arguments), PROFILE_FOCUS (symbols whose callees to show,
-# e.g. "kcm_rx_recvmsg kcm_tx_sendmsg"), BENCH_ICOUNT (default 1: instruction-counted time,
+# e.g. "kcm_rx_recvmsg kcm_tx_sendmsg"), PROFILE_PIN (1: kcm_bench pins its
+# server and client thread i to CPU i, KCM_BENCH_PIN), BENCH_ICOUNT (default 1: instruction-counted time,
 # so that samples fall in proportion to guest instructions).
 # Needs perf on the host (Debian's linux-perf: installed if missing); the
 # guest runs the host's perf binary with its libraries.

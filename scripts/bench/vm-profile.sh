@@ -20,7 +20,7 @@ tcpext >/tmp/tcpext.before
 ctxt0=$(awk '/^ctxt/ { print $2 }' /proc/stat)
 mkfifo /tmp/perf.ctl /tmp/perf.ack
 # shellcheck disable=SC2086
-KCM_BENCH_PERF_CTL=/tmp/perf.ctl,/tmp/perf.ack \
+KCM_BENCH_PIN=$PROFILE_PIN KCM_BENCH_PERF_CTL=/tmp/perf.ctl,/tmp/perf.ack \
 	perf record -q -a -g -e cpu-clock -F 2000 -D -1 \
 	--control fifo:/tmp/perf.ctl,/tmp/perf.ack -o /tmp/perf.data -- \
 	/samples/kcm_bench $BENCH_PROFILE || echo "# kcm-profile: perf record failed: $?"

@@ -113,6 +113,10 @@
  * disabled; the run enables them for its measured interval only, not
  * while it sets up or closes its connections.
  *
+ * KCM_BENCH_PIN=1 (make profile's PROFILE_PIN=1) pins server thread i and
+ * client thread i to CPU i modulo the CPUs online, in every variant: where
+ * the scheduler puts the threads then no longer differs between them.
+ *
  * KCM_BENCH_INJECT=corrupt|drop|dup|stall[:SEQ] (the bench's self-test,
  * selftest.sh) makes client 0 send its message SEQ (default 10) wrong: one
  * byte flipped after the checksum was computed, not at all, twice, or
@@ -1714,13 +1718,25 @@ static void *epoll_client(void *arg)
 	return NULL;
 }
 
-/* Names thread t role-i, so that a profile by thread tells them apart. */
+/*
+ * Names thread t role-i, so that a profile by thread tells them apart; with
+ * KCM_BENCH_PIN=1 in the environment, pins it to CPU i (modulo the CPUs
+ * online), servers and clients alike, whatever the variant.
+ */
 static void name_thread(pthread_t t, const char *role, int i)
 {
+	const char *pin = getenv("KCM_BENCH_PIN");
 	char name[16];
+	cpu_set_t set;
 
 	snprintf(name, sizeof(name), "%s-%d", role, i);
 	pthread_setname_np(t, name);
+	if (!pin || strcmp(pin, "1"))
+		return;
+	CPU_ZERO(&set);
+	CPU_SET(i % sysconf(_SC_NPROCESSORS_ONLN), &set);
+	if (pthread_setaffinity_np(t, sizeof(set), &set))
+		die("pthread_setaffinity_np");
 }
 
 /* ---- connections ---------------------------------------------------------- */
