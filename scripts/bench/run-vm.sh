@@ -11,7 +11,7 @@
 # Environment: the BENCH_* settings of vm-matrix.sh, BENCH_ICOUNT=1 to run
 # QEMU with -icount shift=0,sleep=off (virtual time counted in guest
 # instructions; a single TCG thread), BENCH_VM_TIMEOUT (seconds, default 1800),
-# BENCH_VM_MEM (guest MiB, default 1024).
+# BENCH_VM_MEM (guest MiB, default 1024), BENCH_VM_CPUS (vCPUs, default 2).
 # BENCH_PROFILE="kcm_bench arguments": instead of the matrix, run that one
 # case under perf (scripts/bench/vm-profile.sh; `make profile`).
 set -euo pipefail
@@ -98,7 +98,7 @@ icount=()
 cmdline="console=ttyS0 loglevel=5 panic_on_warn=1 oops=panic panic=-1 softlockup_panic=1"
 rc=0
 timeout -k 10 "${BENCH_VM_TIMEOUT:-1800}" qemu-system-x86_64 \
-	-machine q35 -m "${BENCH_VM_MEM:-1024}" -smp 2 -nodefaults -display none -no-reboot "${icount[@]}" \
+	-machine q35 -m "${BENCH_VM_MEM:-1024}" -smp "${BENCH_VM_CPUS:-2}" -nodefaults -display none -no-reboot "${icount[@]}" \
 	-kernel "/boot/vmlinuz-$kver" -initrd "$dir/initramfs.cpio.gz" -append "$cmdline" \
 	-serial "file:$dir/console.log" -serial "file:$dir/bench.log" </dev/null || rc=$?
 echo "$rc" >"$dir/qemu.rc"
